@@ -1,0 +1,17 @@
+"""decoder2vec: turn any decoder-only LLM into a text encoder.
+
+load -> make bidirectional -> train (MNTP -> SimCSE -> supervised) -> Encoder -> evaluate / serve / export
+"""
+
+from .bidirectional import is_bidirectional, make_bidirectional, make_causal
+from .encoder import Encoder, EncoderConfig
+from .errors import Decoder2VecError
+from .loading import DEFAULT_MODEL, load_model, resolve_model
+from .pooling import POOLINGS
+from .precision import PRECISIONS
+
+__version__ = "0.1.0"
+__all__ = [
+    "Encoder", "EncoderConfig", "Decoder2VecError", "make_bidirectional", "make_causal", "is_bidirectional",
+    "load_model", "resolve_model", "DEFAULT_MODEL", "POOLINGS", "PRECISIONS",
+]

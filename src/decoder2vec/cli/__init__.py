@@ -1,0 +1,49 @@
+"""`decoder2vec VERB ...`: a thin layer over the Python API; flags carry the kwargs' names.
+
+Each verb is a small module in this package with `add_arguments(parser)` and `run(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import Decoder2VecError
+
+# verb -> (module, one-line help)
+VERBS = {
+    "encode": ("encode", "encode texts from a file into vectors (.npy or .parquet)"),
+    "info": ("info", "describe a model: family, size, max length, bidirectional"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decoder2vec", description="Text embeddings from decoder-only LLMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, (module, help_text) in VERBS.items():
+        mod = importlib.import_module(f"{__name__}.{module}")
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        mod.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args._run(args) or 0
+    except Decoder2VecError as exc:
+        print(f"decoder2vec {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_model_argument(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    help_text = "hub id, local folder, .gguf file, or packaged name (default: smollm2-135m)"
+    if positional:
+        parser.add_argument("model", nargs="?", default=None, help=help_text)
+    else:
+        parser.add_argument("--model", default=None, help=help_text)

@@ -1,0 +1,26 @@
+"""decoder2vec info [MODEL]"""
+
+from __future__ import annotations
+
+import json
+
+from . import add_model_argument
+
+
+def add_arguments(p):
+    add_model_argument(p, positional=True)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args):
+    from ..encoder import Encoder
+
+    info = Encoder.from_pretrained(args.model).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    width = max(map(len, info))
+    for key, value in info.items():
+        if key == "parameters":
+            value = f"{value:,} ({value / 1e6:.1f}M)"
+        print(f"{key:<{width}}  {value}")

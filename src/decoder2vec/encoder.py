@@ -1,0 +1,360 @@
+"""The Encoder: tokenizer + (bidirectional) decoder backbone + pooling -> text vectors.
+
+Everything else in decoder2vec produces an Encoder folder (training) or consumes one
+(evaluation, serving, export). The folder describes itself in `decoder2vec_config.json`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import loading
+from .bidirectional import is_bidirectional, set_causal
+from .errors import Decoder2VecError
+from .pooling import check_pooling, pool
+from .precision import check_precision, quantize
+
+CONFIG_NAME = "decoder2vec_config.json"
+
+
+@dataclass
+class EncoderConfig:
+    """What a saved Encoder folder says about itself."""
+
+    pooling: str = "mean"
+    bidirectional: bool = True
+    max_length: int = 512
+    # The text placed before the input when an instruction is given; the instruction's
+    # tokens are attended to but never pooled.
+    instruction_template: str = "{instruction} "
+    base_model: str | None = None
+    dimension: int | None = None
+    # Training history, one entry per stage: {"stage": "mntp", "recipe": ..., ...}.
+    stages: list = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EncoderConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Batch:
+    """A padded batch: what the backbone and the pooling need, as tensors."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    pool_mask: torch.Tensor  # tokens of the text itself: not padding, instruction or special
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.pool_mask)))
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, (list, tuple)):
+        raise Decoder2VecError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise Decoder2VecError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+    return list(texts)
+
+
+def _check_instructions(instruction, n: int) -> list[str | None]:
+    if instruction is None or isinstance(instruction, str):
+        return [instruction or None] * n
+    if not isinstance(instruction, (list, tuple)) or len(instruction) != n:
+        raise Decoder2VecError(
+            f"instruction must be a string, None, or a list with one entry per text ({n}); got "
+            f"{type(instruction).__name__} of length {len(instruction) if hasattr(instruction, '__len__') else '?'}"
+        )
+    for i, item in enumerate(instruction):
+        if item is not None and not isinstance(item, str):
+            raise Decoder2VecError(f"instruction[{i}] is {type(item).__name__}, not str or None")
+    return [item or None for item in instruction]
+
+
+class Encoder:
+    """Turns texts into vectors with a decoder-only LLM.
+
+    >>> encoder = Encoder.from_pretrained()          # packaged SmolLM2-135M, bidirectional, mean pooling
+    >>> vectors = encoder.encode(["a text", "another"], normalize_embeddings=True)
+    """
+
+    def __init__(self, model, tokenizer, config: EncoderConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or EncoderConfig()
+        check_pooling(self.config.pooling)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        # Either side gives the same vectors (positions are computed from the mask); right
+        # padding keeps the SDPA mask simple.
+        self.padding_side = "right"
+        set_causal(self.model, not self.config.bidirectional)
+        self.config.dimension = self.model.config.get_text_config().hidden_size
+        self._takes_position_ids = "position_ids" in inspect.signature(self._backbone().forward).parameters
+
+    # ----------------------------------------------------------------- loading / saving
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike | None = None,
+        *,
+        pooling: str | None = None,
+        bidirectional: bool | None = None,
+        max_length: int | None = None,
+        instruction_template: str | None = None,
+        device: str | None = None,
+        dtype=None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> "Encoder":
+        """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
+        packaged model name (default: the packaged SmolLM2-135M-Instruct). Keyword arguments
+        override what a decoder2vec folder says."""
+        source = loading.resolve_model(model)
+        saved = Path(source) / CONFIG_NAME
+        config = EncoderConfig.from_dict(json.loads(saved.read_text())) if saved.exists() else EncoderConfig()
+        if not saved.exists():
+            config.base_model = str(model) if model is not None else loading.DEFAULT_MODEL
+        overrides = dict(pooling=pooling, bidirectional=bidirectional, max_length=max_length,
+                         instruction_template=instruction_template)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        check_pooling(config.pooling)
+        if config.max_length < 1:
+            raise Decoder2VecError(f"max_length must be >= 1, got {config.max_length}")
+        net, tokenizer = loading.load_model(
+            source, device=device, dtype=dtype, attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+        net.eval()
+        return cls(net, tokenizer, config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write weights (safetensors), tokenizer and decoder2vec_config.json. Atomic: the folder
+        appears only when complete."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        try:
+            self._backbone().save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dimension(self) -> int:
+        return self.config.dimension
+
+    @property
+    def pooling(self) -> str:
+        return self.config.pooling
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_length
+
+    def is_bidirectional(self) -> bool:
+        return is_bidirectional(self.model)
+
+    def _backbone(self):
+        # A peft-wrapped model keeps the transformers model one or two levels down.
+        net = self.model
+        while hasattr(net, "get_base_model") and net is not net.get_base_model():
+            net = net.get_base_model()
+        return net
+
+    def info(self) -> dict:
+        cfg = self.model.config.get_text_config()
+        params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "family": cfg.model_type,
+            "parameters": params,
+            "hidden_size": cfg.hidden_size,
+            "layers": getattr(cfg, "num_hidden_layers", None),
+            "max_length": self.config.max_length,
+            "model_max_length": getattr(cfg, "max_position_embeddings", None),
+            "bidirectional": self.is_bidirectional(),
+            "pooling": self.config.pooling,
+            "instruction_template": self.config.instruction_template,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "stages": [s.get("stage") for s in self.config.stages],
+        }
+
+    # ----------------------------------------------------------------- tokenization
+    def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None):
+        """Tokenize instruction + text in one batched call.
+
+        Returns (input_ids, pool_masks, n_truncated): lists of python int lists, one per text.
+        The pool mask comes from character offsets: a token belongs to the text when it ends
+        after the instruction prefix and is not a special token.
+        """
+        instructions = instructions or [None] * len(texts)
+        prefixes = [
+            self.config.instruction_template.format(instruction=ins.strip()) if ins else "" for ins in instructions
+        ]
+        full = [p + t for p, t in zip(prefixes, texts)]
+        enc = self.tokenizer(
+            full, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True,
+            return_attention_mask=False, truncation=False, verbose=False,
+        )
+        limit = self.config.max_length
+        ids_out, masks_out, truncated = [], [], 0
+        for ids, offsets, special, prefix in zip(
+            enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], prefixes
+        ):
+            ends = np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets))
+            mask = (ends > len(prefix)) & (np.asarray(special, dtype=bool) == 0)
+            if len(ids) > limit:
+                truncated += 1
+                # Keep a trailing special token (e.g. EOS) that some tokenizers append.
+                keep_last = bool(special[-1]) and limit > 1
+                ids = ids[: limit - 1] + ids[-1:] if keep_last else ids[:limit]
+                mask = np.concatenate([mask[: limit - 1], mask[-1:]]) if keep_last else mask[:limit]
+            ids_out.append(ids)
+            masks_out.append(mask)
+        return ids_out, masks_out, truncated
+
+    def collate(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> Batch:
+        """Pad a list of token id lists into a Batch."""
+        n, width = len(ids), max(len(x) for x in ids)
+        input_ids = np.full((n, width), self.tokenizer.pad_token_id, dtype=np.int64)
+        attention = np.zeros((n, width), dtype=np.int64)
+        pooled = np.zeros((n, width), dtype=np.int64)
+        for row, (x, m) in enumerate(zip(ids, pool_masks)):
+            span = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
+            input_ids[row, span] = x
+            attention[row, span] = 1
+            pooled[row, span] = m
+        return Batch(torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(pooled))
+
+    # ----------------------------------------------------------------- forward
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        kwargs = {}
+        if self._takes_position_ids:
+            # Positions count real tokens only, so left padding does not shift them.
+            kwargs["position_ids"] = (batch.attention_mask.cumsum(1) - 1).clamp(min=0)
+        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Differentiable: a padded Batch -> pooled vectors (batch, dim). Training uses this."""
+        batch = batch.to(self.device)
+        states = self.hidden_states(batch)
+        return pool(states, batch.pool_mask, batch.attention_mask, self.config.pooling)
+
+    # ----------------------------------------------------------------- encode
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        instruction: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int | None = 16384,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        precision: str = "float32",
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = False,
+    ):
+        """Encode texts into vectors (numpy array, or torch tensor with convert_to_tensor).
+
+        instruction: one string for every text, or a list with one (or None) per text.
+        Texts are sorted by length and batched by `batch_size` and `max_batch_tokens` so little
+        compute goes to padding; the result comes back in input order.
+        """
+        single = isinstance(texts, str)
+        texts = _check_texts(texts)
+        instructions = _check_instructions(instruction, len(texts))
+        check_precision(precision)
+        if batch_size < 1:
+            raise Decoder2VecError(f"batch_size must be >= 1, got {batch_size}")
+        if truncate_dim is not None and not 0 < truncate_dim <= self.dimension:
+            raise Decoder2VecError(f"truncate_dim must be in 1..{self.dimension}, got {truncate_dim}")
+        dim = truncate_dim or self.dimension
+        if not texts:
+            out = quantize(np.zeros((0, dim), dtype=np.float32), precision)
+            return torch.from_numpy(out) if convert_to_tensor else out
+
+        ids, masks, truncated = self.tokenize(texts, instructions)
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {len(texts)} texts were longer than max_length={self.max_length} tokens "
+                "and were truncated", stacklevel=2,
+            )
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) >= 256 and _stderr_is_tty()
+        result = np.empty((len(texts), dim), dtype=np.float32)
+        from tqdm.auto import tqdm
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode(), tqdm(total=len(texts), disable=not show_progress_bar, desc="encode") as bar:
+                start = 0
+                for size in batches:
+                    rows = order[start:start + size]
+                    start += size
+                    batch = self.collate([ids[i] for i in rows], [masks[i] for i in rows])
+                    vectors = self.embed(batch)[:, :dim].float()
+                    if normalize_embeddings:
+                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                    result[rows] = vectors.cpu().numpy()
+                    bar.update(size)
+        finally:
+            self.model.train(was_training)
+        if not np.isfinite(result).all():
+            raise Decoder2VecError("the model produced NaN/inf vectors; try dtype='float32'")
+        out = quantize(result, precision)
+        if single:
+            out = out[0]
+        return torch.from_numpy(out) if convert_to_tensor else out
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[int]:
+    """Split length-sorted (descending) texts into batch sizes; the first text of each batch is the
+    longest, so a batch's padded size is len(first) * count."""
+    sizes, i = [], 0
+    while i < len(lengths):
+        count = batch_size
+        if max_batch_tokens:
+            count = max(1, min(count, max_batch_tokens // max(lengths[i], 1)))
+        count = min(count, len(lengths) - i)
+        sizes.append(count)
+        i += count
+    return sizes
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

