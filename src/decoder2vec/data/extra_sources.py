@@ -1,0 +1,144 @@
+"""More real Danish and German prose for the language recipes: the translated Linux man pages.
+
+Debian ships the man pages translated by the manpages-l10n project as `manpages-da` (about 190
+pages, ~0.7 MB of source) and `manpages-de` (about 900 pages, ~12 MB). They are real,
+human-translated technical prose, disjoint from the LibreOffice help pages that the evaluation
+suite uses, so MNTP and SimCSE can train on them without touching a test item.
+
+`manpages(lang)` downloads the package once with `apt-get download` (no root, nothing installed),
+turns each page's roff source into plain paragraphs and caches them as JSON lines under
+`cache_dir()/data/manpages-<lang>.jsonl` (written atomically: a killed run never leaves half a file).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import Decoder2VecError, choices_error
+from ..loading import cache_dir
+
+MANPAGE_PACKAGES = {"da": "manpages-da", "de": "manpages-de"}
+
+# Sections that are boilerplate in every page (authors, bug reports, copyright, see also).
+_SKIP_SECTIONS = {
+    "da": {"FORFATTER", "FORFATTERE", "FEJLRAPPORTER", "OPHAVSRET", "SE OGSÅ", "OVERSÆTTELSE", "KOLOFON"},
+    "de": {"AUTOR", "AUTOREN", "FEHLER MELDEN", "COPYRIGHT", "SIEHE AUCH", "ÜBERSETZUNG", "KOLOPHON"},
+}
+_ESCAPES = [
+    (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),  # font changes \fB \fI \fP \f[CR]
+    (re.compile(r"\\[/,&:%]"), ""),  # italic corrections, zero-width breaks
+    (re.compile(r"\\\(aq"), "'"), (re.compile(r"\\\((dq|lq|rq|Fo|Fc)"), '"'),
+    (re.compile(r"\\\((em|en)"), "–"), (re.compile(r"\\\(co"), "©"), (re.compile(r"\\\(bu"), "•"),
+    (re.compile(r"\\\(.."), ""), (re.compile(r"\\\[[^\]]*\]"), ""),
+    (re.compile(r"\\\*(\(..|\[[^\]]*\]|.)"), ""),  # string registers
+    (re.compile(r"\\s[-+]?\d"), ""), (re.compile(r"\\[-e]"), lambda m: "-" if m.group(0) == "\\-" else "\\"),
+    (re.compile(r"\\ "), " "), (re.compile(r"\\(.)"), r"\1"),
+]
+_BREAKS = {"PP", "P", "LP", "TP", "IP", "SH", "SS", "HP", "RS", "RE", "br", "sp", "nf", "fi", "EX", "EE", "TH", "SY"}
+_INLINE = {"B", "I", "BI", "IB", "BR", "RB", "IR", "RI", "SM", "SB", "UR", "MT", "UE", "ME", "OP"}
+
+
+def _unescape(line: str) -> str:
+    for pattern, repl in _ESCAPES:
+        line = pattern.sub(repl, line)
+    return line
+
+
+def roff_paragraphs(source: str, lang: str) -> list[str]:
+    """Plain-text paragraphs of one man page's roff source: prose only (no option lists, no code
+    blocks, no boilerplate sections); each paragraph has at least 8 words."""
+    paragraphs, current, section, verbatim, tagged = [], [], "", False, False
+
+    def flush():
+        text = " ".join(" ".join(current).split())
+        current.clear()
+        words = text.split()
+        letters = sum(ch.isalpha() for ch in text)
+        if section not in _SKIP_SECTIONS.get(lang, set()) and len(words) >= 8 and letters > 0.6 * len(text):
+            paragraphs.append(text)
+
+    for raw in source.splitlines():
+        if raw.startswith(('.\\"', "'\\\"", '\\"')):
+            continue
+        if raw.startswith((".", "'")):
+            parts = raw[1:].split(None, 1)
+            macro = parts[0] if parts else ""
+            arg = parts[1] if len(parts) > 1 else ""
+            if macro in _BREAKS:
+                flush()
+                verbatim = macro in ("nf", "EX") or (verbatim and macro not in ("fi", "EE"))
+                tagged = macro == "TP"  # the next line is an option tag, not prose
+                if macro == "SH":
+                    section = _unescape(arg).strip('"').strip().upper()
+            elif macro in _INLINE and not verbatim:
+                current.append(_unescape(arg).replace('"', ""))
+            continue
+        if verbatim:
+            continue
+        if tagged:
+            tagged = False
+            continue
+        current.append(_unescape(raw))
+    flush()
+    return paragraphs
+
+
+def _download_deb(package: str, into: Path) -> Path:
+    if shutil.which("apt-get") is None:
+        raise Decoder2VecError(f"the {package} corpus needs Debian's apt-get (apt-get download {package})")
+    result = subprocess.run(["apt-get", "download", package], cwd=into, capture_output=True, text=True)
+    debs = sorted(into.glob(f"{package}_*.deb"))
+    if result.returncode != 0 or not debs:
+        raise Decoder2VecError(f"apt-get download {package} failed: {result.stderr.strip()[-300:]}")
+    return debs[0]
+
+
+def _deb_members(deb: Path):
+    """(name, bytes) of every file in a .deb, without dpkg: a .deb is an ar archive holding data.tar.*."""
+    blob = deb.read_bytes()
+    pos = 8  # "!<arch>\n"
+    while pos < len(blob):
+        name = blob[pos:pos + 16].decode().strip().rstrip("/")
+        size = int(blob[pos + 48:pos + 58].decode().strip())
+        body = blob[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size % 2)
+        if name.startswith("data.tar"):
+            import io
+
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                for member in tar.getmembers():
+                    if member.isfile():
+                        yield member.name, tar.extractfile(member).read()
+
+
+def manpages(lang: str) -> list[dict]:
+    """Paragraphs of the Danish or German man pages: [{"doc": "man1/ls", "text": ...}, ...]."""
+    if lang not in MANPAGE_PACKAGES:
+        raise choices_error("man page language", lang, MANPAGE_PACKAGES)
+    package = MANPAGE_PACKAGES[lang]
+    target = cache_dir() / "data" / f"{package}.jsonl"
+    if not target.exists():
+        from tqdm.auto import tqdm
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            deb = _download_deb(package, Path(tmp))
+            rows = []
+            pages = [(n, b) for n, b in _deb_members(deb) if f"/man/{lang}/man" in n and n.endswith(".gz")]
+            for name, data in tqdm(sorted(pages), desc=package, disable=None):
+                doc = "/".join(Path(name).parts[-2:]).removesuffix(".gz")
+                text = gzip.decompress(data).decode("utf-8", errors="replace")
+                rows += [{"doc": doc, "text": p} for p in roff_paragraphs(text, lang)]
+        fd, tmp_path = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        os.replace(tmp_path, target)
+    return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
