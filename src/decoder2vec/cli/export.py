@@ -1,0 +1,49 @@
+"""decoder2vec export [MODEL] --to sentence-transformers OUT [--results results.json] [--push-to-hub REPO]"""
+
+from __future__ import annotations
+
+from ..errors import Decoder2VecError
+from . import add_model_argument
+
+FORMATS = ("sentence-transformers",)
+
+
+def add_arguments(p):
+    add_model_argument(p, positional=True)
+    p.add_argument("--to", dest="to", nargs=2, metavar=("FORMAT", "OUT"), required=True,
+                   help="format (sentence-transformers) and output folder")
+    p.add_argument("--results", default=None, help="results JSON from `decoder2vec evaluate` for the model card")
+    p.add_argument("--instruction", dest="instructions", action="append", default=None, metavar="NAME=TEXT",
+                   help="a sentence-transformers prompt: NAME=INSTRUCTION (repeatable; default: query=...)")
+    p.add_argument("--model-name", dest="model_name", default=None, help="name used in the model card")
+    p.add_argument("--push-to-hub", dest="push_to_hub", default=None, metavar="REPO",
+                   help="upload the folder to this Hugging Face hub repo (needs internet and a token)")
+    p.add_argument("--private", action="store_true", help="create the hub repo as private")
+
+
+def parse_instructions(items: list[str] | None) -> dict[str, str] | None:
+    if items is None:
+        return None
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip() or not text.strip():
+            raise Decoder2VecError(f"--instruction must look like NAME=INSTRUCTION, got {item!r}")
+        out[name.strip()] = text.strip()
+    return out
+
+
+def run(args):
+    from ..export import export_sentence_transformers, push_to_hub, read_results
+
+    fmt, out = args.to
+    if fmt not in FORMATS:
+        raise Decoder2VecError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    instructions = parse_instructions(args.instructions)
+    results = read_results(args.results) if args.results else None  # fail before the model load
+    folder = export_sentence_transformers(args.model, out, results, instructions=instructions,
+                                          model_name=args.model_name or args.push_to_hub)
+    print(f"wrote a sentence-transformers folder to {folder} (SentenceTransformer({str(folder)!r}))")
+    if args.push_to_hub:
+        url = push_to_hub(folder, args.push_to_hub, private=args.private)
+        print(f"pushed to {url}")

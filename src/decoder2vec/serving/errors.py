@@ -1,0 +1,28 @@
+"""Errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+# status -> OpenAI's error type for it
+_TYPES = {
+    400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+    413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+    500: "server_error", 503: "server_error",
+}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, param=self.param, code=self.code)
+
+
+def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"),
+                      "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
