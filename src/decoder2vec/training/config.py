@@ -1,0 +1,210 @@
+"""Stage configs: one `@dataclass` per stage; a recipe (YAML) is one of them written down.
+
+Keys that exist in Hugging Face `TrainingArguments` keep those names (output_dir, max_steps,
+learning_rate, per_device_train_batch_size, ...). Any other TrainingArguments key may also appear
+in a recipe and is passed through; every other unknown key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import Decoder2VecError, choices_error
+
+
+def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class StageConfig:
+    """What every stage takes: the model, the data, LoRA and the Trainer's main knobs."""
+
+    stage: str = _help("mntp | simcse | supervised", "")
+    model: str | None = _help("base model (packaged name, hub id, folder, .gguf) or the previous stage's folder", None)
+    data: list = _help("sources: packaged names, local files, or hub dataset ids", factory=list)
+    output_dir: str = _help("where the finished Encoder folder is written (checkpoints go to <output_dir>.checkpoints)", "")
+    max_length: int = _help("training sequence length in tokens", 128)
+    data_limit: int | None = _help("use at most this many training examples (after splitting)", None)
+    text_column: str = _help("text column of local files / hub datasets", "text")
+    lora_r: int = _help("LoRA rank", 16)
+    lora_alpha: float = _help("LoRA alpha (scaling = alpha / r)", 32)
+    lora_dropout: float = _help("dropout on the LoRA path", 0.05)
+    lora_target_modules: list | None = _help(
+        "module names to adapt; default: every linear layer inside the decoder layers", None)
+    # TrainingArguments with our defaults (CPU-sized).
+    max_steps: int = _help("optimizer steps", 100)
+    learning_rate: float = _help("peak learning rate", 1e-4)
+    per_device_train_batch_size: int = _help("examples per step and process", 16)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", 1)
+    warmup_steps: float = _help("warmup steps (a value < 1 is a fraction of max_steps)", 0.1)
+    lr_scheduler_type: str = _help("learning-rate schedule", "linear")
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    logging_steps: int = _help("log every this many steps", 10)
+    save_steps: int = _help("checkpoint every this many steps (resume starts from the last one)", 50)
+    save_total_limit: int | None = _help("keep at most this many checkpoints", 2)
+    seed: int = _help("random seed (data order, masking, dropout, LoRA init)", 42)
+    report_to: list = _help("loggers: csv (always written), tensorboard, wandb, ...", factory=lambda: ["tensorboard"])
+    dtype: str | None = _help("float32 | bfloat16 (default: fp32 on CPU, bf16 on GPU)", None)
+    keep_checkpoints: bool = _help("keep <output_dir>.checkpoints after the stage finished", False)
+    training_args: dict = _help("other TrainingArguments keys, passed through", factory=dict)
+    recipe: str | None = _help("the recipe file this config came from (recorded in the output)", None)
+
+
+@dataclass
+class MNTPConfig(StageConfig):
+    """Masked next-token prediction: bidirectional attention, mask tokens, predict each masked
+    token from the position before it (the LM head stays where it was trained)."""
+
+    stage: str = "mntp"
+    mask_probability: float = _help("fraction of tokens masked", 0.2)
+    mask_policy: str = _help("80-10-10 (mask / random / keep, like BERT) or all-mask", "80-10-10")
+    mask_token: str = _help(
+        "auto (the tokenizer's mask token, else underscore) | underscore | eos | add (a new <mask> token)", "auto")
+    eval_texts: int = _help("held-out text chunks for MNTP accuracy before and after training", 64)
+
+
+@dataclass
+class SimCSEConfig(StageConfig):
+    """Unsupervised SimCSE: the same sentence twice with dropout is the positive pair."""
+
+    stage: str = "simcse"
+    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
+    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
+    attention_dropout: float = _help("dropout on attention weights while training", 0.1)
+    hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.1)
+    min_words: int = _help("shortest sentence kept (words)", 5)
+    max_words: int = _help("longest sentence kept (words)", 60)
+
+
+@dataclass
+class SupervisedConfig(StageConfig):
+    """Supervised contrastive: (query, positive, hard negatives), in-batch and cross-process negatives."""
+
+    stage: str = "supervised"
+    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
+    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
+    query_instruction: str | None = _help("instruction before every query (attended to, not pooled)", None)
+    document_instruction: str | None = _help("instruction before every positive/negative", None)
+    min_score: float = _help("STS-B pairs scoring at least this are positives", 4.0)
+    hard_negatives: bool = _help("use hard negatives (STS-B: low-scoring partners)", True)
+    negative_max_score: float = _help("STS-B partners scoring at most this are hard negatives", 1.0)
+    mini_batch_size: int = _help("cached (GradCache) loss: encode in chunks of this size; 0 = off", 0)
+    gather_across_processes: bool = _help("use every process's documents as negatives (with gradient)", True)
+    batch_per_task: bool = _help("draw each batch from a single data source", True)
+    attention_dropout: float = _help("dropout on attention weights while training", 0.0)
+    hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.0)
+
+
+STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig}
+MASK_POLICIES = ("80-10-10", "all-mask")
+MASK_TOKENS = ("auto", "underscore", "eos", "add")
+
+
+def _training_argument_names() -> set[str]:
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def make_config(values: dict) -> StageConfig:
+    """A stage config from a flat dict (a parsed recipe plus overrides); validates everything."""
+    values = dict(values)
+    stage = values.get("stage")
+    if stage not in STAGE_CONFIGS:
+        raise choices_error("stage", stage, STAGE_CONFIGS)
+    cls = STAGE_CONFIGS[stage]
+    known = {f.name for f in dataclasses.fields(cls)}
+    passthrough = dict(values.pop("training_args", None) or {})
+    unknown = [k for k in values if k not in known]
+    trainer_keys = _training_argument_names()
+    for key in [k for k in unknown if k in trainer_keys]:
+        passthrough[key] = values.pop(key)
+    unknown = [k for k in unknown if k not in trainer_keys]
+    bad_pass = [k for k in passthrough if k not in trainer_keys]
+    if unknown or bad_pass:
+        raise Decoder2VecError(
+            f"unknown {stage} recipe key(s): {', '.join(unknown + bad_pass)} "
+            f"(known: {', '.join(sorted(known - {'training_args'}))}, or any TrainingArguments key)"
+        )
+    if isinstance(values.get("data"), str):
+        values["data"] = [values["data"]]
+    if isinstance(values.get("lora_target_modules"), str):
+        values["lora_target_modules"] = [values["lora_target_modules"]]
+    if isinstance(values.get("report_to"), str):
+        values["report_to"] = [] if values["report_to"] == "none" else [values["report_to"]]
+    config = cls(**values, training_args=passthrough)
+    validate(config)
+    return config
+
+
+def validate(config: StageConfig) -> None:
+    def need(ok: bool, message: str):
+        if not ok:
+            raise Decoder2VecError(message)
+
+    need(bool(config.output_dir), f"{config.stage}: output_dir is required")
+    need(bool(config.data), f"{config.stage}: data is required (a packaged name, a file, or a hub dataset)")
+    for key in ("max_length", "lora_r", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "logging_steps", "save_steps"):
+        value = getattr(config, key)
+        need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+             f"{key} must be an integer >= 1, got {value!r}")
+    need(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}")
+    need(0 <= config.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {config.lora_dropout}")
+    if isinstance(config, MNTPConfig):
+        need(0 < config.mask_probability < 1, f"mask_probability must be in (0, 1), got {config.mask_probability}")
+        if config.mask_policy not in MASK_POLICIES:
+            raise choices_error("mask_policy", config.mask_policy, MASK_POLICIES)
+        if config.mask_token not in MASK_TOKENS:
+            raise choices_error("mask_token", config.mask_token, MASK_TOKENS)
+    if isinstance(config, (SimCSEConfig, SupervisedConfig)):
+        from ..pooling import check_pooling
+
+        check_pooling(config.pooling)
+        need(config.scale > 0, f"scale must be > 0, got {config.scale}")
+        for key in ("attention_dropout", "hidden_dropout"):
+            need(0 <= getattr(config, key) < 1, f"{key} must be in [0, 1), got {getattr(config, key)}")
+    if isinstance(config, SupervisedConfig):
+        need(config.mini_batch_size >= 0, f"mini_batch_size must be >= 0, got {config.mini_batch_size}")
+
+
+def parse_value(text: str):
+    """A --set value: YAML scalars/lists (`3`, `1e-4`, `true`, `[a, b]`, `null`)."""
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def load_recipe(recipe: str | Path | dict, **overrides) -> StageConfig:
+    """Read a YAML recipe (or a dict), apply overrides, validate; relative paths in the recipe
+    stay relative to the working directory, like every CLI path."""
+    if isinstance(recipe, dict):
+        values, source = dict(recipe), None
+    else:
+        path = Path(recipe)
+        if not path.is_file():
+            raise Decoder2VecError(f"recipe not found: {recipe}")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise Decoder2VecError(f"recipe {recipe} is not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise Decoder2VecError(f"recipe {recipe} must be a mapping of key: value")
+        source = str(path)
+    values.update(overrides)
+    values.setdefault("recipe", source)
+    return make_config(values)
+
+
+def help_table(stage: str) -> list[tuple[str, object, str]]:
+    """(key, default, help) of every key a stage takes: for docs and `train --help-keys`."""
+    rows = []
+    for f in dataclasses.fields(STAGE_CONFIGS[stage]):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((f.name, default, f.metadata.get("help", "")))
+    return rows

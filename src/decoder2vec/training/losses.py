@@ -1,0 +1,59 @@
+"""Contrastive losses: InfoNCE over in-batch (and cross-process) negatives."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of torch.distributed, or (0, 1) when not distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Concatenate `x` from every process along dim 0, keeping the gradient to each process's own
+    rows (torch.distributed.nn's all_gather is differentiable). Rows may differ in number across
+    processes: they are padded to the largest count and the padding is dropped again.
+    Returns (gathered rows, row count of each process)."""
+    rank, size = world()
+    if size == 1:
+        return x, [x.shape[0]]
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    count = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(count) for _ in range(size)]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    longest = max(counts)
+    if longest == 0:
+        return x, counts
+    padded = torch.cat([x, x.new_zeros(longest - x.shape[0], *x.shape[1:])]) if x.shape[0] < longest else x
+    parts = all_gather(padded)
+    return torch.cat([part[:n] for part, n in zip(parts, counts)]), counts
+
+
+def info_nce(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None, *,
+             scale: float = 20.0, gather: bool = False) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy of each query against its own positive among every candidate.
+
+    Candidates are all positives (in-batch negatives) plus the hard negatives; with gather=True
+    they come from every process. Returns (loss, candidates per query) so callers can log how
+    many negatives each query really saw.
+    """
+    offset = 0
+    if gather:
+        rank, _ = world()
+        positives, counts = gather_with_grad(positives)
+        offset = sum(counts[:rank])  # where this process's positives start among all of them
+        if negatives is not None:
+            negatives, _ = gather_with_grad(negatives)
+    candidates = positives if negatives is None or negatives.shape[0] == 0 else torch.cat([positives, negatives])
+    scores = F.normalize(queries, dim=-1) @ F.normalize(candidates, dim=-1).T * scale
+    target = torch.arange(queries.shape[0], device=queries.device) + offset
+    return F.cross_entropy(scores, target), candidates.shape[0]

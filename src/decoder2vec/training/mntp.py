@@ -1,0 +1,190 @@
+"""MNTP (masked next-token prediction, LLM2Vec): with bidirectional attention, mask tokens and
+predict the token at position i from the output at position i-1, so the LM head keeps the job it
+was pre-trained for (next-token prediction) while the model learns to use future context.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+
+import torch
+import torch.nn.functional as F
+
+from .. import loading
+from ..bidirectional import make_bidirectional
+from ..encoder import EncoderConfig
+from ..errors import Decoder2VecError
+from .config import MNTPConfig
+from .stage import Stage, check_enough, previous_encoder_config
+
+MIN_CHUNK_TOKENS = 8
+
+
+def mask_token_id(tokenizer, choice: str) -> tuple[int, bool]:
+    """(id of the mask token, whether a new token was added to the vocabulary)."""
+    if choice == "auto":
+        if tokenizer.mask_token_id is not None:
+            return tokenizer.mask_token_id, False
+        choice = "underscore"
+    if choice == "eos":
+        if tokenizer.eos_token_id is None:
+            raise Decoder2VecError("mask_token=eos but the tokenizer has no EOS token; use underscore or add")
+        return tokenizer.eos_token_id, False
+    if choice == "underscore":
+        # LLM2Vec's choice for Llama/Mistral: "_" is a plain, frequent, single token.
+        ids = tokenizer("_", add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise Decoder2VecError("mask_token=underscore: '_' is not a single token here; use eos or add")
+        return ids[0], False
+    if choice == "add":
+        if tokenizer.mask_token_id is None:
+            tokenizer.add_special_tokens({"mask_token": "<mask>"})
+        return tokenizer.mask_token_id, True
+    raise Decoder2VecError(f"unknown mask_token {choice!r}")
+
+
+def chunk_texts(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Cut every text into windows of at most max_length tokens (texts are never joined)."""
+    chunks = []
+    for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
+        for start in range(0, len(ids), max_length):
+            window = ids[start:start + max_length]
+            if len(window) >= MIN_CHUNK_TOKENS:
+                chunks.append(window)
+    return chunks
+
+
+def pad_chunks(chunks: list[list[int]], pad_id: int) -> dict:
+    width = max(len(c) for c in chunks)
+    input_ids = torch.full((len(chunks), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(chunks), width), dtype=torch.long)
+    for row, chunk in enumerate(chunks):
+        input_ids[row, :len(chunk)] = torch.tensor(chunk)
+        attention[row, :len(chunk)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
+
+
+def mask_batch(input_ids: torch.Tensor, attention: torch.Tensor, *, mask_id: int, vocab_size: int,
+               probability: float, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked input ids, labels). labels[i] is the original token where position i was masked,
+    -100 elsewhere; position 0 is never masked (nothing before it predicts it)."""
+    input_ids, attention = input_ids.cpu(), attention.cpu()
+    maskable = attention.bool()
+    maskable[:, 0] = False
+    chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & maskable
+    if not chosen.any():  # a tiny batch can draw no mask at all; mask one token so the loss exists
+        rows, cols = maskable.nonzero(as_tuple=True)
+        pick = int(torch.randint(len(rows), (1,), generator=generator))
+        chosen[rows[pick], cols[pick]] = True
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    masked = input_ids.clone()
+    if policy == "all-mask":
+        masked[chosen] = mask_id
+    else:  # 80-10-10: mask, random token, unchanged
+        draw = torch.rand(input_ids.shape, generator=generator)
+        masked[chosen & (draw < 0.8)] = mask_id
+        swap = chosen & (draw >= 0.8) & (draw < 0.9)
+        masked[swap] = torch.randint(vocab_size, (int(swap.sum()),), generator=generator)
+    return masked, labels
+
+
+class MNTPStage(Stage):
+    name = "mntp"
+    config: MNTPConfig
+
+    def load(self) -> None:
+        cfg = self.config
+        source = loading.resolve_model(cfg.model)
+        self.net, self.tokenizer = loading.load_model(source, with_lm_head=True, dtype=cfg.dtype)
+        make_bidirectional(self.net)
+        self.mask_id, added = mask_token_id(self.tokenizer, cfg.mask_token)
+        if added:
+            # A new row in the embedding matrix; LoRA alone would leave it untrained, so peft
+            # trains exactly that row (trainable_token_indices).
+            self.net.resize_token_embeddings(len(self.tokenizer))
+            self.trainable_token_indices = [self.mask_id]
+        self.encoder_config = previous_encoder_config(source) or EncoderConfig(
+            base_model=str(cfg.model) if cfg.model else loading.DEFAULT_MODEL)
+        self.encoder_config.bidirectional = True
+
+    def attach(self, peft_model) -> None:
+        base = peft_model.get_base_model()
+        self.lm_head = base.get_output_embeddings()
+        self.softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+        backbone = getattr(base, base.base_model_prefix)
+        takes = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self.forward_kwargs = {"logits_to_keep": 1} if takes else {}
+        # The CausalLM is asked for the last position's logits only (logits_to_keep=1); the
+        # backbone's states are caught here and the LM head runs on the masked positions alone,
+        # which saves a (tokens x vocabulary) matmul.
+        backbone.register_forward_hook(self._keep_states)
+
+    def _keep_states(self, module, args, output):
+        self._states = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    def dataset(self) -> list:
+        from ..data.corpora import load_texts
+
+        cfg = self.config
+        texts = [t for source in cfg.data for t in load_texts(source, text_column=cfg.text_column)]
+        chunks = chunk_texts(self.tokenizer, texts, cfg.max_length)
+        random.Random(cfg.seed).shuffle(chunks)
+        held = min(cfg.eval_texts, len(chunks) // 10)  # never more than a tenth of a small corpus
+        self.eval_chunks, train = chunks[:held], chunks[held:]
+        if cfg.data_limit:
+            train = train[:cfg.data_limit]
+        return check_enough(train, cfg, "text chunks")
+
+    def collate(self, items: list) -> dict:
+        return pad_chunks(items, self.tokenizer.pad_token_id)
+
+    def _logits_and_labels(self, model, inputs, generator: torch.Generator):
+        # Masking happens here, not in the collator: the generator is seeded from the step number
+        # (engine), so a resumed run masks exactly like an uninterrupted one, whatever the data
+        # loader prefetched.
+        masked, labels = mask_batch(
+            inputs["input_ids"], inputs["attention_mask"], mask_id=self.mask_id, vocab_size=len(self.tokenizer),
+            probability=self.config.mask_probability, policy=self.config.mask_policy, generator=generator)
+        device = inputs["input_ids"].device
+        model(input_ids=masked.to(device), attention_mask=inputs["attention_mask"], **self.forward_kwargs)
+        states, labels = self._states, labels.to(self._states.device)
+        self._states = None
+        # Position i-1 predicts the (masked) token at position i.
+        target = labels[:, 1:]
+        chosen = target != -100
+        logits = self.lm_head(states[:, :-1][chosen])
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.float(), target[chosen]
+
+    def loss(self, model, inputs):
+        self.tokens_seen += int(inputs["attention_mask"].sum())
+        logits, target = self._logits_and_labels(model, inputs, torch.Generator().manual_seed(self.step_seed))
+        return F.cross_entropy(logits, target), {}
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict:
+        """MNTP accuracy on the held-out chunks: the same masks every time (fixed seed)."""
+        if not self.eval_chunks:
+            return {}
+        was_training = model.training
+        model.eval()
+        generator = torch.Generator().manual_seed(1234)
+        correct = total = 0
+        loss_sum = 0.0
+        size = self.config.per_device_train_batch_size
+        device = next(model.parameters()).device
+        for start in range(0, len(self.eval_chunks), size):
+            batch = {k: v.to(device) for k, v in self.collate(self.eval_chunks[start:start + size]).items()}
+            logits, target = self._logits_and_labels(model, batch, generator)
+            correct += int((logits.argmax(-1) == target).sum())
+            total += int(target.numel())
+            loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        model.train(was_training)
+        return {"mntp_accuracy": round(correct / total, 4), "mntp_eval_loss": round(loss_sum / total, 4),
+                "mntp_eval_tokens": total}
+
+    def backbone(self, merged):
+        return getattr(merged, merged.base_model_prefix)
+
