@@ -1,0 +1,16 @@
+"""decoder2vec demo [--quick]"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--quick", action="store_true", help="fewer steps, the quick suite (<= 10 minutes on a 2-core CPU)")
+    p.add_argument("--model", default="smollm2-135m", help="a model with recipes under recipes/<model>/")
+    p.add_argument("--output-dir", dest="output_dir", default="runs/demo")
+    p.add_argument("--suite", default=None, help="evaluation suite (default: 'default', or 'quick' with --quick)")
+
+
+def run(args):
+    from ..demo import Demo
+
+    Demo(model=args.model, output_dir=args.output_dir, quick=args.quick, suite=args.suite).run()
