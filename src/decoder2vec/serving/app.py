@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import hmac
 import json
 import time
@@ -117,8 +118,10 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     dimension = encoder.dimension
     # Counting tokens needs the tokenizer while the worker thread may be using it inside encode();
     # HF fast tokenizers are not safe to share across threads, so the counter gets its own copy.
+    # Its max_length is unlimited so it reports the true length of an over-long input.
     counter = copy.copy(encoder)
     counter.tokenizer = copy.deepcopy(encoder.tokenizer)
+    counter.config = dataclasses.replace(encoder.config, max_length=2**62)
     count_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decoder2vec-tokens")
 
     def encode(texts, instructions):
