@@ -103,3 +103,53 @@ def test_rank_scores_count_ties_against_the_encoder():
     same = np.ones((4, 3))
     hits, rr = needle.rank_scores(same, same)
     assert hits.sum() == 0 and np.allclose(rr, 0.25)
+
+
+# ------------------------------------------------------------------------------ recipes and split
+def test_language_recipes_validate():
+    from decoder2vec import languages
+    from decoder2vec.training.config import load_recipe
+
+    for code in languages.LANGUAGES:
+        for quick in (False, True):
+            paths = languages.recipe_paths(code, quick)
+            configs = {stage: load_recipe(path) for stage, path in paths.items()}
+            assert [c.stage for c in configs.values()] == list(languages.STAGES)
+            # Each stage starts from the previous one's output.
+            assert configs["simcse"].model == configs["mntp"].output_dir
+            assert configs["supervised"].model == configs["simcse"].output_dir
+            # Training never names a source that could hold evaluation pages.
+            for config in configs.values():
+                for source in config.data:
+                    assert not source.startswith("libreoffice") or source.endswith("-train"), source
+                    assert source in languages.EXTRA_CORPORA or source in languages.EXTRA_PAIRS or \
+                        source.startswith("stsb-"), source
+    with pytest.raises(Decoder2VecError, match="language"):
+        languages.recipe_paths("xx")
+
+
+def test_help_split_is_stable_and_holds_out_a_fifth():
+    from decoder2vec.languages import help_split
+
+    keys = [f"text/shared/page{i:05d}" for i in range(5000)]
+    held = [k for k in keys if help_split(k) == "test"]
+    assert 0.17 < len(held) / len(keys) < 0.23
+    assert [help_split(k) for k in keys[:50]] == [help_split(k) for k in keys[:50]]
+
+
+def test_roff_paragraphs_keep_prose_and_drop_boilerplate():
+    from decoder2vec.data.extra_sources import roff_paragraphs
+
+    source = "\n".join([
+        '.\\" comment', ".TH LS 1", ".SH NAVN", "ls \\- vis mappeindhold",
+        ".SH BESKRIVELSE", ".PP", "Vis information om \\fBFILerne\\fP (den nuværende mappe som",
+        "standard). Sorter indgange alfabetisk hvis ingen af flagene er angivet.",
+        ".TP", "\\fB\\-a\\fP", "medtag ikke indgange som starter med . og heller ikke skjulte filer her",
+        ".nf", "ls -la /usr/lib/some/long/path with many words in the code block", ".fi",
+        ".SH FORFATTER", "Skrevet af Richard M. Stallman og David MacKenzie og mange andre mennesker.",
+    ])
+    paragraphs = roff_paragraphs(source, "da")
+    assert paragraphs[0] == ("Vis information om FILerne (den nuværende mappe som standard). "
+                             "Sorter indgange alfabetisk hvis ingen af flagene er angivet.")
+    assert any(p.startswith("medtag ikke") for p in paragraphs)  # the option's text, not its tag
+    assert not any("Stallman" in p or "/usr/lib" in p for p in paragraphs)

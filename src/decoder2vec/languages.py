@@ -1,0 +1,237 @@
+"""Low-resource languages: Danish and German recipes as data, and `adapt`, the chain that runs one.
+
+`adapt("da")` = MNTP on Danish prose -> SimCSE on Danish sentences -> supervised contrastive on
+real pairs (en-da translations of help paragraphs + English STS-B; German adds German STS-B),
+evaluating the language's suite after each stage. Each stage's Encoder folder is kept in
+`<output_dir>/<stage>`; a stage whose folder is complete is skipped, so a killed run resumes.
+
+Train/test separation. The evaluation suites draw their Danish/German tasks from the LibreOffice
+help pages; training must never see those. `help_split(page_key)` splits pages by a stable hash
+of the page key (20% "test", 80% "train"); the `-train` sources below keep only "train" pages,
+and additionally drop every page the evaluation suite actually uses (see `_evaluation_pages`), so
+the rule holds even if the suite picks its pages some other way. The man pages are not in any
+suite at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Decoder2VecError, choices_error
+
+log = logging.getLogger(__name__)
+
+STAGES = ("mntp", "simcse", "supervised")
+TEST_SHARE = 5  # one page in TEST_SHARE is held out for evaluation
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    suite: str  # evaluation suite with this language's tasks
+    recipes: str  # folder under recipes/ with {mntp,simcse,supervised}.yaml and quick/
+
+
+LANGUAGES = {
+    "da": Language("da", "Danish", "da", "gemma3-270m-da"),
+    "de": Language("de", "German", "de", "gemma3-270m-de"),
+}
+
+
+def language(code: str) -> Language:
+    if code not in LANGUAGES:
+        raise choices_error("language", code, LANGUAGES)
+    return LANGUAGES[code]
+
+
+# ------------------------------------------------------------------ the train/test split
+def help_split(page_key: str) -> str:
+    """"test" for one LibreOffice help page in five (stable: a hash of the page key), else "train"."""
+    digest = hashlib.sha1(page_key.encode("utf-8")).digest()
+    return "test" if digest[0] % TEST_SHARE == 0 else "train"
+
+
+def _evaluation_pages(lang: str) -> set[str]:
+    """Page keys the evaluation suite's tasks read, where the evaluation code says so."""
+    try:
+        from .evaluation import tasks as eval_tasks  # helper-owned module; optional hook
+    except ImportError:
+        return set()
+    hook = getattr(eval_tasks, "libreoffice_pages_used", None)
+    return set(hook(lang)) if callable(hook) else set()
+
+
+def training_pages(lang: str) -> dict[str, dict]:
+    """LibreOffice help pages of `lang` that training may use."""
+    from .data.sources import libreoffice_help
+
+    used = _evaluation_pages(lang)
+    return {k: v for k, v in libreoffice_help(lang).items() if help_split(k) == "train" and k not in used}
+
+
+# ------------------------------------------------------------------ sources the recipes name
+def _manpage_documents(lang: str) -> list[str]:
+    from .data.extra_sources import manpages
+
+    docs: dict[str, list[str]] = {}
+    for row in manpages(lang):
+        docs.setdefault(row["doc"], []).append(row["text"])
+    return ["\n".join(paragraphs) for paragraphs in docs.values()]
+
+
+def _help_documents(lang: str) -> list[str]:
+    return [page["text"] for page in training_pages(lang).values()]
+
+
+def _translation_pairs(lang: str):
+    """English help paragraph -> its translation (aligned by paragraph id), from training pages
+    only; a paragraph that also appears on a held-out page (shared boilerplate) is dropped too."""
+    from .data.pairs import Pair
+    from .data.sources import libreoffice_help
+
+    english, other = libreoffice_help("en"), libreoffice_help(lang)
+    train = training_pages(lang)
+    held = {p for pages in (english, other) for key, page in pages.items() if key not in train
+            for p in page["paragraphs"]}
+    pairs, seen = [], set()
+    for key in train:
+        if key not in english:
+            continue
+        translated = dict(zip(other[key]["paragraph_ids"], other[key]["paragraphs"]))
+        for pid, text in zip(english[key]["paragraph_ids"], english[key]["paragraphs"]):
+            target = translated.get(pid)
+            if (not target or len(text.split()) < 4 or text == target or (text, target) in seen
+                    or text in held or target in held):
+                continue
+            seen.add((text, target))
+            pairs.append(Pair(text, target, [], f"libreoffice-en-{lang}-train"))
+    return pairs
+
+
+EXTRA_CORPORA = {
+    "manpages-da": lambda: _manpage_documents("da"),
+    "manpages-de": lambda: _manpage_documents("de"),
+    "libreoffice-help-da-train": lambda: _help_documents("da"),
+    "libreoffice-help-de-train": lambda: _help_documents("de"),
+}
+EXTRA_PAIRS = {
+    "libreoffice-en-da-train": lambda **kw: _translation_pairs("da"),
+    "libreoffice-en-de-train": lambda **kw: _translation_pairs("de"),
+}
+
+
+def register_sources() -> None:
+    """Make the names above usable in any recipe (`data: [manpages-da, ...]`)."""
+    from .data import corpora, pairs
+
+    for name, load in EXTRA_CORPORA.items():
+        corpora.PACKAGED_CORPORA.setdefault(name, load)
+    for name, load in EXTRA_PAIRS.items():
+        pairs.PACKAGED_PAIRS.setdefault(name, load)
+
+
+# ------------------------------------------------------------------ recipes and the chain
+def recipes_root() -> Path:
+    """The repository's recipes/ folder (recipes are YAML files, not package data)."""
+    root = Path(__file__).resolve().parents[2] / "recipes"
+    if not root.is_dir():
+        raise Decoder2VecError(f"recipes folder not found at {root}; run from a decoder2vec checkout")
+    return root
+
+
+def recipe_paths(code: str, quick: bool = False) -> dict[str, Path]:
+    folder = recipes_root() / language(code).recipes / ("quick" if quick else "")
+    paths = {stage: folder / f"{stage}.yaml" for stage in STAGES}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise Decoder2VecError(f"missing recipe file(s): {', '.join(missing)}")
+    return paths
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / "decoder2vec_config.json").is_file()
+
+
+def adapt(
+    language_code: str,
+    *,
+    model: str = "gemma3-270m",
+    quick: bool = False,
+    output_dir: str | Path | None = None,
+    evaluate: bool = True,
+    stages: tuple[str, ...] = STAGES,
+    overrides: dict | None = None,
+) -> Path:
+    """Run a language's recipe stage by stage; returns the last stage's Encoder folder.
+
+    Finished stages (their folder holds decoder2vec_config.json) are skipped, and so are
+    evaluations already in `<output_dir>/results.json`. `overrides` apply to every stage (e.g.
+    {"max_steps": 2} for a smoke run).
+    """
+    lang = language(language_code)
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise choices_error("stage", bad[0], STAGES)
+    register_sources()
+    out = Path(output_dir or f"runs/adapt-{lang.code}{'-quick' if quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    paths = recipe_paths(lang.code, quick)
+
+    from .training import train
+
+    if evaluate and "base" not in results:
+        results["base"] = _evaluate(model, lang, quick)
+        _write_results(results_file, results)
+    previous = model
+    for stage in stages:
+        folder = out / stage
+        if _finished(folder):
+            log.warning("adapt %s: %s already finished in %s, skipping", lang.code, stage, folder)
+        else:
+            start = time.perf_counter()
+            train(str(paths[stage]), model=str(previous), output_dir=str(folder), **(overrides or {}))
+            print(f"adapt {lang.code}: {stage} trained in {time.perf_counter() - start:.0f} s -> {folder}", flush=True)
+        if evaluate and stage not in results:
+            results[stage] = _evaluate(str(folder), lang, quick)
+            _write_results(results_file, results)
+        previous = folder
+    return Path(previous)
+
+
+def _evaluate(model: str, lang: Language, quick: bool) -> dict:
+    """The language suite's scores: {"average": ..., "tasks": {name: main_score}, "seconds": ...}."""
+    from .evaluation import evaluate as run_suite
+
+    start = time.perf_counter()
+    report = run_suite(model, suite=lang.suite)
+    scores = _task_scores(report)
+    average = sum(scores.values()) / len(scores) if scores else float("nan")
+    print(f"adapt {lang.code}: {Path(str(model)).name} -> {lang.suite} average {average:.4f} "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return {"model": str(model), "average": average, "tasks": scores, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _task_scores(report) -> dict[str, float]:
+    """{task: main_score} from whatever the evaluation returns (a dict of task results)."""
+    tasks = report.get("tasks", report) if isinstance(report, dict) else getattr(report, "tasks", {})
+    out = {}
+    for name, value in tasks.items():
+        if isinstance(value, dict) and "main_score" in value:
+            out[name] = float(value["main_score"])
+        elif isinstance(value, (int, float)):
+            out[name] = float(value)
+    return out
+
+
+def _write_results(path: Path, results: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
