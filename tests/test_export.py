@@ -133,3 +133,26 @@ def test_real_smollm2_export(smollm2, tmp_path):
     gaps = sentence_transformers_gaps(smollm2)
     assert any("prompt 'query'" in gap for gap in gaps)
     assert "differs slightly" in (out / "README.md").read_text()
+
+
+def test_exact_module(tmp_path):
+    """--exact: decoder2vec's own ST module, which ST 6 loads only with trust_remote_code=True."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = tiny_encoder("gemma3_text")
+    out = export_sentence_transformers(encoder, tmp_path / "st", instructions={"q": INSTRUCTION}, exact=True)
+    assert json.loads((out / "modules.json").read_text())[0]["type"] == "decoder2vec.st_module.EncoderModule"
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        SentenceTransformer(str(out), device="cpu")
+    st = SentenceTransformer(str(out), device="cpu", trust_remote_code=True)
+    assert st.get_embedding_dimension() == encoder.dimension and st.max_seq_length == encoder.max_length
+    assert_same_vectors(encoder, st, TEXTS)
+    assert_same_vectors(encoder, st, TEXTS[:1])
+    assert_same_vectors(encoder, st, TEXTS, instruction=INSTRUCTION)
+    # ST's own save writes a folder that loads again, through either door.
+    st.save(str(tmp_path / "resaved"))
+    assert_same_vectors(encoder, SentenceTransformer(str(tmp_path / "resaved"), device="cpu", trust_remote_code=True),
+                        TEXTS)
+    np.testing.assert_allclose(Encoder.from_pretrained(tmp_path / "resaved").encode(TEXTS), encoder.encode(TEXTS),
+                               atol=1e-5)
+    assert "trust_remote_code=True" in (out / "README.md").read_text()

@@ -67,18 +67,27 @@ def st_prompts(encoder, instructions: dict[str, str] | None = None) -> dict[str,
     return {name: template.format(instruction=text.strip()) for name, text in instructions.items()}
 
 
-def write_sentence_transformers_files(encoder, folder, instructions: dict[str, str] | None = None) -> Path:
+def write_sentence_transformers_files(encoder, folder, instructions: dict[str, str] | None = None, *,
+                                      exact: bool = False) -> Path:
     """Add modules.json, sentence_bert_config.json, 1_Pooling/config.json and
-    config_sentence_transformers.json to an Encoder folder written by `save_pretrained`."""
-    import sentence_transformers
+    config_sentence_transformers.json to an Encoder folder written by `save_pretrained`.
+
+    exact=True references decoder2vec's own module instead (see st_module.py): identical vectors
+    always, but loading needs decoder2vec and `trust_remote_code=True`."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
     import transformers
 
     from .bidirectional import quirks_for
 
+    try:
+        st_version = version("sentence-transformers")
+    except PackageNotFoundError:  # writing the files does not need it; loading them does
+        st_version = "6.0.0"
     folder = Path(folder)
-    check_exportable(encoder)
-    mode, include_prompt = POOLING_TO_ST[encoder.pooling]
+    if not exact:
+        check_exportable(encoder)
     net_config = encoder._backbone().config
     causal = not encoder.config.bidirectional
     config_kwargs = {"is_causal": causal}
@@ -97,15 +106,10 @@ def write_sentence_transformers_files(encoder, folder, instructions: dict[str, s
     attn = quirks_for(net_config).get("attn_implementation")
     if attn:
         transformer_config["model_kwargs"] = {"attn_implementation": attn}
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_POOLING},
-    ]
-    pooling_config = {"embedding_dimension": encoder.dimension, "pooling_mode": mode, "include_prompt": include_prompt}
     st_config = {
         "model_type": "SentenceTransformer",
         "__version__": {
-            "sentence_transformers": sentence_transformers.__version__,
+            "sentence_transformers": st_version,
             "transformers": transformers.__version__,
             "pytorch": torch.__version__,
         },
@@ -119,11 +123,22 @@ def write_sentence_transformers_files(encoder, folder, instructions: dict[str, s
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     }
+    _write_json(folder / "config_sentence_transformers.json", st_config)
+    if exact:
+        from .st_module import CLASS_REF
+
+        _write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": CLASS_REF}])
+        return folder
+    mode, include_prompt = POOLING_TO_ST[encoder.pooling]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_POOLING},
+    ]
+    pooling_config = {"embedding_dimension": encoder.dimension, "pooling_mode": mode, "include_prompt": include_prompt}
     (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
     _write_json(folder / "modules.json", modules)
     _write_json(folder / "sentence_bert_config.json", transformer_config)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
-    _write_json(folder / "config_sentence_transformers.json", st_config)
     return folder
 
 
@@ -170,27 +185,30 @@ def export_sentence_transformers(
     *,
     instructions: dict[str, str] | None = None,
     model_name: str | None = None,
+    exact: bool = False,
 ) -> Path:
     """Write a folder that `SentenceTransformer(out_dir)` and `Encoder.from_pretrained(out_dir)` load,
     with a README.md model card. `results`: a results JSON path or dict for the card's table.
-    Atomic: out_dir appears only when complete. Returns out_dir."""
+    exact=True: decoder2vec's own ST module (identical vectors; loading needs decoder2vec and
+    trust_remote_code=True). Atomic: out_dir appears only when complete. Returns out_dir."""
     from .model_card import model_card
 
     encoder = _load(encoder_or_path)
     out = Path(out_dir)
     if isinstance(results, (str, os.PathLike)):
         results = read_results(results)
-    check_exportable(encoder)  # before the (slow) weight write
-    gaps = sentence_transformers_gaps(encoder, instructions)
+    if not exact:
+        check_exportable(encoder)  # before the (slow) weight write
+    gaps = [] if exact else sentence_transformers_gaps(encoder, instructions)
     for gap in gaps:
         log.warning("sentence-transformers export: %s", gap)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
     try:
         folder = encoder.save_pretrained(staging / "model")
-        write_sentence_transformers_files(encoder, folder, instructions)
+        write_sentence_transformers_files(encoder, folder, instructions, exact=exact)
         card = model_card(encoder, results=results, instructions=instructions_of(encoder, instructions),
-                          model_name=model_name or out.name, gaps=gaps)
+                          model_name=model_name or out.name, gaps=gaps, exact=exact)
         (folder / "README.md").write_text(card, encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)

@@ -58,7 +58,7 @@ def _results(results: dict | None) -> str:
 
 
 def model_card(encoder, *, results: dict | None = None, instructions: dict[str, str] | None = None,
-               model_name: str = "MODEL", gaps: list[str] | None = None) -> str:
+               model_name: str = "MODEL", gaps: list[str] | None = None, exact: bool = False) -> str:
     info = encoder.info()
     cfg = encoder.config
     instructions = instructions or {}
@@ -74,13 +74,20 @@ def model_card(encoder, *, results: dict | None = None, instructions: dict[str, 
         if first else ""
     )
     prompt_rows = "\n".join(f"| `{name}` | {text} |" for name, text in instructions.items()) or "| - | - |"
+    st_load = (f'SentenceTransformer("{model_name}", trust_remote_code=True)  # needs `pip install decoder2vec`'
+               if exact else f'SentenceTransformer("{model_name}")')
     exactness = (
+        "This folder uses decoder2vec's own sentence-transformers module (`decoder2vec.st_module`), so "
+        "sentence-transformers gives exactly `Encoder.encode`'s vectors; loading it runs that module's "
+        "code, hence `trust_remote_code=True` and decoder2vec installed."
+        if exact else
         "`SentenceTransformer(folder)` reproduces `Encoder.encode` for this model (same tokens, "
         "same attention, same pooled positions)."
         if not gaps else
         "`SentenceTransformer(folder)` differs slightly from `Encoder.encode` here:\n\n"
         + "\n".join(f"- {gap}" for gap in gaps)
-        + "\n\nUse `decoder2vec` (or its server) for the exact vectors."
+        + "\n\nUse `decoder2vec` (or its server) for the exact vectors, or re-export with "
+        "`decoder2vec export --exact`."
     )
     return f"""{_front_matter(encoder)}
 
@@ -134,7 +141,7 @@ queries = {d2v_query}
 ```python
 from sentence_transformers import SentenceTransformer
 
-model = SentenceTransformer("{model_name}")
+model = {st_load}
 passages = model.encode(["Paris is the capital of France."])
 queries = {st_query}
 print(model.similarity(queries, passages))

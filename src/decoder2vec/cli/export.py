@@ -15,6 +15,9 @@ def add_arguments(p):
     p.add_argument("--results", default=None, help="results JSON from `decoder2vec evaluate` for the model card")
     p.add_argument("--instruction", dest="instructions", action="append", default=None, metavar="NAME=TEXT",
                    help="a sentence-transformers prompt: NAME=INSTRUCTION (repeatable; default: query=...)")
+    p.add_argument("--exact", action="store_true",
+                   help="use decoder2vec's own ST module: identical vectors, but loading needs decoder2vec "
+                        "and trust_remote_code=True (default: stock ST modules, no decoder2vec needed)")
     p.add_argument("--model-name", dest="model_name", default=None, help="name used in the model card")
     p.add_argument("--push-to-hub", dest="push_to_hub", default=None, metavar="REPO",
                    help="upload the folder to this Hugging Face hub repo (needs internet and a token)")
@@ -42,7 +45,7 @@ def run(args):
     instructions = parse_instructions(args.instructions)
     results = read_results(args.results) if args.results else None  # fail before the model load
     folder = export_sentence_transformers(args.model, out, results, instructions=instructions,
-                                          model_name=args.model_name or args.push_to_hub)
+                                          model_name=args.model_name or args.push_to_hub, exact=args.exact)
     print(f"wrote a sentence-transformers folder to {folder} (SentenceTransformer({str(folder)!r}))")
     if args.push_to_hub:
         url = push_to_hub(folder, args.push_to_hub, private=args.private)
