@@ -26,7 +26,7 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def server(encoder):
-    settings = ServeSettings(model_name="tiny", api_key=KEY, max_inputs=8)
+    settings = ServeSettings(model_name="tiny", api_key=KEY, max_inputs=8, max_request_bytes=4096)
     with BackgroundServer(encoder, settings) as url:
         yield url
 
@@ -96,6 +96,7 @@ def error_of(server, body, *, key=KEY, path="/v1/embeddings", raw=None):
 @pytest.mark.parametrize("body, status, fragment", [
     ({"input": ["a"] * 9}, 413, "at most 8"),
     ({"input": ["a long text " * 20]}, 413, "at most 64"),
+    ({"input": ["x" * 5000]}, 413, "at most 4096"),
     ({"input": ["fine", ""]}, 422, "input[1] is empty"),
     ({"input": ["fine", 3.5]}, 422, "input[1] is float"),
     ({"input": []}, 422, "empty list"),
@@ -226,6 +227,44 @@ def test_cli_refuses_pickled_weights(tmp_path, capsys):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     assert main(["serve", str(folder)]) == 2
     assert "does not load pickled" in capsys.readouterr().err
+
+
+def test_cli_serve_process_and_sigterm(tmp_path, encoder):
+    """`decoder2vec serve FOLDER` as a real process: it answers, and SIGTERM stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    from decoder2vec.serving.server import free_port
+
+    folder = encoder.save_pretrained(tmp_path / "enc")
+    port = free_port()
+    code = "import sys; from decoder2vec.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", str(folder), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        body = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"model": "enc", "input": TEXTS}).json()
+        np.testing.assert_allclose([d["embedding"] for d in body["data"]],
+                                   encoder.encode(TEXTS, normalize_embeddings=True), atol=1e-5)
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells why it ended.
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+        output = proc.stdout.read()
+        assert "serving 'enc'" in output and "Finished server process" in output, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
 
 
 @pytest.mark.real

@@ -128,6 +128,9 @@ def write_sentence_transformers_files(encoder, folder, instructions: dict[str, s
         from .st_module import CLASS_REF
 
         _write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": CLASS_REF}])
+        # Stock-module files a save_pretrained folder may already hold would only mislead.
+        (folder / "sentence_bert_config.json").unlink(missing_ok=True)
+        shutil.rmtree(folder / "1_Pooling", ignore_errors=True)
         return folder
     mode, include_prompt = POOLING_TO_ST[encoder.pooling]
     modules = [

@@ -29,6 +29,8 @@ def add_arguments(p):
                    help="how long a request waits for others to batch with")
     p.add_argument("--max-queue", dest="max_queue", type=int, default=d.max_queue,
                    help="requests waiting for the model before the server answers 503")
+    p.add_argument("--max-request-bytes", dest="max_request_bytes", type=int, default=d.max_request_bytes,
+                   help="larger request bodies get 413")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
     p.add_argument("--max-length", dest="max_length", type=int, default=None)
@@ -62,7 +64,7 @@ def run(args):
     from ..serving import API_KEY_ENV, ServeSettings, check_bind, serve
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    for name in ("max_inputs", "max_batch_tokens", "max_queue", "batch_size", "port"):
+    for name in ("max_inputs", "max_batch_tokens", "max_queue", "batch_size", "port", "max_request_bytes"):
         if getattr(args, name) < 1:
             raise Decoder2VecError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_wait_ms < 0:
@@ -72,7 +74,7 @@ def run(args):
     settings = ServeSettings(
         model_name=args.model_name or model_name_for(args.model), api_key=api_key, max_inputs=args.max_inputs,
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        truncate=args.truncate, batch_size=args.batch_size,
+        truncate=args.truncate, batch_size=args.batch_size, max_request_bytes=args.max_request_bytes,
     )
     encoder = Encoder.from_pretrained(args.model, max_length=args.max_length, device=args.device, dtype=args.dtype,
                                       trust_remote_code=args.trust_remote_code)

@@ -40,6 +40,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long a lone request waits for company
     max_queue: int = 256  # requests waiting for the model; more get 503
     truncate: bool = False  # cut inputs longer than max_length instead of answering 413
+    max_request_bytes: int = 16 * 2**20  # larger bodies get 413 before they are read whole
     batch_size: int = 32  # Encoder.encode's batch size inside one model call
 
 
@@ -110,6 +111,19 @@ def _encode_vector(vector: np.ndarray, fmt: str):
     if fmt == "base64":  # OpenAI: little-endian float32 bytes, base64
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
     return vector.tolist()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body is {declared} bytes; at most {limit}", code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # chunked uploads have no content-length
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"the request body is over {limit} bytes", code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
@@ -185,7 +199,7 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     async def embeddings(request: Request):
         check_key(request)
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await _read_body(request, settings.max_request_bytes))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise APIError(400, f"the request body is not valid JSON: {exc}") from None
         req = parse_request(body, settings, dimension)
