@@ -1,0 +1,159 @@
+"""One way for tasks to get vectors from any encoder, checked and cached.
+
+An encoder is anything with `encode(texts, *, instruction=..., batch_size=..., ...)` returning
+an array (a decoder2vec Encoder), or a sentence-transformers model (its `encode` takes `prompt=`).
+Vectors are cached on disk per (model identity, instruction, texts): a second run of the same
+model on the same suite encodes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Decoder2VecError
+from ..loading import cache_dir
+
+
+class Embedder:
+    """Wraps an encoder: uniform `embed(texts, instruction)`, output checks, disk cache.
+
+    use_instructions: pass task instructions to the model. Default: always for decoder2vec
+    encoders; for sentence-transformers models only when the model defines prompts (MTEB does
+    the same: models not trained with instructions get none).
+    """
+
+    def __init__(self, encoder, *, batch_size: int = 32, cache: bool = True, name: str | None = None,
+                 use_instructions: bool | None = None, show_progress_bar: bool = False):
+        if isinstance(encoder, Embedder):
+            encoder = encoder.encoder
+        if not callable(getattr(encoder, "encode", None)):
+            raise Decoder2VecError(f"{type(encoder).__name__} has no encode() method; cannot evaluate it")
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+        params = inspect.signature(encoder.encode).parameters
+        self.style = "instruction" if "instruction" in params else "prompt" if "prompt" in params else "plain"
+        if use_instructions is None:
+            # sentence-transformers models carry a prompts dict that is often {"query": "", "document": ""}.
+            prompts = getattr(encoder, "prompts", None) or {}
+            use_instructions = self.style == "instruction" or any(prompts.values())
+        self.use_instructions = use_instructions and self.style != "plain"
+        self.name = name or model_name(encoder)
+        self.identity = model_identity(encoder, self.name, self.use_instructions) if cache else None
+        self.dimension: int | None = None
+
+    def embed(self, texts: list[str], instruction: str | None = None, *, task: str = "?") -> np.ndarray:
+        """Vectors (len(texts), dim) as float32; raises naming `task` when the model misbehaves."""
+        instruction = instruction if self.use_instructions else None
+        path = self._cache_path(texts, instruction)
+        if path is not None and path.exists():
+            vectors = np.load(path)
+        else:
+            vectors = self._check(self._encode(texts, instruction), len(texts), task)
+            if path is not None:
+                _save_atomic(path, vectors)
+        if self.dimension is None:
+            self.dimension = vectors.shape[1]
+        elif vectors.shape[1] != self.dimension:
+            raise Decoder2VecError(
+                f"task {task}: the model returned vectors of dimension {vectors.shape[1]}, "
+                f"earlier {self.dimension}"
+            )
+        return vectors
+
+    def _encode(self, texts, instruction):
+        kwargs = dict(batch_size=self.batch_size, show_progress_bar=self.show_progress_bar)
+        if not texts:
+            return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        if self.style == "instruction":
+            return self.encoder.encode(texts, instruction=instruction, normalize_embeddings=False, **kwargs)
+        if self.style == "prompt" and instruction:
+            return self.encoder.encode(texts, prompt=instruction, **kwargs)
+        return self.encoder.encode(texts, **kwargs)
+
+    @staticmethod
+    def _check(vectors, n: int, task: str) -> np.ndarray:
+        if hasattr(vectors, "detach"):  # a torch tensor
+            vectors = vectors.detach().float().cpu().numpy()
+        try:
+            vectors = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise Decoder2VecError(f"task {task}: the model's encode() returned {type(vectors).__name__}, "
+                                   f"not an array of vectors") from exc
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            raise Decoder2VecError(
+                f"task {task}: the model returned an array of shape {vectors.shape} for {n} texts; "
+                f"expected ({n}, dimension)"
+            )
+        if n and not np.isfinite(vectors).all():
+            bad = int((~np.isfinite(vectors)).any(axis=1).sum())
+            raise Decoder2VecError(f"task {task}: the model returned NaN/inf vectors for {bad} of {n} texts")
+        return vectors
+
+    def _cache_path(self, texts, instruction) -> Path | None:
+        if self.identity is None:
+            return None
+        digest = hashlib.sha1(json.dumps([instruction, texts], ensure_ascii=False).encode()).hexdigest()[:20]
+        return cache_dir() / "embeddings" / self.identity / f"{digest}.npy"
+
+
+def _save_atomic(path: Path, vectors: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, vectors)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_name(encoder) -> str:
+    """A readable name: the decoder2vec base model / folder, or the sentence-transformers path."""
+    config = getattr(encoder, "config", None)
+    if config is not None and getattr(config, "base_model", None):
+        return str(config.base_model)
+    for attr in ("model_card_data", "_model_card_vars"):
+        card = getattr(encoder, attr, None)
+        base = getattr(card, "base_model", None) if card is not None else None
+        if base:
+            return str(base)
+    path = getattr(getattr(encoder, "model", None), "name_or_path", None)
+    return str(path) if path else type(encoder).__name__
+
+
+def model_identity(encoder, name: str, use_instructions: bool) -> str | None:
+    """What decides an encoder's vectors: its settings and a fingerprint of its weights.
+
+    The fingerprint samples every parameter tensor (a strided slice), so it is cheap for any model
+    size yet changes when training changes any layer (LoRA adapters included). Encoders without
+    torch parameters get no identity and are not cached.
+    """
+    import torch
+
+    module = encoder if isinstance(encoder, torch.nn.Module) else getattr(encoder, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    digest = hashlib.sha1()
+    config = getattr(encoder, "config", None)
+    settings = asdict(config) if is_dataclass(config) else {}
+    settings.pop("stages", None)
+    digest.update(json.dumps([settings, use_instructions, type(encoder).__name__], sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for pname, param in module.named_parameters():
+            flat = param.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            sample = flat[::step][:4096].float().cpu().numpy()
+            digest.update(f"{pname}{tuple(param.shape)}".encode())
+            digest.update(sample.tobytes())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(str(name)).name)[:40]
+    return f"{safe}-{digest.hexdigest()[:16]}"

