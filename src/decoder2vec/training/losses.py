@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
 
 def world() -> tuple[int, int]:
-    """(rank, world size) of torch.distributed, or (0, 1) when not distributed."""
+    """(rank, world size): from torch.distributed, or before it starts (the Trainer starts it) from
+    the RANK / WORLD_SIZE variables that torchrun and accelerate launch set; (0, 1) otherwise."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
