@@ -153,3 +153,44 @@ def test_roff_paragraphs_keep_prose_and_drop_boilerplate():
                              "Sorter indgange alfabetisk hvis ingen af flagene er angivet.")
     assert any(p.startswith("medtag ikke") for p in paragraphs)  # the option's text, not its tag
     assert not any("Stallman" in p or "/usr/lib" in p for p in paragraphs)
+
+
+# ------------------------------------------------------------------------------ the adapt chain
+def test_adapt_runs_the_stages_in_order_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    from decoder2vec import languages
+    from tiny import tiny_encoder
+
+    base = tiny_encoder("llama").save_pretrained(tmp_path / "base")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS), encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": a, "positive": b}) + "\n"
+                             for a, b in zip(CORPUS[:6], CORPUS[1:7])), encoding="utf-8")
+    recipes = {}
+    for stage in languages.STAGES:
+        data = pairs if stage == "supervised" else corpus
+        recipes[stage] = tmp_path / f"{stage}.yaml"
+        recipes[stage].write_text(
+            f"stage: {stage}\nmodel: unused\ndata: [{data}]\noutput_dir: unused\nmax_steps: 2\n"
+            "per_device_train_batch_size: 4\nmax_length: 32\nsave_steps: 1\nlogging_steps: 1\nreport_to: none\n")
+    monkeypatch.setattr(languages, "recipe_paths", lambda code, quick=False: recipes)
+    evaluated = []
+    monkeypatch.setattr(languages, "_evaluate", lambda model, lang, quick: evaluated.append(str(model)) or
+                        {"model": str(model), "average": 0.5, "tasks": {}})
+    run = tmp_path / "run"
+
+    final = languages.adapt("da", model=str(base), output_dir=run)
+
+    assert final == run / "supervised"
+    assert evaluated == [str(base)] + [str(run / s) for s in languages.STAGES]
+    saved = json.loads((final / "decoder2vec_config.json").read_text())
+    assert [s["stage"] for s in saved["stages"]] == list(languages.STAGES)
+    assert set(json.loads((run / "results.json").read_text())) == {"base", *languages.STAGES}
+
+    # Resumable: finished stages and evaluations are skipped.
+    monkeypatch.setattr("decoder2vec.training.train", lambda *a, **k: pytest.fail("trained a finished stage"))
+    evaluated.clear()
+    assert languages.adapt("da", model=str(base), output_dir=run) == final
+    assert evaluated == []

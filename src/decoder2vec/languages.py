@@ -7,14 +7,15 @@ evaluating the language's suite after each stage. Each stage's Encoder folder is
 
 Train/test separation. The evaluation suites draw their Danish/German tasks from the LibreOffice
 help pages; training must never see those. `help_split(page_key)` splits pages by a stable hash
-of the page key (20% "test", 80% "train"); the `-train` sources below keep only "train" pages,
-and additionally drop every page the evaluation suite actually uses (see `_evaluation_pages`), so
-the rule holds even if the suite picks its pages some other way. The man pages are not in any
-suite at all.
+of the page key (20% "test", 80% "train"), and `evaluation_pages()` asks every suite's help
+tasks which pages they read (they sample from all pages); the `-train` sources below keep only
+pages that are "train" and unused by any suite, and translation pairs also drop any paragraph
+that appears on a held-out page. The man pages are in no suite at all.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -57,21 +58,50 @@ def help_split(page_key: str) -> str:
     return "test" if digest[0] % TEST_SHARE == 0 else "train"
 
 
-def _evaluation_pages(lang: str) -> set[str]:
-    """Page keys the evaluation suite's tasks read, where the evaluation code says so."""
-    try:
-        from .evaluation import tasks as eval_tasks  # helper-owned module; optional hook
-    except ImportError:
-        return set()
-    hook = getattr(eval_tasks, "libreoffice_pages_used", None)
-    return set(hook(lang)) if callable(hook) else set()
+def _flatten(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+
+
+@functools.lru_cache(maxsize=1)
+def evaluation_pages() -> frozenset[str]:
+    """Keys of every LibreOffice help page that any task of any suite reads (in any language).
+
+    The suites sample their items from all pages, so we ask them: each help task's `load()` gives
+    its texts, and a page is "used" when one of its titles or paragraphs, or the start of its body
+    (retrieval documents are clipped bodies), is among them.
+    """
+    from .data.sources import libreoffice_help
+    from .evaluation.suites import load_tasks, suite_names, task_names
+
+    texts: set[str] = set()
+    suites = suite_names() + [str(_quick_suite(code)) for code in LANGUAGES if _quick_suite(code).is_file()]
+    tasks = [t for suite in suites for t in load_tasks(suite)] + load_tasks(tasks=task_names())
+    for task in tasks:
+        if str(getattr(task, "source", "")).startswith("libreoffice"):
+            texts.update(t for t in _flatten(task.load()) if len(t) >= 3)
+    by_start = {}
+    for text in texts:
+        by_start.setdefault(text[:24], []).append(text)
+    used = set()
+    for lang in ("en", "da", "de"):
+        for key, page in libreoffice_help(lang).items():
+            paragraphs = page["paragraphs"]
+            bodies = (" ".join(paragraphs), " ".join(paragraphs[1:]))
+            if page["title"] in texts or any(p in texts for p in paragraphs) or any(
+                    body.startswith(t) for body in bodies for t in by_start.get(body[:24], ())):
+                used.add(key)
+    return frozenset(used)
 
 
 def training_pages(lang: str) -> dict[str, dict]:
     """LibreOffice help pages of `lang` that training may use."""
     from .data.sources import libreoffice_help
 
-    used = _evaluation_pages(lang)
+    used = evaluation_pages()
     return {k: v for k, v in libreoffice_help(lang).items() if help_split(k) == "train" and k not in used}
 
 
@@ -85,8 +115,19 @@ def _manpage_documents(lang: str) -> list[str]:
     return ["\n".join(paragraphs) for paragraphs in docs.values()]
 
 
+def _held_out_paragraphs(lang: str, train: dict) -> set[str]:
+    """Every paragraph of a page that training must not read (boilerplate recurs across pages)."""
+    from .data.sources import libreoffice_help
+
+    return {p for pages in (libreoffice_help("en"), libreoffice_help(lang)) for key, page in pages.items()
+            if key not in train for p in page["paragraphs"]}
+
+
 def _help_documents(lang: str) -> list[str]:
-    return [page["text"] for page in training_pages(lang).values()]
+    train = training_pages(lang)
+    held = _held_out_paragraphs(lang, train)
+    docs = ("\n".join(p for p in page["paragraphs"] if p not in held) for page in train.values())
+    return [d for d in docs if d]
 
 
 def _translation_pairs(lang: str):
@@ -97,8 +138,7 @@ def _translation_pairs(lang: str):
 
     english, other = libreoffice_help("en"), libreoffice_help(lang)
     train = training_pages(lang)
-    held = {p for pages in (english, other) for key, page in pages.items() if key not in train
-            for p in page["paragraphs"]}
+    held = _held_out_paragraphs(lang, train)
     pairs, seen = [], set()
     for key in train:
         if key not in english:
@@ -143,6 +183,16 @@ def recipes_root() -> Path:
     if not root.is_dir():
         raise Decoder2VecError(f"recipes folder not found at {root}; run from a decoder2vec checkout")
     return root
+
+
+def _quick_suite(code: str) -> Path:
+    return recipes_root() / language(code).recipes / "quick" / "suite.yaml"
+
+
+def evaluation_suite(code: str, quick: bool = False) -> str:
+    """The suite `adapt` scores after each stage: the language's suite, or with quick the smaller
+    samples in recipes/<language>/quick/suite.yaml."""
+    return str(_quick_suite(code)) if quick else language(code).suite
 
 
 def recipe_paths(code: str, quick: bool = False) -> dict[str, Path]:
@@ -207,28 +257,15 @@ def adapt(
 
 
 def _evaluate(model: str, lang: Language, quick: bool) -> dict:
-    """The language suite's scores: {"average": ..., "tasks": {name: main_score}, "seconds": ...}."""
+    """The language suite's scores: {"average": mean main score, "tasks": {name: main_score}}."""
     from .evaluation import evaluate as run_suite
 
-    start = time.perf_counter()
-    report = run_suite(model, suite=lang.suite)
-    scores = _task_scores(report)
-    average = sum(scores.values()) / len(scores) if scores else float("nan")
-    print(f"adapt {lang.code}: {Path(str(model)).name} -> {lang.suite} average {average:.4f} "
-          f"({time.perf_counter() - start:.0f} s)", flush=True)
-    return {"model": str(model), "average": average, "tasks": scores, "seconds": round(time.perf_counter() - start, 1)}
-
-
-def _task_scores(report) -> dict[str, float]:
-    """{task: main_score} from whatever the evaluation returns (a dict of task results)."""
-    tasks = report.get("tasks", report) if isinstance(report, dict) else getattr(report, "tasks", {})
-    out = {}
-    for name, value in tasks.items():
-        if isinstance(value, dict) and "main_score" in value:
-            out[name] = float(value["main_score"])
-        elif isinstance(value, (int, float)):
-            out[name] = float(value)
-    return out
+    suite = evaluation_suite(lang.code, quick)
+    report = run_suite(str(model), suite=suite, verbose=True)
+    scores = {name: float(task["main_score"]) for name, task in report["tasks"].items()}
+    average = sum(scores.values()) / len(scores)
+    print(f"adapt {lang.code}: {model} -> average {average:.4f} ({report['seconds']:.0f} s)", flush=True)
+    return {"model": str(model), "suite": suite, "average": average, "tasks": scores, "seconds": report["seconds"]}
 
 
 def _write_results(path: Path, results: dict) -> None:

@@ -1,0 +1,89 @@
+"""Danish and German: base models vs the adapted Gemma-3-270M, one markdown table for docs/languages.md.
+
+    .venv/bin/decoder2vec adapt --language da --quick --output-dir runs/adapt-da-quick
+    .venv/bin/decoder2vec adapt --language de --quick --output-dir runs/adapt-de-quick
+    .venv/bin/python benchmarks/languages.py                 # baselines + the adapt runs' results
+    .venv/bin/python benchmarks/languages.py --full          # the full 'da' / 'de' suites instead
+
+Evaluates each baseline on the language suite `adapt` uses (with --quick: the smaller samples in
+recipes/gemma3-270m-<lang>/quick/suite.yaml), reads the adapted stages' scores from
+runs/adapt-<lang>[-quick]/results.json, and prints one row per model: each task's main score and
+the average. Baseline results are kept in runs/languages/ so a rerun only evaluates what is new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# (row label, evaluate() keyword arguments)
+BASELINES = [
+    ("Gemma-3-270M causal, mean", dict(model="gemma3-270m", bidirectional=False, pooling="mean")),
+    ("Gemma-3-270M causal, last token", dict(model="gemma3-270m", bidirectional=False, pooling="last_token")),
+    ("SmolLM2-135M {smollm2}", None),  # filled in by smollm2_baseline()
+    ("all-MiniLM-L6-v2", dict(model="minilm")),
+]
+STAGE_LABELS = {"base": "Gemma-3-270M bidirectional, mean (no training)", "mntp": "+ MNTP",
+                "simcse": "+ MNTP + SimCSE", "supervised": "+ MNTP + SimCSE + supervised"}
+
+
+def smollm2_baseline() -> tuple[str, dict]:
+    """SmolLM2's best English model from the demo, if its runs exist; else the base model."""
+    for stage in ("supervised", "simcse", "mntp"):
+        folder = Path("runs/demo") / stage
+        if (folder / "decoder2vec_config.json").is_file():
+            return f"SmolLM2-135M demo ({stage}, English-trained)", dict(model=str(folder))
+    return "SmolLM2-135M bidirectional, mean (no training; no demo run found)", dict(
+        model="smollm2-135m", bidirectional=True, pooling="mean")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="the full da/de suites (default: the quick ones)")
+    p.add_argument("--languages", nargs="+", default=["da", "de"])
+    p.add_argument("--skip-baselines", action="store_true", help="only the adapt runs' rows")
+    args = p.parse_args(argv)
+
+    from decoder2vec.evaluation import evaluate
+    from decoder2vec.languages import evaluation_suite
+
+    quick = not args.full
+    flavour = "quick" if quick else "full"
+    for lang in args.languages:
+        suite = evaluation_suite(lang, quick)
+        rows = []
+        run = Path(f"runs/adapt-{lang}{'-quick' if quick else ''}")
+        results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+        baselines = [] if args.skip_baselines else [b if b[1] else smollm2_baseline() for b in BASELINES]
+        for label, kwargs in baselines:
+            slug = "".join(c if c.isalnum() else "-" for c in label.lower())
+            cache = Path("runs/languages") / f"{lang}-{flavour}-{slug}.json"
+            if cache.is_file():
+                report = json.loads(cache.read_text())
+            else:
+                kwargs = dict(kwargs)
+                report = evaluate(kwargs.pop("model"), suite=suite, output=cache, name=label, **kwargs)
+            scores = {name: t["main_score"] for name, t in report["tasks"].items()}
+            rows.append((label, scores, report["seconds"]))
+            print(f"[{lang}] {label}: {sum(scores.values()) / len(scores):.4f}", file=sys.stderr, flush=True)
+        for stage in ("base", "mntp", "simcse", "supervised"):
+            if stage in results:
+                rows.insert(2 if stage == "base" else len(rows), (STAGE_LABELS[stage], results[stage]["tasks"],
+                                                                  results[stage].get("seconds")))
+        if not rows:
+            continue
+        tasks = list(rows[0][1])
+        print(f"\n### {lang} ({flavour} suite: {suite})\n")
+        print("| model | " + " | ".join(tasks) + " | average |")
+        print("|---" * (len(tasks) + 2) + "|")
+        for label, scores, _ in rows:
+            cells = [f"{scores[t]:.3f}" if t in scores else "–" for t in tasks]
+            average = sum(scores.values()) / len(scores)
+            print(f"| {label} | " + " | ".join(cells) + f" | **{average:.3f}** |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
