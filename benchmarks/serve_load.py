@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import time
 
@@ -71,6 +72,12 @@ def main() -> None:
 
     encoder = Encoder.from_pretrained(args.model)
     encoder.encode(["warm up"] * 4)
+    # Baseline without HTTP: Encoder.encode on batches the size of a full round of clients.
+    rng, done, start = random.Random(-1), 0, time.perf_counter()
+    while time.perf_counter() - start < 3:
+        encoder.encode([make_text(rng, args.min_words, args.max_words) for _ in range(args.clients * args.inputs)])
+        done += args.clients * args.inputs
+    direct = done / (time.perf_counter() - start)
     settings = ServeSettings(model_name="bench", max_wait_ms=args.max_wait_ms, max_batch_tokens=args.max_batch_tokens,
                              max_queue=max(256, 2 * args.clients))
     server = BackgroundServer(encoder, settings)
@@ -87,9 +94,12 @@ def main() -> None:
           f"words per request, max_wait_ms={args.max_wait_ms:g}")
     print(f"requests      {len(latencies)}  ({len(latencies) / elapsed:.1f} requests/s, "
           f"{len(latencies) * args.inputs / elapsed:.1f} inputs/s)")
+    print(f"direct encode {direct:.1f} inputs/s (Encoder.encode, batches of {args.clients * args.inputs}, no HTTP)")
     print(f"latency ms    p50 {np.percentile(ms, 50):.1f}  p90 {np.percentile(ms, 90):.1f}  "
           f"p99 {np.percentile(ms, 99):.1f}  max {ms.max():.1f}")
     print(f"model calls   {batches} for {served} requests ({served / max(batches, 1):.1f} requests per call)")
+    # Other work on the machine shares the cores: say how busy it was.
+    print(f"load average  {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} cores")
     print(f"errors        {len(errors)}" + (f"  {sorted(set(map(str, errors)))}" if errors else ""))
     if errors:
         raise SystemExit(1)

@@ -64,7 +64,8 @@ def test_base64_is_little_endian_float32(server, encoder):
 
 
 def test_dimensions_and_instruction(client, encoder):
-    response = client.embeddings.create(model="tiny", input=TEXTS, dimensions=8, extra_body={"instruction": INSTRUCTION})
+    response = client.embeddings.create(model="tiny", input=TEXTS, dimensions=8,
+                                        extra_body={"instruction": INSTRUCTION})
     expected = encoder.encode(TEXTS, instruction=INSTRUCTION, normalize_embeddings=True, truncate_dim=8)
     np.testing.assert_allclose(vectors(response), expected, atol=1e-6)
     assert np.allclose(np.linalg.norm(vectors(response), axis=1), 1, atol=1e-5)
@@ -123,7 +124,8 @@ def test_auth_and_bad_json(server, client):
     code, error = error_of(server, None, raw=b"{not json")
     assert code == 400
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=client.base_url, api_key="nope", max_retries=0).embeddings.create(model="tiny", input="a")
+        stranger = openai.OpenAI(base_url=client.base_url, api_key="nope", max_retries=0)
+        stranger.embeddings.create(model="tiny", input="a")
 
 
 def test_truncate_setting(encoder):
