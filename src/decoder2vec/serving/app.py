@@ -186,7 +186,7 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": settings.model_name, "dimension": dimension, "queued": batcher.queued,
+        return {"status": "ok" if batcher.alive else "stopped", "model": settings.model_name, "dimension": dimension, "queued": batcher.queued,
                 "batches": batcher.batches, "requests": batcher.requests}
 
     @app.get("/v1/models")

@@ -68,7 +68,7 @@ class MicroBatcher:
         """Finish what is queued or running, then stop the collector and the worker thread."""
         if self._task is None:
             return
-        while not self._queue.empty() or not self._idle.is_set():
+        while (not self._queue.empty() or not self._idle.is_set()) and not self._task.done():
             await asyncio.sleep(0.01)
         self._task.cancel()
         try:
@@ -79,12 +79,16 @@ class MicroBatcher:
         self._task = None
 
     @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
     async def submit(self, texts: Sequence[str], instructions: Sequence[str | None], tokens: int) -> np.ndarray:
-        if self._task is None:
-            raise RuntimeError("MicroBatcher.start() was not called")
+        if not self.alive:  # never queue work that nothing will pick up
+            raise RuntimeError("the batcher is not running (not started, stopped, or crashed)")
         future = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Request(list(texts), list(instructions), tokens, future))
