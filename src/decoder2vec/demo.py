@@ -46,8 +46,11 @@ class Demo:
     def __post_init__(self):
         self.output_dir = Path(self.output_dir)
         self.suite = self.suite or ("quick" if self.quick else "default")
-        # recipes/<model>/<stage>.yaml, and the CPU smoke-scale flavour in recipes/<model>/quick/.
-        self.recipes = recipes_dir() / self.model / ("quick" if self.quick else "")
+        # recipes/<model>/<stage>.yaml; --quick uses recipes/<model>/quick/ when the model has one,
+        # else the same recipes with a third of the steps.
+        self.recipes = recipes_dir() / self.model
+        if self.quick and (self.recipes / "quick").is_dir():
+            self.recipes = self.recipes / "quick"
         missing = [s for s in STAGES if not (self.recipes / f"{s}.yaml").is_file()]
         if missing:
             raise Decoder2VecError(f"no recipe for stage(s) {', '.join(missing)} of {self.model!r} in {self.recipes}")
@@ -73,7 +76,12 @@ class Demo:
         output = self.output_dir / stage
         print(f"[demo] {stage}: training from {previous} -> {output}")
         started = time.perf_counter()
-        folder = train(self.recipes / f"{stage}.yaml", model=str(previous), output_dir=str(output))
+        overrides = {}
+        if self.quick and self.recipes.name != "quick":
+            from .training import load_recipe
+
+            overrides["max_steps"] = max(10, load_recipe(self.recipes / f"{stage}.yaml").max_steps // 3)
+        folder = train(self.recipes / f"{stage}.yaml", model=str(previous), output_dir=str(output), **overrides)
         self.timings[f"train {stage}"] = time.perf_counter() - started
         return folder
 
