@@ -48,7 +48,8 @@ def main(argv=None):
     rows = {}
     for length in sorted(args.lengths):
         task = NeedleTask(lengths=(length,), n_documents=args.n_documents, positions=args.positions,
-                          language=args.language, seed=args.seed)
+                          language=args.language, seed=args.seed,
+                          source="wikipedia" if args.language == "en" else "manpages")
         start = time.perf_counter()
         result = task.evaluate(encoder)
         seconds = time.perf_counter() - start

@@ -85,7 +85,7 @@ class _FakeEncoder:
 
 
 def test_needle_task_scores_a_perfect_encoder_one_and_a_random_one_low():
-    task = needle.NeedleTask(lengths=(200, 500), n_documents=8, positions=(0.1, 0.5, 0.9), filler=FILLER)
+    task = needle.NeedleTask(lengths=(200, 500), n_documents=8, positions=(0.1, 0.5, 0.9), filler_texts=FILLER)
     perfect = _FakeEncoder(perfect=True)
     result = task.evaluate(perfect)
     assert result["main_score"] == result["mrr"] == 1.0
@@ -94,7 +94,7 @@ def test_needle_task_scores_a_perfect_encoder_one_and_a_random_one_low():
     # The probe raised max_length to fit 500 tokens while it ran, then put it back.
     assert max(perfect.seen_max_length) >= 500 and perfect.config.max_length == 64
 
-    scores = [needle.NeedleTask(lengths=(200,), n_documents=8, filler=FILLER, seed=s).evaluate(
+    scores = [needle.NeedleTask(lengths=(200,), n_documents=8, filler_texts=FILLER, seed=s).evaluate(
         _FakeEncoder(perfect=False))["mrr"] for s in range(5)]
     assert np.mean(scores) < 0.6  # chance MRR with 8 documents is 0.34
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import Decoder2VecError
+from .tasks import Task
 
 SUBJECTS = {
     "en": ["blue lighthouse", "red barn", "old observatory", "silver train", "green submarine",
@@ -156,41 +158,54 @@ def rank_scores(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> tuple[np.
     return (rank == 1).astype(float), 1.0 / rank
 
 
-class NeedleTask:
-    """The long-input probe as an evaluation task: `evaluate(encoder) -> dict` with `main_score`."""
+@dataclass
+class NeedleTask(Task):
+    """The long-input probe as an evaluation task (`evaluate(encoder) -> dict` with the MRR as
+    main score); a task type like the others, so a suite can list it once the task table has it."""
 
-    name = "NeedleRetrieval"
-    type = "retrieval"
+    name: str = "needle"
+    language: str = "en"
+    source: str = "wikipedia"  # filler text: English Wikipedia, or the da/de man pages
+    seed: int = 0
+    lengths: tuple = (1000, 4000, 8000)
+    n_documents: int = 6
+    positions: tuple = (0.1, 0.5, 0.9)
+    batch_size: int = 2
+    filler_texts: list | None = field(default=None, repr=False)  # overrides `source` (tests)
 
-    def __init__(self, lengths=(1000, 4000, 8000), n_documents: int = 6, positions=(0.1, 0.5, 0.9),
-                 language: str = "en", filler: list[str] | None = None, seed: int = 0, batch_size: int = 2):
-        self.lengths = tuple(int(n) for n in lengths)
-        self.n_documents = n_documents
-        self.positions = tuple(positions)
-        self.language = language
-        self._filler = filler
-        self.seed = seed
-        self.batch_size = batch_size
-        if language != "en":
-            self.name = f"NeedleRetrieval-{language}"
+    type: ClassVar[str] = "needle"
+    sources: ClassVar[tuple[str, ...]] = ("wikipedia", "manpages")
+    main_score: ClassVar[str] = "mrr"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.lengths = tuple(int(n) for n in self.lengths)
+        self.positions = tuple(float(p) for p in self.positions)
+
+    def sizes(self) -> dict:
+        return {"documents": self.n_documents * len(self.lengths), "queries": self.n_documents * len(self.lengths),
+                "tokens": self.n_documents * sum(self.lengths)}
 
     def filler(self) -> list[str]:
-        if self._filler is None:
-            if self.language == "en":
+        if self.filler_texts is None:
+            if self.source == "wikipedia":
                 from ..data.sources import wikipedia_en_articles
 
-                self._filler = wikipedia_en_articles()
+                self.filler_texts = wikipedia_en_articles()
             else:
                 from ..data.extra_sources import manpages
 
-                self._filler = [row["text"] for row in manpages(self.language)]
-        return self._filler
+                self.filler_texts = [row["text"] for row in manpages(self.language)]
+        return self.filler_texts
 
     def haystacks(self, tokenizer) -> list[Haystack]:
         return [build_haystack(tokenizer, self.filler(), n, self.n_documents, self.positions, self.language, self.seed)
                 for n in self.lengths]
 
     def evaluate(self, encoder) -> dict:
+        # The suite runner hands tasks an Embedder (a caching wrapper); the probe needs the
+        # Encoder itself (its tokenizer, its max_length), and long documents are never re-used.
+        encoder = getattr(encoder, "encoder", encoder)
         haystacks = self.haystacks(encoder.tokenizer)
         config = getattr(encoder, "config", None)
         old_max = getattr(config, "max_length", None)
