@@ -109,6 +109,18 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Decoder2VecError, match="HF_HUB_OFFLINE"):
         push_to_hub(tmp_path, "me/enc")
+    # Without the flag, an unreachable hub is a clear error too (the network is simulated as down).
+    import httpx
+    from huggingface_hub import HfApi
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def unreachable(*args, **kwargs):
+        raise httpx.ConnectError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "create_repo", unreachable)
+    with pytest.raises(Decoder2VecError, match="cannot reach the Hugging Face hub"):
+        push_to_hub(tmp_path, "me/enc")
 
 
 def test_cli_export(tmp_path, capsys):

@@ -98,7 +98,7 @@ def error_of(server, body, *, key=KEY, path="/v1/embeddings", raw=None):
     ({"input": ["a"] * 9}, 413, "at most 8"),
     ({"input": ["a long text " * 20]}, 413, "at most 64"),
     ({"input": ["x" * 5000]}, 413, "at most 4096"),
-    ({"input": ["fine", ""]}, 422, "input[1] is empty"),
+    ({"input": ["fine", ""]}, 422, "input[1] is an empty string"),
     ({"input": ["fine", 3.5]}, 422, "input[1] is float"),
     ({"input": []}, 422, "empty list"),
     ({}, 422, "'input' is required"),

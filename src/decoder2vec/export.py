@@ -238,7 +238,7 @@ def read_results(path) -> dict:
 def push_to_hub(folder, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
     """Upload an exported folder with huggingface_hub; returns the repo URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise Decoder2VecError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE is set; the folder is ready at {folder}")
@@ -247,7 +247,10 @@ def push_to_hub(folder, repo_id: str, *, private: bool = False, token: str | Non
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo_id,
                           commit_message="Upload decoder2vec encoder (sentence-transformers format)")
-    except (OfflineModeIsEnabled, OSError) as exc:  # requests' ConnectionError is an OSError
+    except LocalTokenNotFoundError as exc:
+        raise Decoder2VecError(f"pushing to {repo_id!r} needs a hub token: `huggingface-cli login` or $HF_TOKEN; "
+                               f"the folder is ready at {folder}") from exc
+    except (OfflineModeIsEnabled, OSError, *_transport_errors()) as exc:
         raise Decoder2VecError(
             f"cannot reach the Hugging Face hub to push {repo_id!r} ({type(exc).__name__}); "
             f"the folder is ready at {folder}: upload it later with `huggingface-cli upload {repo_id} {folder}`"
@@ -255,6 +258,20 @@ def push_to_hub(folder, repo_id: str, *, private: bool = False, token: str | Non
     except HfHubHTTPError as exc:
         raise Decoder2VecError(f"the hub refused the push to {repo_id!r}: {exc}") from exc
     return f"https://huggingface.co/{repo_id}"
+
+
+def _transport_errors() -> tuple:
+    """Connection failures of whichever HTTP client huggingface_hub uses (httpx2, httpx; requests'
+    are OSErrors already)."""
+    import importlib
+
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def _write_json(path: Path, data) -> None:

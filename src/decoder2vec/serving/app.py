@@ -87,8 +87,8 @@ def _parse_input(value, max_inputs: int) -> list[str]:
                            code="token_input_unsupported")
         if not isinstance(text, str):
             raise APIError(422, f"input[{i}] is {type(text).__name__}, not a string", param="input")
-        if not text.strip():
-            raise APIError(422, f"input[{i}] is empty", param="input")
+        if not text:  # nothing to pool; whitespace is text and is embedded like any other
+            raise APIError(422, f"input[{i}] is an empty string", param="input")
     return texts
 
 
@@ -186,8 +186,9 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok" if batcher.alive else "stopped", "model": settings.model_name, "dimension": dimension, "queued": batcher.queued,
-                "batches": batcher.batches, "requests": batcher.requests}
+        return {"status": "ok" if batcher.alive else "stopped", "model": settings.model_name,
+                "dimension": dimension, "queued": batcher.queued, "batches": batcher.batches,
+                "requests": batcher.requests}
 
     @app.get("/v1/models")
     async def models(request: Request):
