@@ -1,0 +1,115 @@
+"""Shared pieces of the benchmark scripts: the texts, the reference llm2vec 0.2.3 run, and
+the machine measurements (matmul peak, peak RSS). Not part of the library."""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "benchmarks" / "reference"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+# ---------------------------------------------------------------- texts
+def wiki_texts(n: int, *, min_tokens: int = 4, max_tokens: int = 400, seed: int = 0) -> list[str]:
+    """n real English Wikipedia paragraphs of mixed length (min_tokens..max_tokens SmolLM2 tokens),
+    in a seeded random order. Paragraphs as they are (headings, list items, long prose), so the
+    length mix is the natural one. max_tokens=400 keeps every text inside llm2vec's
+    doc_max_length, so the reference and decoder2vec see the same tokens."""
+    from decoder2vec.data.sources import wikipedia_en_articles
+    from decoder2vec.loading import load_tokenizer
+
+    paragraphs = [p.strip() for article in wikipedia_en_articles() for p in article.split("\n") if p.strip()]
+    lengths = [len(ids) for ids in load_tokenizer(None)(paragraphs)["input_ids"]]
+    pool = [p for p, n_tok in zip(paragraphs, lengths) if min_tokens <= n_tok <= max_tokens]
+    if n > len(pool):
+        raise SystemExit(f"only {len(pool)} paragraphs of {min_tokens}..{max_tokens} tokens; asked for {n}")
+    return random.Random(seed).sample(pool, n)
+
+
+def count_tokens(texts: list[str]) -> int:
+    from decoder2vec.loading import load_tokenizer
+
+    return sum(len(ids) for ids in load_tokenizer(None)(texts)["input_ids"])
+
+
+# ---------------------------------------------------------------- reference llm2vec 0.2.3
+def reference_python() -> str:
+    """The reference venv's python (built on first use by setup.sh, ~2 minutes)."""
+    out = subprocess.run(["bash", str(REFERENCE / "setup.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def reference_model_dir() -> str:
+    """A copy of the packaged SmolLM2 folder that transformers 4.44 reads (weights linked)."""
+    sys.path.insert(0, str(REFERENCE))
+    from prepare_model import prepare
+
+    from decoder2vec.loading import cache_dir, resolve_model
+
+    source = Path(resolve_model(None))
+    return str(prepare(source, cache_dir() / "llm2vec-models" / source.name))
+
+
+def run_worker(command: list[str], texts: list[str], workdir: Path, name: str) -> tuple[dict, np.ndarray]:
+    """Run one encoding worker process on texts; return its JSON report and its vectors."""
+    texts_file, vectors_file = workdir / "texts.json", workdir / f"{name}.npy"
+    if not texts_file.exists():
+        texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    proc = subprocess.run(
+        command + ["--texts", str(texts_file), "--output", str(vectors_file)], capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} worker failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report, np.load(vectors_file)
+
+
+def reference_command() -> list[str]:
+    return [reference_python(), str(REFERENCE / "worker.py"), "--model", reference_model_dir()]
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="decoder2vec-bench-"))
+
+
+# ---------------------------------------------------------------- measurements
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(1)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The fp32 matmul throughput this machine reaches with torch (best of `repeats`)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def non_embedding_params(model) -> int:
+    """Parameters that take part in a matmul per token (model FLOPs = 2 x this x tokens)."""
+    import torch.nn as nn
+
+    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
+    return sum(p.numel() for p in model.parameters()) - embedding
