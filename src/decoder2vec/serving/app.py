@@ -205,7 +205,11 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
             raise APIError(400, f"the request body is not valid JSON: {exc}") from None
         req = parse_request(body, settings, dimension)
         loop = asyncio.get_running_loop()
-        ids, _, _ = await loop.run_in_executor(count_pool, counter.tokenize, req.texts, req.instructions)
+        ids, masks, _ = await loop.run_in_executor(count_pool, counter.tokenize, req.texts, req.instructions)
+        for i, (row, mask) in enumerate(zip(ids, masks)):
+            # e.g. whitespace a tokenizer drops: the mean of no tokens would be a silent zero vector
+            if not len(row) or (encoder.pooling in ("mean", "weighted_mean") and not mask.any()):
+                raise APIError(422, f"input[{i}] has no tokens to embed ({req.texts[i]!r:.40})", param="input")
         lengths = [len(x) for x in ids]
         limit = encoder.max_length
         if settings.truncate:
