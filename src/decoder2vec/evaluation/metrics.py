@@ -118,7 +118,7 @@ def retrieval_scores(queries: np.ndarray, corpus: np.ndarray, relevant: list[set
     for ranked, rel in zip(top, relevant):
         hits = np.array([doc in rel for doc in ranked], dtype=np.float64)
         ideal = discounts[: min(len(rel), k)].sum()
-        ndcg.append((hits * discounts).sum() / ideal)
+        ndcg.append((hits * discounts[: len(hits)]).sum() / ideal)
         recall.append(hits.sum() / len(rel))
         first = np.flatnonzero(hits)
         mrr.append(1.0 / (first[0] + 1) if len(first) else 0.0)

@@ -92,6 +92,7 @@ def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | N
     "scores", "sizes", "seconds"}}, "averages": {"en", "da", "de", "all"}, "seconds"}.
     """
     task_list = load_tasks(suite, tasks)  # validate names before loading a model
+    load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
     if encoder_or_model is None or isinstance(encoder_or_model, (str, os.PathLike)):
         encoder = load_encoder(encoder_or_model, **load_kwargs)
     elif load_kwargs:

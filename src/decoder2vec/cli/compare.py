@@ -1,0 +1,21 @@
+"""decoder2vec compare a.json b.json ... [--output chart.png]"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("results", nargs="+", help="results JSON files written by `decoder2vec evaluate --output`")
+    p.add_argument("--output", default=None, help="write a PNG bar chart here")
+
+
+def run(args):
+    from ..errors import Decoder2VecError
+    from ..evaluation import compare, plot, read_results
+
+    if args.output and not args.output.lower().endswith(".png"):
+        raise Decoder2VecError(f"--output must be a .png file, got {args.output!r}")
+    results = [read_results(path) for path in args.results]
+    print(compare(results))
+    if args.output:
+        print(f"chart written to {plot(results, args.output)}")
+    return 0

@@ -1,0 +1,51 @@
+"""decoder2vec evaluate [MODEL] [--suite NAME] [--tasks a,b] --output results.json"""
+
+from __future__ import annotations
+
+from ..pooling import POOLINGS
+
+
+def add_arguments(p):
+    p.add_argument("model", nargs="?", default=None,
+                   help="decoder2vec/HF folder, hub id, .gguf, packaged name (default smollm2-135m), "
+                        "a sentence-transformers folder, or 'minilm' (packaged all-MiniLM-L6-v2)")
+    p.add_argument("--suite", default="default", help="default | quick | en | da | de | path to a suite .yaml")
+    p.add_argument("--tasks", default=None, help="comma-separated task names (overrides the suite's list)")
+    p.add_argument("--output", default=None, help="write the results JSON here")
+    p.add_argument("--sentence-transformers", dest="sentence_transformers", action="store_true", default=None,
+                   help="load MODEL with sentence-transformers (auto-detected from modules.json)")
+    p.add_argument("--pooling", choices=POOLINGS, default=None)
+    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=None)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="do not read or write cached vectors")
+    p.add_argument("--name", default=None, help="the model's name in the results (default: derived)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
+    p.add_argument("--list", dest="list_tasks", action="store_true", help="list suites and tasks, then exit")
+
+
+def run(args):
+    from ..evaluation import compare, evaluate
+    from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
+
+    if args.list_tasks:
+        print("suites:", ", ".join(suite_names()))
+        for suite in suite_names():
+            print(f"  {suite}: {', '.join(suite_tasks(suite))}")
+        print("tasks:")
+        for name, spec in task_specs().items():
+            print(f"  {name:<20} {spec['type']:<20} {spec['language']}  {spec.get('description', '')}")
+        return 0
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    load_tasks(args.suite, tasks)  # a typo in a task name fails before the model loads
+    results = evaluate(
+        args.model, suite=args.suite, tasks=tasks, batch_size=args.batch_size, cache=args.cache,
+        output=args.output, name=args.name, sentence_transformers=args.sentence_transformers,
+        pooling=args.pooling, bidirectional=False if args.causal else None, max_length=args.max_length,
+        device=args.device, dtype=args.dtype,
+    )
+    print(compare([results]))
+    print(f"{len(results['tasks'])} tasks in {results['seconds']:.1f} s"
+          + (f"; results written to {args.output}" if args.output else ""))
+    return 0

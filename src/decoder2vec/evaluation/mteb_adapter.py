@@ -1,0 +1,134 @@
+"""Run MTEB on a decoder2vec Encoder: the Encoder behind mteb 2.x's `EncoderProtocol`.
+
+>>> import mteb
+>>> from decoder2vec.evaluation.mteb_adapter import MtebEncoder
+>>> model = MtebEncoder("smollm2-135m")                       # or MtebEncoder(an_encoder)
+>>> mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))   # needs the hub for the data
+
+How instructions arrive: mteb gives `encode()` the task's metadata and a prompt type (query or
+document). The instruction is mteb's (`get_instruction`: a per-task `prompts_dict` entry first,
+then the task's own prompt, then mteb's default for its type), passed to the Encoder as
+`instruction=` (never pooled). Documents of retrieval tasks get no instruction, as in LLM2Vec and
+E5; `apply_instruction_to_documents=True` changes that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+from mteb.types import PromptType
+
+from ..errors import Decoder2VecError
+
+
+class MtebEncoder(AbsEncoder):
+    """A decoder2vec Encoder as an mteb encoder (`isinstance(x, mteb.models.EncoderProtocol)`)."""
+
+    def __init__(self, model_name=None, revision: str | None = None, *, device: str | None = None,
+                 name: str | None = None, prompts_dict: dict[str, str] | None = None,
+                 apply_instruction_to_documents: bool = False, batch_size: int = 32, **encoder_kwargs: Any):
+        from ..encoder import Encoder
+
+        if isinstance(model_name, Encoder):
+            self.model = model_name
+        elif model_name is None or isinstance(model_name, str):
+            self.model = Encoder.from_pretrained(model_name, device=device, **encoder_kwargs)
+        else:
+            raise Decoder2VecError(f"MtebEncoder wraps a decoder2vec Encoder or a model name, not {type(model_name).__name__}")
+        self.prompts_dict = prompts_dict
+        self.apply_instruction_to_documents = apply_instruction_to_documents
+        self.batch_size = batch_size
+        self.mteb_model_meta = model_meta(self.model, name=name, revision=revision)
+
+    def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str,
+               prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
+        texts = [text for batch in inputs for text in batch["text"]]
+        instruction = self.get_instruction(task_metadata, prompt_type) or None
+        if prompt_type == PromptType.document and not self.apply_instruction_to_documents:
+            instruction = None
+        return self.model.encode(
+            texts, instruction=instruction, batch_size=kwargs.get("batch_size", self.batch_size),
+            normalize_embeddings=False, show_progress_bar=kwargs.get("show_progress_bar", False),
+        )
+
+
+def model_meta(encoder, *, name: str | None = None, revision: str | None = None) -> ModelMeta:
+    """mteb's description of an Encoder: name (`decoder2vec/<base model>` unless given), size,
+    dimension, max tokens, cosine similarity, and that it takes instructions."""
+    config = encoder.config
+    base = str(config.base_model or "model").rstrip("/").split("/")[-1]
+    stages = "-".join(str(s.get("stage")) for s in config.stages if isinstance(s, dict))
+    name = name or f"decoder2vec/{base}" + (f"-{stages}" if stages else "")
+    if "/" not in name:
+        name = f"decoder2vec/{name}"  # mteb requires "organisation/model"
+    n_params = sum(p.numel() for p in encoder.model.parameters())
+    bytes_per = next(encoder.model.parameters()).element_size()
+    return ModelMeta(
+        loader=MtebEncoder,
+        name=name,
+        revision=revision,
+        release_date=None,
+        languages=None,
+        n_parameters=n_params,
+        memory_usage_mb=round(n_params * bytes_per / 2**20, 1),
+        max_tokens=config.max_length,
+        embed_dim=encoder.dimension,
+        license=None,
+        open_weights=True,
+        public_training_code=None,
+        public_training_data=None,
+        framework=["PyTorch"],
+        similarity_fn_name=ScoringFunction.COSINE,
+        use_instructions=True,
+        training_datasets=set(),
+        adapted_from=str(config.base_model) if config.base_model else None,
+    )
+
+
+def local_sts_task(pairs, *, name: str = "Decoder2VecLocalSTS", language: str = "eng-Latn"):
+    """An mteb STS task whose data is given here (list of (sentence1, sentence2, score 0..5)), so
+    `mteb.evaluate` runs without the hub. Used by the tests; handy for private STS data too."""
+    from datasets import Dataset
+    from mteb.abstasks.sts import AbsTaskSTS
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    rows = list(pairs)
+    if not rows:
+        raise Decoder2VecError("local_sts_task needs at least one (sentence1, sentence2, score) pair")
+
+    class LocalSTS(AbsTaskSTS):
+        min_score = 0
+        max_score = 5
+        metadata = TaskMetadata(
+            name=name,
+            dataset={"path": f"local/{name}", "revision": "local"},
+            description="STS pairs supplied in memory by decoder2vec (no download).",
+            reference=None,
+            type="STS",
+            category="t2t",
+            modalities=["text"],
+            eval_splits=["test"],
+            eval_langs=[language],
+            main_score="cosine_spearman",
+            date=None,
+            domains=None,
+            task_subtypes=None,
+            license=None,
+            annotations_creators=None,
+            dialect=None,
+            sample_creation=None,
+            bibtex_citation=None,
+        )
+
+        def load_data(self, num_proc=None, **kwargs):
+            # Replaces the hub download: the dataset is the pairs given above.
+            self.dataset = {"test": Dataset.from_dict({
+                "sentence1": [a for a, _, _ in rows], "sentence2": [b for _, b, _ in rows],
+                "score": [float(s) for _, _, s in rows],
+            })}
+            self.data_loaded = True
+
+    return LocalSTS()
