@@ -53,7 +53,7 @@ def language(code: str) -> Language:
 
 # ------------------------------------------------------------------ the train/test split
 def help_split(page_key: str) -> str:
-    """"test" for one LibreOffice help page in five (stable: a hash of the page key), else "train"."""
+    """Return "test" for one LibreOffice help page in five (a stable hash of its key), else "train"."""
     digest = hashlib.sha1(page_key.encode("utf-8")).digest()
     return "test" if digest[0] % TEST_SHARE == 0 else "train"
 
