@@ -87,4 +87,5 @@ def tiny_model(family: str, seed: int = 0):
 def tiny_encoder(family: str = "llama", **config):
     from decoder2vec import Encoder, EncoderConfig
 
+    config.setdefault("max_length", COMMON["max_position_embeddings"])  # GPT-2/OPT have no positions past it
     return Encoder(tiny_model(family), tiny_tokenizer(), EncoderConfig(**config))

@@ -43,8 +43,13 @@ def set_causal(model: nn.Module, causal: bool) -> nn.Module:
     """Set causal (True) or bidirectional (False) attention in place; returns the model."""
     for cfg in _configs(model.config):
         cfg.is_causal = causal
-        if hasattr(cfg, "use_bidirectional_attention"):
-            cfg.use_bidirectional_attention = not causal
+        # Gemma's own flag stays off either way: `is_causal` already gives the bidirectional mask,
+        # while Gemma-3's flag adds an or-mask that always materialises a (length x length) mask
+        # through vmap, even with no padding, where `is_causal=False` alone lets SDPA run mask-free.
+        # With `is_causal=False`, Gemma-3's sliding layers attend to |i - j| <= sliding_window
+        # (transformers' bidirectional sliding mask): the local window becomes two-sided.
+        if getattr(cfg, "use_bidirectional_attention", None):
+            cfg.use_bidirectional_attention = False
     for module in _attention_modules(model):
         module.is_causal = causal
     return model

