@@ -7,6 +7,8 @@ prints requests/s, inputs/s, latency percentiles, errors and how many model call
 
     .venv/bin/python benchmarks/serve_load.py                       # real default model (SmolLM2-135M)
     .venv/bin/python benchmarks/serve_load.py --clients 16 --seconds 30 --inputs 4
+    decoder2vec export --to onnx runs/smollm2-onnx && \
+    .venv/bin/python benchmarks/serve_load.py --onnx --model runs/smollm2-onnx
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ async def load(url: str, args) -> tuple[list, list, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="default: the packaged SmolLM2-135M")
+    p.add_argument("--onnx", action="store_true",
+                   help="--model is a folder from `decoder2vec export --to onnx`: serve it with onnxruntime")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--inputs", type=int, default=1, help="texts per request")
@@ -70,7 +74,12 @@ def main() -> None:
 
     import torch
 
-    encoder = Encoder.from_pretrained(args.model)
+    if args.onnx:
+        from decoder2vec.onnx_backend import OnnxEncoder
+
+        encoder = OnnxEncoder.from_pretrained(args.model)
+    else:
+        encoder = Encoder.from_pretrained(args.model)
     encoder.encode(["warm up"] * 4)
     # Baseline without HTTP: Encoder.encode on batches the size of a full round of clients.
     rng, done, start = random.Random(-1), 0, time.perf_counter()
@@ -89,7 +98,8 @@ def main() -> None:
     finally:
         server.stop()
     ms = np.array(latencies) * 1000
-    print(f"model {encoder.config.base_model} on {encoder.device} ({torch.get_num_threads()} torch threads); "
+    backend = "onnxruntime" if args.onnx else f"torch, {torch.get_num_threads()} threads"
+    print(f"model {encoder.config.base_model} on {encoder.device} ({backend}); "
           f"{args.clients} clients x {args.seconds:g} s, {args.inputs} input(s) of {args.min_words}-{args.max_words} "
           f"words per request, max_wait_ms={args.max_wait_ms:g}")
     print(f"requests      {len(latencies)}  ({len(latencies) / elapsed:.1f} requests/s, "

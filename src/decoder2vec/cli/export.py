@@ -1,17 +1,18 @@
-"""decoder2vec export [MODEL] --to sentence-transformers OUT [--results results.json] [--push-to-hub REPO]"""
+"""decoder2vec export [MODEL] --to sentence-transformers OUT [--results results.json] [--push-to-hub REPO]
+decoder2vec export [MODEL] --to onnx OUT"""
 
 from __future__ import annotations
 
 from ..errors import Decoder2VecError
 from . import add_model_argument
 
-FORMATS = ("sentence-transformers",)
+FORMATS = ("sentence-transformers", "onnx")
 
 
 def add_arguments(p):
     add_model_argument(p, positional=True)
     p.add_argument("--to", dest="to", nargs=2, metavar=("FORMAT", "OUT"), required=True,
-                   help="format (sentence-transformers) and output folder")
+                   help="format (sentence-transformers | onnx) and output folder")
     p.add_argument("--results", default=None, help="results JSON from `decoder2vec evaluate` for the model card")
     p.add_argument("--instruction", dest="instructions", action="append", default=None, metavar="NAME=TEXT",
                    help="a sentence-transformers prompt: NAME=INSTRUCTION (repeatable; default: query=...)")
@@ -44,6 +45,12 @@ def run(args):
         raise Decoder2VecError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     instructions = parse_instructions(args.instructions)
     results = read_results(args.results) if args.results else None  # fail before the model load
+    if fmt == "onnx":
+        from ..onnx_backend import export_onnx
+
+        folder = export_onnx(args.model, out)
+        print(f"wrote an Encoder folder with onnx/model.onnx to {folder} (decoder2vec serve {folder} --onnx)")
+        return
     folder = export_sentence_transformers(args.model, out, results, instructions=instructions,
                                           model_name=args.model_name or args.push_to_hub, exact=args.exact)
     print(f"wrote a sentence-transformers folder to {folder} (SentenceTransformer({str(folder)!r}))")

@@ -34,6 +34,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
     p.add_argument("--max-length", dest="max_length", type=int, default=None)
+    p.add_argument("--onnx", action="store_true",
+                   help="run the folder's onnx/model.onnx with onnxruntime on CPU (decoder2vec export --to onnx)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
     p.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true",
@@ -76,8 +79,15 @@ def run(args):
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         truncate=args.truncate, batch_size=args.batch_size, max_request_bytes=args.max_request_bytes,
     )
-    encoder = Encoder.from_pretrained(args.model, max_length=args.max_length, device=args.device, dtype=args.dtype,
-                                      trust_remote_code=args.trust_remote_code)
+    if args.onnx:
+        from ..loading import resolve_model
+        from ..onnx_backend import OnnxEncoder
+
+        encoder = OnnxEncoder.from_pretrained(resolve_model(args.model), threads=args.threads,
+                                              max_length=args.max_length)
+    else:
+        encoder = Encoder.from_pretrained(args.model, max_length=args.max_length, device=args.device,
+                                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     print(f"serving {settings.model_name!r} (dimension {encoder.dimension}) on http://{args.host}:{args.port}/v1 "
           f"{'with' if api_key else 'without'} an API key")
     serve(encoder, host=args.host, port=args.port, settings=settings, allow_insecure=args.allow_insecure)
