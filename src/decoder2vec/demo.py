@@ -104,8 +104,7 @@ class Demo:
                    "rows": rows, "timings_s": {k: round(v, 1) for k, v in self.timings.items()}}
         summary_path = self.output_dir / f"demo-{self.suite}.json"
         summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        chart = plot(list(rows.values()), self.output_dir / f"demo-{self.suite}.png",
-                     title=f"decoder2vec demo: {self.model}, suite {self.suite}")
+        chart = plot(list(rows.values()), self.output_dir / f"demo-{self.suite}.png")
         print(table)
         print(f"\n[demo] results: {summary_path}\n[demo] chart:   {chart}")
         print("[demo] wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in self.timings.items()))
