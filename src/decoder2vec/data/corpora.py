@@ -37,6 +37,17 @@ PACKAGED_CORPORA: dict[str, Callable[[], list[str]]] = {
     "libreoffice-help-da": _libreoffice("da"),
     "libreoffice-help-de": _libreoffice("de"),
 }
+
+
+def packaged_corpora() -> dict[str, Callable[[], list[str]]]:
+    """Every packaged corpus name: the ones above plus the language module's (man pages, the
+    training split of the help pages), which it registers itself."""
+    from ..languages import register_sources
+
+    register_sources()
+    return PACKAGED_CORPORA
+
+
 LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -63,15 +74,16 @@ def load_table(source: str, split: str = "train"):
         return datasets.load_dataset(name, config or None, split=hub_split)
     except Exception as exc:  # offline, unknown name, bad config: one clear message
         raise Decoder2VecError(
-            f"data source {source!r} is not a packaged name ({', '.join(PACKAGED_CORPORA)}), "
+            f"data source {source!r} is not a packaged name ({', '.join(packaged_corpora())}), "
             f"not a local file, and the Hugging Face dataset failed to load: {exc}"
         ) from exc
 
 
 def load_texts(source: str, *, text_column: str = "text", limit: int | None = None) -> list[str]:
     """Non-empty texts (documents) of one source, in order; at most `limit`."""
-    if source in PACKAGED_CORPORA:
-        texts = PACKAGED_CORPORA[source]()
+    packaged = packaged_corpora()
+    if source in packaged:
+        texts = packaged[source]()
     else:
         table = load_table(source)
         if text_column not in table.column_names:

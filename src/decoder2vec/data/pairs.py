@@ -75,6 +75,14 @@ PACKAGED_PAIRS = {
 }
 
 
+def packaged_pairs() -> dict:
+    """Every packaged pair set: the ones above plus those the language module registers."""
+    from ..languages import register_sources
+
+    register_sources()
+    return PACKAGED_PAIRS
+
+
 def _column(columns: list[str], names: tuple[str, ...], what: str, source: str, required: bool = True):
     for name in names:
         if name in columns:
@@ -90,8 +98,9 @@ def load_pairs(
     source: str, *, min_score: float = 4.0, negative_max_score: float | None = None, limit: int | None = None
 ) -> list[Pair]:
     """Pairs of one source; at most `limit`."""
-    if source in PACKAGED_PAIRS:
-        pairs = PACKAGED_PAIRS[source](min_score=min_score, negative_max_score=negative_max_score)
+    packaged = packaged_pairs()
+    if source in packaged:
+        pairs = packaged[source](min_score=min_score, negative_max_score=negative_max_score)
     else:
         table = load_table(source)
         cols = table.column_names

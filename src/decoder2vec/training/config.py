@@ -133,6 +133,14 @@ def make_config(values: dict) -> StageConfig:
             f"unknown {stage} recipe key(s): {', '.join(unknown + bad_pass)} "
             f"(known: {', '.join(sorted(known - {'training_args'}))}, or any TrainingArguments key)"
         )
+    for f in dataclasses.fields(cls):
+        # YAML 1.1 reads "1e-4" (no dot) as a string; a float key takes it as the number it is.
+        value = values.get(f.name)
+        if isinstance(value, str) and str(f.type).startswith("float"):
+            try:
+                values[f.name] = float(value)
+            except ValueError:
+                raise Decoder2VecError(f"{f.name} must be a number, got {value!r}") from None
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
     if isinstance(values.get("lora_target_modules"), str):
