@@ -129,8 +129,8 @@ def test_cli_export(tmp_path, capsys):
     code = main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instruction", "q=Find it:"])
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "config_sentence_transformers.json").read_text())["prompts"] == {"q": "Find it: "}
-    assert main(["export", str(folder), "--to", "onnx", str(out)]) == 2
-    assert "unknown export format 'onnx'" in capsys.readouterr().err
+    assert main(["export", str(folder), "--to", "gguf", str(out)]) == 2
+    assert "unknown export format 'gguf'" in capsys.readouterr().err
     assert main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instruction", "oops"]) == 2
 
 
