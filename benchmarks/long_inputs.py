@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/long_inputs.py                       # gemma3-270m 8k+32k, smollm2-135m 8k
     .venv/bin/python benchmarks/long_inputs.py --model smollm2-135m --tokens 2048 8192
 
-For each length it prints the RSS after loading, the peak RSS while encoding (the kernel's
-high-water mark is reset before each encode), the difference, and the time taken.
+For each length it prints the RSS after loading and a short warm-up encode (so the weights are
+paged in), the peak RSS while encoding (the kernel's high-water mark is reset before each encode),
+the difference, and the time taken. `--no-chunking` turns off the Encoder's chunked attention to
+show what plain SDPA costs (a (length x length) mask for Gemma-3's sliding-window layers).
 A bounded-memory encoder grows roughly linearly with the length (activations), not with its
 square (a materialised length x length mask or attention matrix).
 """
@@ -58,6 +60,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=None, help="repeatable (default: gemma3-270m, smollm2-135m)")
     parser.add_argument("--tokens", type=int, nargs="+", default=None, help="lengths (default: 8192 32768 for Gemma-3, 8192 for SmolLM2)")
+    parser.add_argument("--no-chunking", dest="no_chunking", action="store_true", help="plain SDPA (for comparison)")
     args = parser.parse_args(argv)
     plans = [(m, args.tokens) for m in args.model] if args.model else [
         ("gemma3-270m", args.tokens or [8192, 32768]), ("smollm2-135m", args.tokens or [8192])]
@@ -65,11 +68,17 @@ def main(argv=None):
     import torch
 
     from decoder2vec import Encoder
+    from decoder2vec import encoder as encoder_module
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.no_chunking:
+        encoder_module.CHUNKED_ATTENTION_ABOVE = float("inf")
+
+    attention = "plain SDPA" if args.no_chunking else "chunked above 2**24 batch*length^2"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attention: {attention}")
     print(f"{'model':<14} {'tokens':>7} {'loaded MiB':>11} {'peak MiB':>9} {'encode +MiB':>12} {'seconds':>8}")
     for model, lengths in plans:
         encoder = Encoder.from_pretrained(model, max_length=max(lengths), device="cpu")
+        encoder.encode(long_text(encoder.tokenizer, 256))  # pages the weights in
         for length in lengths:
             text = long_text(encoder.tokenizer, length)
             encoder.config.max_length = length  # cut to exactly `length` tokens

@@ -189,8 +189,8 @@ def test_invariance_tiny(family):
 
 @pytest.mark.real
 def test_invariance_real(smollm2):
-    _invariance(smollm2, REAL_TEXTS)
-    _invariance(smollm2, REAL_TEXTS[:8], instruction="Retrieve semantically similar text:")
+    # Every other text has an instruction, so one pass covers both kinds.
+    _invariance(smollm2, REAL_TEXTS, instruction=["Retrieve semantically similar text:", None] * 10)
 
 
 @pytest.mark.real
@@ -313,3 +313,21 @@ def test_truncation_warns_once_with_count():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         encoder.encode(["dog", "A cat."])  # short texts: no warning
+
+
+def test_max_length_capped_for_learned_positions():
+    with pytest.warns(UserWarning, match="max_length=1000 exceeds gpt2's 128 positions; using max_length=128"):
+        encoder = tiny_encoder("gpt2", max_length=1000)
+    assert encoder.max_length == 128
+    with pytest.warns(UserWarning, match="1 of 1 texts were longer than max_length=128"):
+        assert encoder.encode("word " * 300).shape == (encoder.dimension,)
+    # RoPE models may go past their trained length (e.g. with rope_scaling).
+    assert tiny_encoder("llama", max_length=1000).max_length == 1000
+
+
+def test_bad_max_length(tmp_path):
+    folder = tiny_encoder("llama").save_pretrained(tmp_path / "tiny")
+    with pytest.raises(Decoder2VecError, match="max_length must be >= 1, got 0"):
+        Encoder.from_pretrained(folder, max_length=0)
+    with pytest.raises(Decoder2VecError, match="unknown pooling 'sum'"):
+        Encoder.from_pretrained(folder, pooling="sum")

@@ -18,6 +18,7 @@ functions being index-based, which is how they are written (`use_vmap` ones fall
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -148,20 +149,31 @@ def supports_chunking(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) in ("sdpa", NAME)
 
 
+_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def chunked_attention(model):
-    """Within this block the model's SDPA attention runs in query chunks (see the module docstring)."""
+    """Within this block the model's SDPA attention runs in query chunks (see the module docstring).
+
+    Nesting or overlapping blocks on one model are counted, so the switch back to SDPA happens only
+    when the last one ends (a forward that began chunked must not end on plain SDPA)."""
     if not supports_chunking(model):
         yield model
         return
     _register()
-    configs = _configs(model.config)
-    before = [cfg._attn_implementation for cfg in configs]
-    try:
-        for cfg in configs:
-            if cfg._attn_implementation == "sdpa":
+    with _lock:
+        depth = getattr(model, "_decoder2vec_chunked_depth", 0)
+        if depth == 0:
+            model._decoder2vec_switched = [cfg for cfg in _configs(model.config) if cfg._attn_implementation == "sdpa"]
+            for cfg in model._decoder2vec_switched:
                 cfg._attn_implementation_internal = NAME
+        model._decoder2vec_chunked_depth = depth + 1
+    try:
         yield model
     finally:
-        for cfg, name in zip(configs, before):
-            cfg._attn_implementation_internal = name
+        with _lock:
+            model._decoder2vec_chunked_depth -= 1
+            if model._decoder2vec_chunked_depth == 0:
+                for cfg in model._decoder2vec_switched:
+                    cfg._attn_implementation_internal = "sdpa"
