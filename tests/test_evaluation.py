@@ -281,7 +281,7 @@ def test_cli_evaluate_runs_a_model_folder(encoder, private_cache, tmp_path, caps
     printed = capsys.readouterr().out
     assert "stsb-de (de, cosine_spearman)" in printed and "average de" in printed
     results = read_results(out)
-    assert results["suite"] == "quick:stsb-de" and results["tasks"]["stsb-de"]["sizes"] == {"pairs": 120}
+    assert results["suite"] == "quick:stsb-de" and results["tasks"]["stsb-de"]["sizes"] == {"pairs": 100}
 
 
 def test_cli_evaluate_list(capsys):
