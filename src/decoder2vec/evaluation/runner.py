@@ -3,8 +3,8 @@ task, average main scores per language, write the results JSON."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import logging
 import os
 import sys
 import time
@@ -16,7 +16,6 @@ from ..errors import Decoder2VecError
 from .embedder import Embedder
 from .suites import load_tasks
 
-log = logging.getLogger(__name__)
 
 LANGUAGES = ("en", "da", "de")
 # Short names for sentence-transformers models that ship in PyPI packages (offline).
@@ -35,7 +34,7 @@ def sentence_transformers_path(model: str) -> str:
         return model
     package, _ = SENTENCE_TRANSFORMERS_ALIASES[model]
     try:
-        module = __import__(package)
+        module = importlib.import_module(package)
     except ImportError as exc:
         raise Decoder2VecError(
             f"{model!r} needs the PyPI package {package.replace('_', '-')}: "
@@ -57,7 +56,7 @@ def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooli
         from sentence_transformers import SentenceTransformer
 
         path = sentence_transformers_path(str(model))
-        st = SentenceTransformer(path, device=device or "cpu")
+        st = SentenceTransformer(path, device=device)
         if max_length:
             st.max_seq_length = max_length
         st.decoder2vec_name = SENTENCE_TRANSFORMERS_ALIASES.get(str(model), (None, str(model)))[1]
