@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,14 +69,15 @@ def main(argv=None):
             scores = {name: t["main_score"] for name, t in report["tasks"].items()}
             rows.append((label, scores, report["seconds"]))
             print(f"[{lang}] {label}: {sum(scores.values()) / len(scores):.4f}", file=sys.stderr, flush=True)
-        for stage in ("base", "mntp", "simcse", "supervised"):
-            if stage in results:
-                rows.insert(2 if stage == "base" else len(rows), (STAGE_LABELS[stage], results[stage]["tasks"],
-                                                                  results[stage].get("seconds")))
+        # Gemma's causal rows, then the bidirectional base and each trained stage, then the others.
+        stages = [(STAGE_LABELS[s], results[s]["tasks"], results[s].get("seconds"))
+                  for s in ("base", "mntp", "simcse", "supervised") if s in results]
+        rows = rows[:2] + stages + rows[2:]
         if not rows:
             continue
         tasks = list(rows[0][1])
-        print(f"\n### {lang} ({flavour} suite: {suite})\n")
+        shown = os.path.relpath(suite) if Path(suite).is_absolute() else suite
+        print(f"\n### {lang} ({flavour} suite: {shown})\n")
         print("| model | " + " | ".join(tasks) + " | average |")
         print("|---" * (len(tasks) + 2) + "|")
         for label, scores, _ in rows:
