@@ -37,10 +37,15 @@ def compare(results_list) -> str:
     results_list = _check(results_list)
     labels = _labels(results_list)
     names = _task_rows(results_list)
-    width = max(12, *(len(label) for label in labels))
+    legend = []
+    if max(len(label) for label in labels) > 24:
+        # Long model names would make every column as wide as the longest: letter them instead.
+        legend = [f"  {chr(65 + i)} = {label}" for i, label in enumerate(labels)]
+        labels = [chr(65 + i) for i in range(len(labels))]
+    width = max(8, *(len(label) for label in labels))
     first = max(34, *(len(n) + 14 for n in names))
     header = f"{'task':<{first}}" + "".join(f"{label:>{width + 2}}" for label in labels)
-    lines = [header, "-" * len(header)]
+    lines = legend + [header, "-" * len(header)]
     for name in names:
         info = next(r["tasks"][name] for r in results_list if name in r["tasks"])
         row = f"{name} ({info['language']}, {info['metric']})"
@@ -86,7 +91,7 @@ def plot(results_list, path: str | os.PathLike) -> Path:
             if key in results.get("averages", {}):
                 values[i, len(names) + j] = results["averages"][key] * 100
     n = len(results_list)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(rows) * max(1, n) ** 0.5 + 2), 5.2))
+    fig, ax = plt.subplots(figsize=(min(18.0, max(8.0, 2 + len(rows) * (0.3 + 0.15 * n))), 5.2))
     bar = 0.8 / n
     x = np.arange(len(rows))
     for i, label in enumerate(labels):
