@@ -1,0 +1,30 @@
+"""Each shipped SmolLM2 recipe trains the real model for one step and writes a loadable Encoder
+whose vectors differ from the base model's (sizes cut down with overrides so it stays quick)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decoder2vec import Encoder
+from decoder2vec.training import train
+
+RECIPES = Path(__file__).parents[1] / "recipes" / "smollm2-135m"
+TEXTS = ["A man is playing a guitar.", "The capital of France is Paris."]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("stage", ["mntp", "simcse", "supervised"])
+def test_shipped_recipe_trains_smollm2(tmp_path, smollm2, stage):
+    extra = {"eval_texts": 4} if stage == "mntp" else {}
+    folder = train(RECIPES / f"{stage}.yaml", model="smollm2-135m", output_dir=str(tmp_path / stage), max_steps=1,
+                   per_device_train_batch_size=2, max_length=16, data_limit=8, report_to="none",
+                   learning_rate=1e-3, warmup_steps=0, **extra)
+    trained = Encoder.from_pretrained(folder)
+    assert trained.config.stages[-1]["stage"] == stage and trained.config.stages[-1]["steps"] == 1
+    assert trained.config.max_length == smollm2.config.max_length  # the training length is not inference's
+    before, after = smollm2.encode(TEXTS), trained.encode(TEXTS)
+    assert after.shape == before.shape
+    assert not np.allclose(before, after, atol=1e-4)
