@@ -276,3 +276,8 @@ def test_training_arguments_keys_pass_through():
                           "max_grad_norm": 0.5})
     assert isinstance(config, SupervisedConfig)
     assert config.training_args == {"adam_beta2": 0.98, "max_grad_norm": 0.5}
+
+
+def test_unfinished_previous_stage(tmp_path):
+    (tmp_path / "mntp.checkpoints" / "checkpoint-2").mkdir(parents=True)
+    _refused(tmp_path, "unfinished stage", stage="simcse", model=str(tmp_path / "mntp"), data=["x.txt"])

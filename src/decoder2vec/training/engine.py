@@ -152,18 +152,22 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
 
 def _check_model_source(config: StageConfig) -> None:
     """A missing previous-stage folder is the most likely mistake in a pipeline: say so."""
-    from .. import loading
-
-    model = config.model
-    if model is None or str(model) in loading.PACKAGED_MODELS:
+    model = str(config.model) if config.model is not None else None
+    if model is None:
         return
-    path = Path(str(model)).expanduser()
-    if path.suffix == ".gguf" or path.exists() or str(model).startswith((".", "/", "~")) or os.sep in str(model).strip("/").replace("/", "", 1):
-        if not path.exists():
-            raise Decoder2VecError(
-                f"{config.stage}: model {model!r} not found (is it the previous stage's output_dir? run that stage first)")
-        if path.is_dir() and (path.parent / f"{path.name}.checkpoints").is_dir() and not (path / "config.json").exists():
-            raise Decoder2VecError(f"{config.stage}: model {model!r} is an unfinished stage; re-run that stage to finish it")
+    path = Path(model).expanduser()
+    if path.exists():
+        return
+    if Path(f"{path}.checkpoints").is_dir():
+        raise Decoder2VecError(
+            f"{config.stage}: model {model!r} is an unfinished stage (its checkpoints are in {path}.checkpoints); "
+            "run that stage again to finish it")
+    # A hub id is "name" or "org/name"; anything else, or whose first folder exists here, is a path.
+    looks_local = (model.startswith((".", "/", "~")) or model.count("/") > 1 or path.suffix == ".gguf"
+                   or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
+    if looks_local:
+        raise Decoder2VecError(
+            f"{config.stage}: model {model!r} not found (is it the previous stage's output_dir? run that stage first)")
 
 
 def _is_main() -> bool:

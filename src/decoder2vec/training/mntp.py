@@ -98,13 +98,18 @@ class MNTPStage(Stage):
         source = loading.resolve_model(cfg.model)
         self.net, self.tokenizer = loading.load_model(source, with_lm_head=True, dtype=cfg.dtype)
         make_bidirectional(self.net)
+        previous = previous_encoder_config(source)
+        if previous is not None and not getattr(self.net.config.get_text_config(), "tie_word_embeddings", False):
+            # Encoder folders keep the backbone only; an untied LM head would start out random.
+            raise Decoder2VecError(
+                f"mntp: {cfg.model} is an Encoder folder without the LM head MNTP needs; start MNTP from the base model")
         self.mask_id, added = mask_token_id(self.tokenizer, cfg.mask_token)
         if added:
             # A new row in the embedding matrix; LoRA alone would leave it untrained, so peft
             # trains exactly that row (trainable_token_indices).
             self.net.resize_token_embeddings(len(self.tokenizer))
             self.trainable_token_indices = [self.mask_id]
-        self.encoder_config = previous_encoder_config(source) or EncoderConfig(
+        self.encoder_config = previous or EncoderConfig(
             base_model=str(cfg.model) if cfg.model else loading.DEFAULT_MODEL)
         self.encoder_config.bidirectional = True
 
