@@ -194,3 +194,28 @@ def test_adapt_runs_the_stages_in_order_and_resumes(tmp_path, monkeypatch):
     evaluated.clear()
     assert languages.adapt("da", model=str(base), output_dir=run) == final
     assert evaluated == []
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_training_sources_hold_no_evaluation_text():
+    """Real LibreOffice help data: no training pair or MNTP paragraph is a text that any suite's
+    help task evaluates on."""
+    from decoder2vec import languages
+    from decoder2vec.evaluation.suites import load_tasks, suite_names
+
+    texts = set()
+    suites = suite_names() + [languages.evaluation_suite(code, quick=True) for code in languages.LANGUAGES]
+    for suite in suites:
+        for task in load_tasks(suite):
+            if task.source.startswith("libreoffice"):
+                texts.update(t for t in languages._flatten(task.load()) if len(t) > 40)
+    assert len(texts) > 500
+    for code in languages.LANGUAGES:
+        pairs = languages._translation_pairs(code)
+        assert len(pairs) > 1000
+        assert not [p for p in pairs if p.query in texts or p.positive in texts]
+        # Paragraph level: a short boilerplate sentence can still occur inside a longer
+        # paragraph of another page (one or two such sentences per language).
+        paragraphs = {p for doc in languages._help_documents(code) for p in doc.split("\n")}
+        assert not paragraphs & texts
