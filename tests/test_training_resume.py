@@ -41,8 +41,9 @@ def _recipe(tmp_path, stage: str, output: str) -> dict:
             "min_words": 3, **common}
 
 
-# MNTP covers masking, LoRA dropout, data order and optimizer state; SimCSE adds hidden-state
-# dropout replay (slow: each subprocess imports torch/transformers/peft again).
+# MNTP covers masking, LoRA dropout, data order and optimizer state. SimCSE (hidden-state dropout
+# replay) passes too (`-m slow`); it is kept out of the default run for time: every subprocess
+# imports torch/transformers/peft again.
 @pytest.mark.parametrize("stage", ["mntp", pytest.param("simcse", marks=pytest.mark.slow)])
 def test_killed_run_resumes_to_the_same_state(tmp_path, stage):
     reference = train(_recipe(tmp_path, stage, "reference"))

@@ -46,8 +46,6 @@ class Stage:
         forwards go through it so distributed training syncs gradients."""
         raise NotImplementedError
 
-    training_step = None  # a stage may take over the whole step (the cached loss does)
-
     # -- around training
     def evaluate(self, model) -> dict:
         return {}
