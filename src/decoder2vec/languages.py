@@ -243,6 +243,11 @@ def adapt(
     previous = model
     for stage in stages:
         folder = out / stage
+        # A stage starts from the stage before it in the recipe when that one is finished here,
+        # so `--stages simcse supervised` continues an earlier MNTP run.
+        index = STAGES.index(stage)
+        if index and _finished(out / STAGES[index - 1]):
+            previous = out / STAGES[index - 1]
         if _finished(folder):
             log.warning("adapt %s: %s already finished in %s, skipping", lang.code, stage, folder)
         else:
