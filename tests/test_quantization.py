@@ -73,3 +73,18 @@ def test_quantize_plain_module_and_skip():
 def test_unknown_scheme_is_a_clear_error():
     with pytest.raises(Decoder2VecError, match="int4"):
         quantize_model(nn.Linear(2, 2), "int4")
+
+
+def test_outlier_channel_runs_in_float():
+    # One "massive activation" channel 1000x the rest: per-token scales alone would round the
+    # other 63 channels of that token to zero; the float side keeps them.
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 32, bias=False)
+    x = torch.randn(4, 64)
+    x[0, 7] = 1000.0
+    q = Int8Linear(linear)
+    assert q._outlier_columns(x).tolist() == [7]
+    expected = linear(x).detach()
+    rest = expected - x[:, 7:8] * linear.weight[:, 7].detach()  # the output without channel 7
+    error = q(x) - expected
+    assert error[0].abs().max() < 0.05 * rest[0].abs().max()
