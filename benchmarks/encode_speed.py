@@ -78,14 +78,14 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8) -> None:
 
 
 # ---------------------------------------------------------------- STS-B (fp32 vs int8)
-def stsb_spearman() -> dict[str, float]:
+def stsb_spearman(limit: int | None = None) -> dict[str, float]:
     from scipy.stats import spearmanr
 
     from decoder2vec import Encoder
     from decoder2vec.data.sources import stsb
     from decoder2vec.quantization import quantize_model
 
-    pairs = stsb("en", "dev")
+    pairs = stsb("en", "dev")[:limit]
     left, right, gold = [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
     encoder = Encoder.from_pretrained(pooling="mean", bidirectional=True)
     scores = {}
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of every engine, alternated")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--no-stsb", dest="stsb", action="store_false", help="skip the STS-B int8 check")
+    parser.add_argument("--stsb-pairs", dest="stsb_pairs", type=int, help="first N STS-B dev pairs (default all)")
     args = parser.parse_args()
     if "llm2vec" not in args.engines:
         raise SystemExit("the reference engine llm2vec is needed: ratios and cosines are measured against it")
@@ -161,9 +162,9 @@ def main() -> None:
         cos = cosines(vectors["decoder2vec-int8"], vectors["decoder2vec"])
         print(f"\nint8 vs fp32 cosine: min {cos.min():.4f}  mean {cos.mean():.4f}")
     if args.stsb:
-        scores = stsb_spearman()
+        scores = stsb_spearman(args.stsb_pairs)
         drop = scores["decoder2vec"] - scores["decoder2vec-int8"]
-        print(f"STS-B en dev Spearman x100: fp32 {scores['decoder2vec']:.2f}  int8 {scores['decoder2vec-int8']:.2f}  "
+        print(f"STS-B en dev ({args.stsb_pairs or 'all'} pairs) Spearman x100: fp32 {scores['decoder2vec']:.2f}  int8 {scores['decoder2vec-int8']:.2f}  "
               f"(drop {drop:.2f})")
 
 
