@@ -159,10 +159,17 @@ def test_roff_paragraphs_keep_prose_and_drop_boilerplate():
 def test_adapt_runs_the_stages_in_order_and_resumes(tmp_path, monkeypatch):
     import json
 
-    from decoder2vec import languages
-    from tiny import tiny_encoder
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    base = tiny_encoder("llama").save_pretrained(tmp_path / "base")
+    from decoder2vec import languages
+    from tiny import tiny_config
+
+    # A plain model folder with its LM head (MNTP needs one), as a hub model would be.
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(tiny_config("llama")).save_pretrained(base)
+    tiny_tokenizer().save_pretrained(base)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS), encoding="utf-8")
     pairs = tmp_path / "pairs.jsonl"
