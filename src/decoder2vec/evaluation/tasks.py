@@ -239,3 +239,13 @@ def make_task(name: str, spec: dict) -> Task:
 
 
 __all__ = ["Task", "TASK_TYPES", "make_task"]
+
+
+def _register_needle() -> None:
+    # needle.py subclasses Task, so it can only be imported once this module is complete.
+    from .needle import NeedleTask
+
+    TASK_TYPES[NeedleTask.type] = NeedleTask
+
+
+_register_needle()
