@@ -65,6 +65,18 @@ def main(argv=None):
     plans = [(m, args.tokens) for m in args.model] if args.model else [
         ("gemma3-270m", args.tokens or [8192, 32768]), ("smollm2-135m", args.tokens or [8192])]
 
+    if len(plans) > 1:
+        # One process per model: freed memory of one model stays in the allocator and would hide
+        # the next model's peak.
+        import subprocess
+        import sys
+
+        for model, lengths in plans:
+            extra = ["--no-chunking"] if args.no_chunking else []
+            subprocess.run([sys.executable, __file__, "--model", model, "--tokens", *map(str, lengths), *extra],
+                           check=True)
+        return
+
     import torch
 
     from decoder2vec import Encoder
