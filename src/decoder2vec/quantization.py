@@ -121,7 +121,31 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, Int8Linear(module))
+    _own_float_tensors(model)
+    _release_freed_memory()
     return model_or_encoder
+
+
+def _own_float_tensors(model: nn.Module) -> None:
+    """transformers memory-maps the checkpoint: every weight is a view into one file mapping,
+    which stays mapped (and resident, once read) while any weight still points into it. Copy the
+    float weights left after quantisation (embeddings, norms) so the mapping can go."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.clone()
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed fp32 weights back to the OS: glibc keeps freed heap pages otherwise, and
+    the int8 model would hold the fp32 model's memory for the rest of the process."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def is_quantized(model_or_encoder) -> bool:
