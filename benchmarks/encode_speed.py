@@ -49,6 +49,10 @@ def load_engine(engine: str):
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
         body = Transformer(resolve_model(None), max_seq_length=512, model_kwargs={"dtype": torch.float32})
+        # sentence-transformers 6 renders plain texts through the tokenizer's chat template when it
+        # has one (SmolLM2-Instruct does): ~20 extra tokens per text and different vectors. The
+        # other engines encode the bare text, so this one must too.
+        body.modality_config.pop("message", None)
         make_bidirectional(body.auto_model)
         model = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
         return lambda texts: model.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
