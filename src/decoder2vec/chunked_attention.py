@@ -93,11 +93,15 @@ def chunked_sdpa_attention(module, query, key, value, attention_mask, dropout=0.
     if not isinstance(attention_mask, LazyMask):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    if kwargs.get("softcap") is not None:
+        raise ValueError("attention soft-capping needs attn_implementation='eager'")
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     batch, heads, q_length, _ = query.shape
     kv_length = key.shape[2]
     window = attention_mask.local_size or kwargs.get("sliding_window")
+    if attention_mask.q_offset != attention_mask.kv_offset:
+        window = None  # with a cache, indices are not positions: visit every key, the mask decides
     # Budget per block counts heads too: a kernel without mask support materialises the scores.
     reach = kv_length if window is None else min(kv_length, 4 * window)
     step = max(1, BLOCK_ELEMENTS // (batch * heads * max(reach, 1)))
