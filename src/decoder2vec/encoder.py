@@ -174,6 +174,11 @@ class Encoder:
             self._backbone().save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+            from .export import POOLING_TO_ST, write_sentence_transformers_files
+
+            if self.pooling in POOLING_TO_ST:
+                # The same folder then also loads with SentenceTransformer(path).
+                write_sentence_transformers_files(self, tmp)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)

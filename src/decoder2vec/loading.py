@@ -269,7 +269,8 @@ def load_model(
     quirks = quirks_for(config)
     attn_implementation = attn_implementation or quirks.get("attn_implementation") or "sdpa"
     cls = AutoModelForCausalLM if with_lm_head else AutoModel
-    kwargs = dict(config=config, dtype=dtype, trust_remote_code=trust_remote_code)
+    # safetensors only: a pickled .bin checkpoint can run code when loaded.
+    kwargs = dict(config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
     try:
         net = cls.from_pretrained(source, attn_implementation=attn_implementation, **kwargs)
     except ValueError as exc:
