@@ -21,7 +21,7 @@ install: .venv/.installed
 	touch $@
 
 test: install
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 test-fast: install
 	$(PY) -m pytest -q -x -m "not real and not slow"
