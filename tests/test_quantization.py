@@ -88,3 +88,19 @@ def test_outlier_channel_runs_in_float():
     rest = expected - x[:, 7:8] * linear.weight[:, 7].detach()  # the output without channel 7
     error = q(x) - expected
     assert error[0].abs().max() < 0.05 * rest[0].abs().max()
+
+
+def test_from_pretrained_quantize_int8(tmp_path):
+    from tiny import tiny_encoder
+
+    from decoder2vec import Encoder
+    from decoder2vec.quantization import is_quantized
+
+    folder = tiny_encoder("llama").save_pretrained(tmp_path / "enc")
+    fp32 = Encoder.from_pretrained(folder)
+    int8 = Encoder.from_pretrained(folder, quantize="int8")
+    assert is_quantized(int8.model) and not is_quantized(fp32.model)
+    texts = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France."]
+    a = fp32.encode(texts, normalize_embeddings=True)
+    b = int8.encode(texts, normalize_embeddings=True)
+    assert (a * b).sum(1).min() > 0.9

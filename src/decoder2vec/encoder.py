@@ -134,6 +134,7 @@ class Encoder:
         dtype=None,
         attn_implementation: str | None = None,
         rope_scaling: dict | None = None,
+        quantize: str | None = None,
         trust_remote_code: bool = False,
     ) -> "Encoder":
         """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
@@ -143,7 +144,8 @@ class Encoder:
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "linear", "factor": 4.0} or
         {"rope_type": "yarn", "factor": 4.0}; see `loading.apply_rope_scaling`. It is stored in the
-        saved folder's config.json, so a trained long-context Encoder reloads with it."""
+        saved folder's config.json, so a trained long-context Encoder reloads with it.
+        quantize: "int8" quantises the linear layers for inference (quantization.quantize_model)."""
         source = loading.resolve_model(model)
         saved = Path(source) / CONFIG_NAME
         config = EncoderConfig.from_dict(json.loads(saved.read_text())) if saved.exists() else EncoderConfig()
@@ -162,7 +164,13 @@ class Encoder:
             rope_scaling=rope_scaling, trust_remote_code=trust_remote_code,
         )
         net.eval()
-        return cls(net, tokenizer, config)
+        encoder = cls(net, tokenizer, config)
+        if quantize is not None:
+            # Inference-only weights (see quantization.py and docs/performance.md).
+            from .quantization import quantize_model
+
+            quantize_model(encoder, quantize)
+        return encoder
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write weights (safetensors), tokenizer and decoder2vec_config.json. Atomic: the folder
