@@ -1,6 +1,7 @@
 """Honest speed figures: tokens/s and the share of the machine's measured matmul peak.
 
-Peak: one timed square matmul in the training dtype, measured once per machine and cached.
+Peak: one timed square matmul in the training dtype, measured at the start of each run (under a
+second), never cached: a peak measured while the machine was busy would inflate every later figure.
 Model FLOPs per token with LoRA: forward 2N plus backward 2N (gradients w.r.t. activations; the
 frozen weights get none, LoRA's own are negligible), so 4 x N x tokens, N = parameters of the
 decoder layers (embeddings are a lookup). A full fine-tune would be the usual 6N.
@@ -8,24 +9,16 @@ decoder layers (embeddings are a lookup). A full fine-tune would be the usual 6N
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
-from ..loading import cache_dir
 
 FLOPS_PER_PARAM_TOKEN = 4
 
 
 def measure_peak_flops(device: torch.device | str = "cpu", dtype=torch.float32, size: int = 2048) -> float:
     device = torch.device(device)
-    key = f"{device.type}:{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}:" \
-          f"{torch.get_num_threads()}:{dtype}".replace("torch.", "")
-    path = cache_dir() / "peak_flops.json"
-    known = json.loads(path.read_text()) if path.is_file() else {}
-    if key in known:
-        return known[key]
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")
@@ -37,12 +30,7 @@ def measure_peak_flops(device: torch.device | str = "cpu", dtype=torch.float32, 
         if device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    peak = 2 * size**3 / best
-    known[key] = peak
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    tmp.replace(path)
-    return peak
+    return 2 * size**3 / best
 
 
 def layer_parameters(model: torch.nn.Module) -> int:
