@@ -8,10 +8,10 @@ from tiny import tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.cli import main
+from decoder2vec.evaluation import read_results
 from decoder2vec.export import (
     export_sentence_transformers,
     push_to_hub,
-    read_results,
     sentence_transformers_gaps,
     write_sentence_transformers_files,
 )
@@ -99,7 +99,7 @@ def test_errors(tmp_path, monkeypatch):
     with pytest.raises(Decoder2VecError, match="results file not found"):
         read_results(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(Decoder2VecError, match="not valid JSON"):
+    with pytest.raises(Decoder2VecError, match="is not JSON"):
         read_results(tmp_path / "bad.json")
     encoder = tiny_encoder("llama")
     encoder.config.pooling = "latent_attention"

@@ -199,6 +199,8 @@ def export_sentence_transformers(
     encoder = _load(encoder_or_path)
     out = Path(out_dir)
     if isinstance(results, (str, os.PathLike)):
+        from .evaluation.runner import read_results
+
         results = read_results(results)
     if not exact:
         check_exportable(encoder)  # before the (slow) weight write
@@ -219,20 +221,6 @@ def export_sentence_transformers(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
-
-
-def read_results(path) -> dict:
-    """A results JSON: {"tasks": {name: {"main_score", "language", "type"}}, "averages": {...}}."""
-    file = Path(path)
-    if not file.is_file():
-        raise Decoder2VecError(f"results file not found: {path}")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise Decoder2VecError(f"results file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("tasks", {}), dict):
-        raise Decoder2VecError(f"results file {path} must hold an object with a 'tasks' object")
-    return data
 
 
 def push_to_hub(folder, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
@@ -280,5 +268,5 @@ def _write_json(path: Path, data) -> None:
 
 __all__ = [
     "export_sentence_transformers", "write_sentence_transformers_files", "sentence_transformers_gaps",
-    "push_to_hub", "read_results", "POOLING_TO_ST",
+    "push_to_hub", "POOLING_TO_ST",
 ]

@@ -38,7 +38,8 @@ def parse_instructions(items: list[str] | None) -> dict[str, str] | None:
 
 
 def run(args):
-    from ..export import export_sentence_transformers, push_to_hub, read_results
+    from ..evaluation.runner import read_results
+    from ..export import export_sentence_transformers, push_to_hub
 
     fmt, out = args.to
     if fmt not in FORMATS:
