@@ -71,12 +71,19 @@ class MNTPConfig(StageConfig):
 
 
 @dataclass
-class SimCSEConfig(StageConfig):
+class ContrastiveConfig(StageConfig):
+    """What both contrastive stages (SimCSE, supervised) take: the pooling they train and the
+    InfoNCE scale."""
+
+    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
+    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
+
+
+@dataclass
+class SimCSEConfig(ContrastiveConfig):
     """Unsupervised SimCSE: the same sentence twice with dropout is the positive pair."""
 
     stage: str = "simcse"
-    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
-    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
     attention_dropout: float = _help("dropout on attention weights while training", 0.1)
     hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.1)
     min_words: int = _help("shortest sentence kept (words)", 5)
@@ -84,12 +91,10 @@ class SimCSEConfig(StageConfig):
 
 
 @dataclass
-class SupervisedConfig(StageConfig):
+class SupervisedConfig(ContrastiveConfig):
     """Supervised contrastive: (query, positive, hard negatives), in-batch and cross-process negatives."""
 
     stage: str = "supervised"
-    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
-    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
     query_instruction: str | None = _help("instruction before every query (attended to, not pooled)", None)
     document_instruction: str | None = _help("instruction before every positive/negative", None)
     min_score: float = _help("STS-B pairs scoring at least this are positives", 4.0)
