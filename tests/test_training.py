@@ -281,3 +281,20 @@ def test_training_arguments_keys_pass_through():
 def test_unfinished_previous_stage(tmp_path):
     (tmp_path / "mntp.checkpoints" / "checkpoint-2").mkdir(parents=True)
     _refused(tmp_path, "unfinished stage", stage="simcse", model=str(tmp_path / "mntp"), data=["x.txt"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hidden_dropout_hooks_sublayers_not_the_residual_stream(family):
+    """Hidden dropout is applied to attention/MLP outputs (as BERT/SimCSE do), never to the whole
+    residual stream: with p=1 on sublayer outputs the layers add nothing, so the output is the
+    embeddings passed through the final norm — which dropping the residual stream would zero."""
+    from decoder2vec.training.dropout import set_dropout
+
+    model = tiny_model(family)
+    restore = set_dropout(model, attention=0.0, hidden=1.0)
+    model.train()
+    ids = torch.tensor([[3, 5, 7, 9]])
+    with torch.no_grad():
+        out = model(input_ids=ids).last_hidden_state
+    restore()
+    assert out.abs().sum() > 0

@@ -77,6 +77,7 @@ class ContrastiveConfig(StageConfig):
 
     pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
     scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
+    eval_examples: int = _help("held-out examples for the contrastive loss before and after training", 64)
 
 
 @dataclass

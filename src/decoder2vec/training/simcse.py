@@ -14,6 +14,7 @@ from .stage import check_enough
 class SimCSEStage(EncoderStage):
     name = "simcse"
     config: SimCSEConfig
+    eval_with_dropout = True
 
     def dataset(self) -> list:
         from ..data.corpora import load_sentences
@@ -25,7 +26,7 @@ class SimCSEStage(EncoderStage):
         random.Random(cfg.seed).shuffle(sentences)
         if cfg.data_limit:
             sentences = sentences[:cfg.data_limit]
-        return check_enough(sentences, cfg, "sentences")
+        return check_enough(self.hold_out(sentences, "sentences"), cfg, "sentences")
 
     def collate(self, items: list) -> dict:
         ids, masks, _ = self.encoder.tokenize(items)
@@ -35,5 +36,5 @@ class SimCSEStage(EncoderStage):
     def loss(self, model, inputs):
         vectors = self.embed(model, inputs["batch"])
         n = inputs["n"]
-        loss, candidates = info_nce(vectors[:n], vectors[n:], scale=self.config.scale, gather=world()[1] > 1)
+        loss, candidates = info_nce(vectors[:n], vectors[n:], scale=self.config.scale, gather=self.gather and world()[1] > 1)
         return loss, {"negatives": candidates - 1}

@@ -40,7 +40,7 @@ class SupervisedStage(EncoderStage):
         rng.shuffle(pairs)
         if cfg.data_limit:
             pairs = pairs[:cfg.data_limit]
-        check_enough(pairs, cfg, "pairs")
+        pairs = check_enough(self.hold_out(pairs, "pairs"), cfg, "pairs")
         if not cfg.batch_per_task:
             return pairs
         # Items are whole batches, each from one source; the Trainer then shuffles batches
@@ -61,12 +61,18 @@ class SupervisedStage(EncoderStage):
         ids, masks, _ = self.encoder.tokenize(queries + documents, instructions)
         return {"ids": ids, "masks": masks, "n": len(pairs)}
 
+    def example_key(self, pair):
+        return frozenset((pair.query, pair.positive))
+
+    def eval_batch(self, part: list) -> list:
+        return [part] if self.config.batch_per_task else part
+
     def _split(self, vectors, n):
         return vectors[:n], vectors[n:2 * n], vectors[2 * n:]
 
     def _loss_from_vectors(self, vectors, n):
         queries, positives, negatives = self._split(vectors, n)
-        gather = self.config.gather_across_processes and world()[1] > 1
+        gather = self.gather and self.config.gather_across_processes and world()[1] > 1
         return info_nce(queries, positives, negatives, scale=self.config.scale, gather=gather)
 
     def loss(self, model, inputs):
