@@ -32,7 +32,8 @@ from common import (
     run_worker, scratch_dir, wiki_texts,
 )
 
-ENGINES = ("llm2vec", "sentence-transformers", "decoder2vec", "decoder2vec-int8")
+ENGINES = ("llm2vec", "sentence-transformers", "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8",
+           "decoder2vec-int8-compiled")
 BATCH_SIZE = 32
 
 
@@ -56,11 +57,9 @@ def load_engine(engine: str):
         make_bidirectional(body.auto_model)
         model = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
         return lambda texts: model.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
-    encoder = Encoder.from_pretrained(pooling="mean", bidirectional=True, max_length=512, device="cpu")
-    if engine == "decoder2vec-int8":
-        from decoder2vec.quantization import quantize_model
-
-        quantize_model(encoder, "int8")
+    encoder = Encoder.from_pretrained(pooling="mean", bidirectional=True, max_length=512, device="cpu",
+                                      quantize="int8" if "int8" in engine else None,
+                                      compile=engine.endswith("-compiled"))
     return lambda texts: encoder.encode(texts, batch_size=BATCH_SIZE)
 
 
@@ -69,7 +68,13 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8) -> None:
 
     texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
     encode = load_engine(engine)
+    started = time.perf_counter()
     encode(texts[:warmup])
+    if engine.endswith("-compiled"):
+        # torch.compile specialises on the first shape and goes dynamic on the second: warm both
+        # (the one-time compile is reported, not counted in tokens/s).
+        encode(texts[warmup:2 * warmup + 3])
+    warmup_seconds = time.perf_counter() - started
     start = time.perf_counter()
     vectors = encode(texts)
     seconds = time.perf_counter() - start
@@ -77,7 +82,7 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8) -> None:
     tokens = count_tokens(texts)
     print(json.dumps({
         "engine": engine, "texts": len(texts), "tokens": tokens, "seconds": seconds,
-        "tokens_per_s": tokens / seconds, "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
+        "tokens_per_s": tokens / seconds, "warmup_seconds": warmup_seconds, "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
     }))
 
 
@@ -154,17 +159,21 @@ def main() -> None:
 
     reference_speed = statistics.median(run["tokens_per_s"] for run in runs["llm2vec"])
     print(f"\nload average before {load_before:.1f}, after {load_after:.1f}; fp32 matmul peak {peak:.0f} GFLOP/s")
-    header = f"{'engine':24s} {'tokens/s':>9s} {'x ref':>6s} {'peak RSS MiB':>13s} {'% peak':>7s} {'min cos vs ref':>15s}"
+    header = (f"{'engine':26s} {'tokens/s':>9s} {'x ref':>6s} {'peak RSS MiB':>13s} {'% peak':>7s} "
+              f"{'min cos vs ref':>15s} {'warm-up s':>10s}")
     print(header + "\n" + "-" * len(header))
     for name in args.engines:
         speed = statistics.median(run["tokens_per_s"] for run in runs[name])
         rss = max(run["peak_rss_mib"] for run in runs[name])
         mfu = 100 * speed * flops_per_token / (peak * 1e9)
         cos = cosines(vectors[name], vectors["llm2vec"]).min()
-        print(f"{name:24s} {speed:9.0f} {speed / reference_speed:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f}")
-    if "decoder2vec" in vectors and "decoder2vec-int8" in vectors:
-        cos = cosines(vectors["decoder2vec-int8"], vectors["decoder2vec"])
-        print(f"\nint8 vs fp32 cosine: min {cos.min():.4f}  mean {cos.mean():.4f}")
+        warm = max(run.get("warmup_seconds", 0.0) for run in runs[name])
+        print(f"{name:26s} {speed:9.0f} {speed / reference_speed:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f} {warm:10.1f}")
+    print()
+    for name in ("decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled"):
+        if "decoder2vec" in vectors and name in vectors:
+            cos = cosines(vectors[name], vectors["decoder2vec"])
+            print(f"{name} vs decoder2vec fp32 cosine: min {cos.min():.4f}  mean {cos.mean():.4f}")
     if args.stsb:
         scores = stsb_spearman(args.stsb_pairs)
         drop = scores["decoder2vec"] - scores["decoder2vec-int8"]

@@ -119,6 +119,16 @@ class Encoder:
                           f"{positions} positions; using max_length={positions}", stacklevel=2)
             self.config.max_length = positions
         self._takes_position_ids = "position_ids" in inspect.signature(self._backbone().forward).parameters
+        self._compiled = None
+
+    def compile(self, **options) -> "Encoder":
+        """Run inference (encode) through `torch.compile(model, dynamic=True)`: fused element-wise
+        kernels (norms, RoPE, activations, int8 (de)quantisation) instead of one eager op each.
+        Vectors are unchanged (cosine >= 0.9999); the first encode calls pay a one-time compile
+        (minutes on a 2-core CPU; docs/performance.md). Training (gradients on) and long inputs
+        (chunked attention) always run eagerly. `options` go to torch.compile."""
+        self._compiled = torch.compile(self.model, dynamic=True, **options)
+        return self
 
     # ----------------------------------------------------------------- loading / saving
     @classmethod
@@ -135,6 +145,7 @@ class Encoder:
         attn_implementation: str | None = None,
         rope_scaling: dict | None = None,
         quantize: str | None = None,
+        compile: bool = False,
         trust_remote_code: bool = False,
     ) -> "Encoder":
         """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
@@ -145,7 +156,8 @@ class Encoder:
         `rope_parameters` form, e.g. {"rope_type": "linear", "factor": 4.0} or
         {"rope_type": "yarn", "factor": 4.0}; see `loading.apply_rope_scaling`. It is stored in the
         saved folder's config.json, so a trained long-context Encoder reloads with it.
-        quantize: "int8" quantises the linear layers for inference (quantization.quantize_model)."""
+        quantize: "int8" quantises the linear layers for inference (quantization.quantize_model).
+        compile: run inference through torch.compile (see `Encoder.compile`)."""
         source = loading.resolve_model(model)
         saved = Path(source) / CONFIG_NAME
         config = EncoderConfig.from_dict(json.loads(saved.read_text())) if saved.exists() else EncoderConfig()
@@ -170,6 +182,8 @@ class Encoder:
             from .quantization import quantize_model
 
             quantize_model(encoder, quantize)
+        if compile:
+            encoder.compile()
         return encoder
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
@@ -297,8 +311,11 @@ class Encoder:
         # Long inputs: a padded batch or a sliding-window layer would get a (length x length) mask;
         # chunked attention evaluates it block by block instead (same result, linear memory).
         long = n * length * length > CHUNKED_ATTENTION_ABOVE
+        net = self.model
+        if self._compiled is not None and not long and not torch.is_grad_enabled():
+            net = self._compiled
         with chunked_attention(self._backbone()) if long else contextlib.nullcontext():
-            out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
+            out = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
     def embed(self, batch: Batch) -> torch.Tensor:
