@@ -66,6 +66,15 @@ def test_encode_options(tiny_folder, tmp_path):
     np.testing.assert_allclose(np.load(out), causal.encode(TEXTS), atol=1e-5)
 
 
+def test_encode_quantize_and_compile_flags(tiny_folder, tmp_path):
+    txt, _, _ = _write_inputs(tmp_path, TEXTS)
+    out = tmp_path / "v.npy"
+    argv = ["encode", "--model", tiny_folder, "--input", str(txt), "--output", str(out), "--device", "cpu"]
+    assert main([*argv, "--quantize", "int8", "--compile"]) == 0
+    int8 = Encoder.from_pretrained(tiny_folder, device="cpu", quantize="int8")
+    np.testing.assert_allclose(np.load(out), int8.encode(TEXTS), atol=1e-4)
+
+
 @pytest.mark.parametrize(("content", "name", "extra", "message"), [
     ("text\n", "in.csv", ["--text-column", "body"], "has no column 'body' (columns: text); name it with --text-column"),
     ('{"sentence": "a"}\n', "in.jsonl", [], "has no column 'text' (columns: sentence)"),

@@ -215,6 +215,32 @@ def test_losses_fall(pipeline):
         assert np.mean(losses[-3:]) < np.mean(losses[:3]), (name, losses)
 
 
+def test_contrastive_stages_measure_a_held_out_loss(pipeline):
+    # The per-batch training loss is noise over a short run; the held-out loss (same examples,
+    # same dropout masks before and after) is the comparable figure.
+    for name in ["simcse", "supervised"]:
+        record = _stages(pipeline[name])[-1]
+        before, after = record["before"], record["after"]
+        assert before[f"{name}_eval_examples"] == after[f"{name}_eval_examples"] >= 2
+        assert after[f"{name}_eval_loss"] < before[f"{name}_eval_loss"], (name, before, after)
+
+
+def test_held_out_pairs_are_never_trained_on(tmp_path):
+    from decoder2vec.data.pairs import Pair
+    from decoder2vec.training.supervised import SupervisedStage
+
+    config = make_config({"stage": "supervised", "model": "unused", "data": ["x.jsonl"], "eval_examples": 4,
+                          "output_dir": str(tmp_path / "o"), "batch_per_task": False, **FAST})
+    stage = SupervisedStage(config)
+    # Symmetric data (as STS-B gives): every pair also appears reversed.
+    pairs = [Pair(f"q{i}", f"p{i}") for i in range(40)] + [Pair(f"p{i}", f"q{i}") for i in range(40)]
+    rest = stage.hold_out(pairs, "pairs")
+    held = {frozenset((p.query, p.positive)) for p in stage.eval_items}
+    assert len(stage.eval_items) == 4
+    assert not any(frozenset((p.query, p.positive)) in held for p in rest)
+    assert len(rest) == 80 - 4 - 4  # each held-out pair's reverse is dropped too
+
+
 def test_supervised_logs_in_batch_and_hard_negatives(pipeline):
     rows = [r for r in csv_rows(pipeline["supervised"] / "logs" / "log.csv") if r.get("negatives")]
     assert {int(float(r["negatives"])) for r in rows} == {4 + 4 - 1}  # 4 positives + 4 hard negatives

@@ -38,13 +38,15 @@ def recipes_dir() -> Path:
 @dataclass
 class Demo:
     model: str = "smollm2-135m"
-    output_dir: Path = Path("runs/demo")
+    # Default runs/demo, or runs/demo-quick: the quick flavour's stages (a third of the steps) must
+    # never be mistaken for the full demo's finished stages.
+    output_dir: Path | None = None
     quick: bool = False
     suite: str | None = None  # default: "quick" with --quick, else "default"
     timings: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.output_dir = Path(self.output_dir)
+        self.output_dir = Path(self.output_dir or ("runs/demo-quick" if self.quick else "runs/demo"))
         self.suite = self.suite or ("quick" if self.quick else "default")
         # recipes/<model>/<stage>.yaml; --quick uses recipes/<model>/quick/ when the model has one,
         # else the same recipes with a third of the steps.

@@ -54,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quantize / --compile: the Encoder.from_pretrained keywords of the same names."""
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8 linear layers for CPU inference (docs/performance.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model: faster encoding after a one-time compile")
+
+
 def add_model_argument(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
     help_text = "hub id, local folder, .gguf file, or packaged name (default: smollm2-135m)"
     if positional:

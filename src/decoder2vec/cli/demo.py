@@ -6,7 +6,8 @@ from __future__ import annotations
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="a third of the recipe steps and the quick suite")
     p.add_argument("--model", default="smollm2-135m", help="a model with recipes under recipes/<model>/")
-    p.add_argument("--output-dir", dest="output_dir", default="runs/demo")
+    p.add_argument("--output-dir", dest="output_dir", default=None,
+                   help="where stage folders and results go (default: runs/demo, or runs/demo-quick with --quick)")
     p.add_argument("--suite", default=None, help="evaluation suite (default: 'default', or 'quick' with --quick)")
 
 

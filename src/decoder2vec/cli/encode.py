@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import Decoder2VecError
 from ..pooling import POOLINGS
 from ..precision import PRECISIONS
-from . import add_model_argument
+from . import add_model_argument, add_speed_arguments
 
 
 def add_arguments(p):
@@ -27,6 +27,7 @@ def add_arguments(p):
     p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: fp32 on CPU, bf16 on GPU)")
+    add_speed_arguments(p)
 
 
 def read_texts(path: str, text_column: str = "text") -> list[str]:
@@ -74,7 +75,7 @@ def run(args):
         raise Decoder2VecError(f"unsupported output type for {args.output}; use .npy or .parquet")
     encoder = Encoder.from_pretrained(
         args.model, pooling=args.pooling, bidirectional=not args.causal, max_length=args.max_length,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile,
     )
     vectors = encoder.encode(
         texts, instruction=args.instruction, batch_size=args.batch_size,

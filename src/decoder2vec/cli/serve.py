@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import Decoder2VecError
-from . import add_model_argument
+from . import add_model_argument, add_speed_arguments
 
 
 def add_arguments(p):
@@ -39,6 +39,7 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
+    add_speed_arguments(p)
     p.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true",
                    help="run the model repository's own Python code (off by default)")
 
@@ -72,6 +73,8 @@ def run(args):
             raise Decoder2VecError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_wait_ms < 0:
         raise Decoder2VecError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
+    if args.onnx and (args.quantize or args.compile):
+        raise Decoder2VecError("--quantize/--compile apply to the PyTorch model, not to --onnx")
     check_bind(args.host, api_key, args.allow_insecure)  # before the (slow) model load
     check_safetensors(args.model)
     settings = ServeSettings(
@@ -87,7 +90,8 @@ def run(args):
                                               max_length=args.max_length)
     else:
         encoder = Encoder.from_pretrained(args.model, max_length=args.max_length, device=args.device,
-                                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+                                          dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                                          quantize=args.quantize, compile=args.compile)
     print(f"serving {settings.model_name!r} (dimension {encoder.dimension}) on http://{args.host}:{args.port}/v1 "
           f"{'with' if api_key else 'without'} an API key")
     serve(encoder, host=args.host, port=args.port, settings=settings, allow_insecure=args.allow_insecure)
