@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from tiny import CORPUS, tiny_encoder
 
 from decoder2vec.quantization import quantize_model

@@ -10,8 +10,6 @@ import contextlib
 import inspect
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from . import loading
+from .atomic import atomic_folder
 from .bidirectional import is_bidirectional, set_causal
 from .chunked_attention import chunked_attention
 from .errors import Decoder2VecError
@@ -189,24 +188,16 @@ class Encoder:
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write weights (safetensors), tokenizer and decoder2vec_config.json. Atomic: the folder
         appears only when complete."""
+        from .export import POOLING_TO_ST, write_sentence_transformers_files
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_folder(path) as tmp:
             self._backbone().save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-            from .export import POOLING_TO_ST, write_sentence_transformers_files
-
             if self.pooling in POOLING_TO_ST:
                 # The same folder then also loads with SentenceTransformer(path).
                 write_sentence_transformers_files(self, tmp)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     # ----------------------------------------------------------------- properties

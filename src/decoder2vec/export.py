@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from .atomic import atomic_folder
 from .errors import Decoder2VecError
 
 log = logging.getLogger(__name__)
@@ -207,19 +207,12 @@ def export_sentence_transformers(
     gaps = [] if exact else sentence_transformers_gaps(encoder, instructions)
     for gap in gaps:
         log.warning("sentence-transformers export: %s", gap)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
-    try:
-        folder = encoder.save_pretrained(staging / "model")
+    with atomic_folder(out) as folder:
+        encoder.save_pretrained(folder)
         write_sentence_transformers_files(encoder, folder, instructions, exact=exact)
         card = model_card(encoder, results=results, instructions=instructions_of(encoder, instructions),
                           model_name=model_name or out.name, gaps=gaps, exact=exact)
         (folder / "README.md").write_text(card, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(folder, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_folder
 from .errors import Decoder2VecError
 
 log = logging.getLogger(__name__)
@@ -125,19 +126,10 @@ def gguf_to_folder(path: Path) -> Path:
     if (target / "config.json").exists():
         return target
     log.warning("dequantising %s once (cached in %s)", path.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Atomic: convert into a temp folder and rename, so a killed conversion never looks finished.
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
+    # Atomic, so a killed conversion never looks finished; a conversion another process
+    # finished first is kept.
+    with atomic_folder(target, overwrite=False) as tmp:
         convert_gguf(path, tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-            # Another process finished the same conversion first; keep theirs.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -13,14 +13,12 @@ Needs the `onnx`, `onnxscript` (export) and `onnxruntime` (inference) packages.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .encoder import CONFIG_NAME, Batch, Encoder, EncoderConfig
+from .atomic import atomic_folder
 from .errors import Decoder2VecError
 
 ONNX_FILE = Path("onnx") / "model.onnx"
@@ -56,10 +54,8 @@ def export_onnx(encoder_or_path, out_dir) -> Path:
         raise Decoder2VecError("ONNX export wants the encoder on CPU in float32: load it with device='cpu', "
                                "dtype='float32'")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.onnx-"))
-    try:
-        folder = encoder.save_pretrained(staging / "model")
+    with atomic_folder(out) as folder:
+        encoder.save_pretrained(folder)
         (folder / ONNX_FILE).parent.mkdir()
         ids, masks, _ = encoder.tokenize(["An example text to trace.", "Another."])
         example = encoder.collate(ids, masks)
@@ -71,11 +67,6 @@ def export_onnx(encoder_or_path, out_dir) -> Path:
                 input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
                 dynamic_shapes={"input_ids": axes, "attention_mask": axes}, dynamo=True, external_data=False,
             )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(folder, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
