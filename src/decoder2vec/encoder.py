@@ -25,6 +25,7 @@ from .chunked_attention import chunked_attention
 from .errors import Decoder2VecError
 from .pooling import check_pooling, pool
 from .precision import check_precision, quantize
+from .unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
 
 CONFIG_NAME = "decoder2vec_config.json"
 # Batches with more (batch x length x length) elements than this run attention in query chunks:
@@ -315,6 +316,21 @@ class Encoder:
         states = self.hidden_states(batch)
         return pool(states, batch.pool_mask, batch.attention_mask, self.config.pooling)
 
+    def embed_unpadded(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Like `embed`, but the texts go through the model end to end in one row with no padding
+        (unpadded.py: varlen flash attention on GPUs, a block-diagonal mask elsewhere)."""
+        backbone = self._backbone()
+        check_unpadded(backbone, self._takes_position_ids, max(len(x) for x in ids))
+        packed = pack(ids).to(self.device)
+        kwargs = {"position_ids": packed.position_ids}
+        if not uses_varlen_kernel(backbone):
+            kwargs["attention_mask"] = block_diagonal_mask(packed.segments, backbone)
+        out = self.model(input_ids=packed.input_ids, **kwargs)
+        states = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        states, attention = unpack(states, packed)
+        pool_mask = self.collate(ids, pool_masks).pool_mask.to(self.device)
+        return pool(states, pool_mask, attention, self.config.pooling)
+
     # ----------------------------------------------------------------- encode
     def encode(
         self,
@@ -328,12 +344,15 @@ class Encoder:
         precision: str = "float32",
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = False,
+        unpadded: bool | None = None,
     ):
         """Encode texts into vectors (numpy array, or torch tensor with convert_to_tensor).
 
         instruction: one string for every text, or a list with one (or None) per text.
         Texts are sorted by length and batched by `batch_size` and `max_batch_tokens` so little
         compute goes to padding; the result comes back in input order.
+        unpadded: run each batch's texts end to end with no padding at all (see unpadded.py).
+        Default: on when the model uses a flash-attention (varlen) kernel, else off.
         """
         single = isinstance(texts, str)
         texts = _check_texts(texts)
@@ -348,6 +367,8 @@ class Encoder:
             out = quantize(np.zeros((0, dim), dtype=np.float32), precision)
             return torch.from_numpy(out) if convert_to_tensor else out
 
+        if unpadded is None:
+            unpadded = uses_varlen_kernel(self._backbone())
         ids, masks, truncated = self.tokenize(texts, instructions)
         if truncated:
             warnings.warn(
@@ -369,8 +390,11 @@ class Encoder:
                 for size in batches:
                     rows = order[start:start + size]
                     start += size
-                    batch = self.collate([ids[i] for i in rows], [masks[i] for i in rows])
-                    vectors = self.embed(batch)[:, :dim].float()
+                    if unpadded:
+                        vectors = self.embed_unpadded([ids[i] for i in rows], [masks[i] for i in rows])
+                    else:
+                        vectors = self.embed(self.collate([ids[i] for i in rows], [masks[i] for i in rows]))
+                    vectors = vectors[:, :dim].float()
                     if normalize_embeddings:
                         vectors = torch.nn.functional.normalize(vectors, dim=-1)
                     result[rows] = vectors.cpu().numpy()
