@@ -82,7 +82,7 @@ def test_gguf_conversion_is_cached(fake_gguf, cache):
     folder = loading.resolve_model(path)
     assert len(calls) == 1
     # Converted in a temporary sibling folder, then renamed into place.
-    assert calls[0].parent == cache / "models" and calls[0].name.startswith(".tmp-")
+    assert calls[0].parent == cache / "models" and calls[0].name.startswith(".") and ".tmp-" in calls[0].name
     assert not calls[0].exists() and (loading.Path(folder) / "config.json").exists()
     stamp = os.stat(folder).st_mtime_ns
     assert loading.resolve_model(path) == folder

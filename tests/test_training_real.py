@@ -28,3 +28,19 @@ def test_shipped_recipe_trains_smollm2(tmp_path, smollm2, stage):
     before, after = smollm2.encode(TEXTS), trained.encode(TEXTS)
     assert after.shape == before.shape
     assert not np.allclose(before, after, atol=1e-4)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("stage", ["supervised"])
+def test_contrastive_held_out_loss_falls_on_smollm2(tmp_path, smollm2, stage):
+    # A short run of the shipped recipe (smaller batches and texts); the held-out loss is measured
+    # on the same examples before and after, so a fall is training, not noise. SimCSE is not here:
+    # from the *untrained* model 8 steps raised its held-out loss (0.67 -> 1.13); from the MNTP
+    # stage, as the recipe chains it, the demo measures 1.119 -> 0.964 (20 steps) and
+    # 1.119 -> 0.487 (60 steps), docs/training.md.
+    folder = train(RECIPES / f"{stage}.yaml", model="smollm2-135m", output_dir=str(tmp_path / stage), max_steps=8,
+                   per_device_train_batch_size=8, max_length=24, eval_examples=16, data_limit=400,
+                   report_to="none", warmup_steps=0, save_steps=100)
+    record = Encoder.from_pretrained(folder).config.stages[-1]
+    before, after = record["before"][f"{stage}_eval_loss"], record["after"][f"{stage}_eval_loss"]
+    assert after < before, (before, after)

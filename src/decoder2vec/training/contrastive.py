@@ -32,7 +32,7 @@ class EncoderStage(Stage):
     def hold_out(self, items: list, what: str) -> list:
         """Keep the first eval_examples (already shuffled) aside for evaluate(); never trained on."""
         cfg = self.config
-        held = min(cfg.eval_examples, len(items) // 10)  # never more than a tenth of a small set
+        held = min(cfg.eval_examples, len(items) // 5)  # never more than a fifth of a small set
         if cfg.eval_examples and held < 2:
             held = 0  # an InfoNCE loss needs at least two examples; a tiny set keeps them all
         self.eval_items = items[:held]
