@@ -189,17 +189,22 @@ class Encoder:
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write weights (safetensors), tokenizer and decoder2vec_config.json. Atomic: the folder
         appears only when complete."""
-        from .export import POOLING_TO_ST, write_sentence_transformers_files
-
         path = Path(path)
         with atomic_folder(path) as tmp:
-            self._backbone().save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
-            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-            if self.pooling in POOLING_TO_ST:
-                # The same folder then also loads with SentenceTransformer(path).
-                write_sentence_transformers_files(self, tmp)
+            self.write_files(tmp)
         return path
+
+    def write_files(self, folder: Path) -> None:
+        """What save_pretrained writes, into an existing folder (not atomic by itself: exports
+        call it inside their own atomic_folder and add files beside it)."""
+        from .export import POOLING_TO_ST, write_sentence_transformers_files
+
+        self._backbone().save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        if self.pooling in POOLING_TO_ST:
+            # The same folder then also loads with SentenceTransformer(path).
+            write_sentence_transformers_files(self, folder)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -308,7 +313,7 @@ class Encoder:
             net = self._compiled
         with chunked_attention(self._backbone()) if long else contextlib.nullcontext():
             out = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
-        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return _last_hidden_state(out)
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """Differentiable: a padded Batch -> pooled vectors (batch, dim). Training uses this."""
@@ -326,8 +331,7 @@ class Encoder:
         if not uses_varlen_kernel(backbone):
             kwargs["attention_mask"] = block_diagonal_mask(packed.segments, backbone)
         out = self.model(input_ids=packed.input_ids, **kwargs)
-        states = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        states, attention = unpack(states, packed)
+        states, attention = unpack(_last_hidden_state(out), packed)
         pool_mask = self.collate(ids, pool_masks).pool_mask.to(self.device)
         return pool(states, pool_mask, attention, self.config.pooling)
 
@@ -390,10 +394,11 @@ class Encoder:
                 for size in batches:
                     rows = order[start:start + size]
                     start += size
+                    rows_ids, rows_masks = [ids[i] for i in rows], [masks[i] for i in rows]
                     if unpadded:
-                        vectors = self.embed_unpadded([ids[i] for i in rows], [masks[i] for i in rows])
+                        vectors = self.embed_unpadded(rows_ids, rows_masks)
                     else:
-                        vectors = self.embed(self.collate([ids[i] for i in rows], [masks[i] for i in rows]))
+                        vectors = self.embed(self.collate(rows_ids, rows_masks))
                     vectors = vectors[:, :dim].float()
                     if normalize_embeddings:
                         vectors = torch.nn.functional.normalize(vectors, dim=-1)
@@ -407,6 +412,11 @@ class Encoder:
         if single:
             out = out[0]
         return torch.from_numpy(out) if convert_to_tensor else out
+
+
+def _last_hidden_state(out) -> torch.Tensor:
+    # A transformers output object, or a plain tuple from a traced/exported model.
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[int]:

@@ -208,7 +208,7 @@ def export_sentence_transformers(
     for gap in gaps:
         log.warning("sentence-transformers export: %s", gap)
     with atomic_folder(out) as folder:
-        encoder.save_pretrained(folder)
+        encoder.write_files(folder)
         write_sentence_transformers_files(encoder, folder, instructions, exact=exact)
         card = model_card(encoder, results=results, instructions=instructions_of(encoder, instructions),
                           model_name=model_name or out.name, gaps=gaps, exact=exact)

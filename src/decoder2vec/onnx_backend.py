@@ -55,7 +55,7 @@ def export_onnx(encoder_or_path, out_dir) -> Path:
                                "dtype='float32'")
     out = Path(out_dir)
     with atomic_folder(out) as folder:
-        encoder.save_pretrained(folder)
+        encoder.write_files(folder)
         (folder / ONNX_FILE).parent.mkdir()
         ids, masks, _ = encoder.tokenize(["An example text to trace.", "Another."])
         example = encoder.collate(ids, masks)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    p.add_argument("--quick", action="store_true", help="a third of the recipe steps and the quick suite")
+    p.add_argument("--quick", action="store_true", help="the quick recipes (recipes/<model>/quick/, else a third of the steps) and the quick suite")
     p.add_argument("--model", default="smollm2-135m", help="a model with recipes under recipes/<model>/")
     p.add_argument("--output-dir", dest="output_dir", default=None,
                    help="where stage folders and results go (default: runs/demo, or runs/demo-quick with --quick)")

@@ -24,7 +24,7 @@ class EncoderStage(Stage):
 
     # Held-out examples (set by dataset()) and whether the loss gathers across processes; the
     # held-out loss never does (each process evaluates the same examples on its own).
-    eval_items: list = []
+    eval_items: tuple | list = ()
     gather = True
     # SimCSE needs dropout when evaluating too (without it both copies are identical).
     eval_with_dropout = False
@@ -55,9 +55,9 @@ class EncoderStage(Stage):
         self.gather, tokens = False, self.tokens_seen
         try:
             with torch.no_grad():
-                for start in range(0, len(self.eval_items) - 1, size):
+                for start in range(0, len(self.eval_items), size):
                     part = self.eval_items[start:start + size]
-                    if len(part) < 2:
+                    if len(part) < 2:  # a one-example tail has no negative
                         break
                     loss, _ = self.loss(model, self.collate(self.eval_batch(part)))
                     total, count = total + float(loss) * len(part), count + len(part)

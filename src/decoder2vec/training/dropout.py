@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..bidirectional import _configs
+from ..errors import Decoder2VecError
 from .lora import decoder_layers
 
 
@@ -62,8 +63,6 @@ def sublayers(layers: nn.ModuleList) -> list[nn.Module]:
     found = [getattr(layer, name) for layer in layers for name in SUBLAYER_NAMES
              if isinstance(getattr(layer, name, None), nn.Module)]
     if len(found) < 2 * len(layers):
-        from ..errors import Decoder2VecError
-
         raise Decoder2VecError(f"hidden_dropout: cannot find the attention and MLP blocks of "
                                f"{type(layers[0]).__name__}; set hidden_dropout: 0")
     return found
