@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m"
+RECIPES = Path(__file__).resolve().parents[1] / "src" / "decoder2vec" / "recipes" / "smollm2-135m"
 
 
 def main() -> None:

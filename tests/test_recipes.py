@@ -13,7 +13,7 @@ from decoder2vec.data.pairs import packaged_pairs
 from decoder2vec.training.config import STAGE_CONFIGS, load_recipe
 
 # Training recipes: every YAML file except evaluation suites (suite.yaml) that sit beside them.
-RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").rglob("*.yaml") if p.stem != "suite")
+RECIPES = sorted(p for p in (Path(__file__).parents[1] / "src" / "decoder2vec" / "recipes").rglob("*.yaml") if p.stem != "suite")
 ORDER = ["mntp", "simcse", "supervised"]
 
 

@@ -29,7 +29,7 @@ REFERENCE = "minilm"  # all-MiniLM-L6-v2, the small encoder users compare agains
 
 def recipes_dir() -> Path:
     """The shipped recipes: recipes/ at the repository root (editable install)."""
-    here = Path(__file__).resolve().parents[2] / "recipes"
+    here = Path(__file__).resolve().parent / "recipes"
     if not here.is_dir():
         raise Decoder2VecError(f"recipes folder not found at {here}; run the demo from a clone of the repository")
     return here

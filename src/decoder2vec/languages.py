@@ -179,7 +179,7 @@ def register_sources() -> None:
 # ------------------------------------------------------------------ recipes and the chain
 def recipes_root() -> Path:
     """The repository's recipes/ folder (recipes are YAML files, not package data)."""
-    root = Path(__file__).resolve().parents[2] / "recipes"
+    root = Path(__file__).resolve().parent / "recipes"
     if not root.is_dir():
         raise Decoder2VecError(f"recipes folder not found at {root}; run from a decoder2vec checkout")
     return root
