@@ -140,3 +140,21 @@ def test_failed_fetches_say_how_to_get_the_data(monkeypatch, tmp_path):
     monkeypatch.setattr(sources.shutil, "which", lambda tool: None)
     with pytest.raises(Decoder2VecError, match="needs Debian's apt-get and dpkg-deb"):
         libreoffice_help("de")
+
+
+def test_local_pair_file_carries_a_per_row_instruction(tmp_path):
+    from decoder2vec.data.pairs import Pair, load_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        '{"query": "q1", "positive": "p1", "instruction": "Retrieve the answer: "}\n'
+        '{"query": "q2", "positive": "p2", "instruction": ""}\n'
+        '{"query": "q3", "positive": "p3", "instruction": null}\n', encoding="utf-8")
+    assert load_pairs(str(path)) == [
+        Pair("q1", "p1", [], str(path), "Retrieve the answer: "),
+        Pair("q2", "p2", [], str(path), None),
+        Pair("q3", "p3", [], str(path), None),
+    ]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"query": "q", "positive": "p"}\n', encoding="utf-8")
+    assert load_pairs(str(plain))[0].instruction is None

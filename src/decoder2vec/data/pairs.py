@@ -3,7 +3,8 @@
 A source is a packaged name (`stsb-en-train`, `stsb-de-train`, `libreoffice-en-da`,
 `libreoffice-en-de`), a local .jsonl/.csv/.parquet file, or a hub dataset id ("name[:config[:split]]")
 with query/positive(/negative) columns under any of the usual names (anchor/positive/negative,
-query/pos/neg, sentence1/sentence2, ...). Test splits are refused: we never train on them.
+query/pos/neg, sentence1/sentence2, ...) and an optional `instruction` column (that row's query
+instruction; empty or missing: the recipe's). Test splits are refused: we never train on them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .corpora import load_table
 QUERY_COLUMNS = ("query", "anchor", "sentence1", "question", "text1", "premise", "source")
 POSITIVE_COLUMNS = ("positive", "pos", "sentence2", "answer", "text2", "hypothesis", "target", "document")
 NEGATIVE_COLUMNS = ("negative", "neg", "hard_negative", "negatives")
+INSTRUCTION_COLUMN = "instruction"  # optional: a per-row query instruction
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Pair:
     positive: str
     negatives: list[str] = field(default_factory=list)
     task: str = ""  # the source it came from; batches can be drawn from one task at a time
+    # This row's query instruction (E5-style per-dataset instructions); None: the recipe's own.
+    instruction: str | None = None
 
 
 def stsb_pairs(lang: str, *, min_score: float = 4.0, negative_max_score: float | None = None) -> list[Pair]:
@@ -107,11 +111,14 @@ def load_pairs(
         q = _column(cols, QUERY_COLUMNS, "query", source)
         p = _column(cols, POSITIVE_COLUMNS, "positive", source)
         n = _column(cols, NEGATIVE_COLUMNS, "negative", source, required=False)
+        i = INSTRUCTION_COLUMN if INSTRUCTION_COLUMN in cols else None
         pairs = []
         for row in table:
             if not row[q] or not row[p]:
                 continue
             negatives = row[n] if n else []
             negatives = [negatives] if isinstance(negatives, str) else list(negatives or [])
-            pairs.append(Pair(str(row[q]), str(row[p]), [str(x) for x in negatives if x], source))
+            instruction = str(row[i]) if i and row[i] is not None and str(row[i]).strip() else ""
+            pairs.append(Pair(str(row[q]), str(row[p]), [str(x) for x in negatives if x], source,
+                              instruction or None))
     return pairs[:limit] if limit else pairs
