@@ -98,7 +98,8 @@ def error_of(server, body, *, key=KEY, path="/v1/embeddings", raw=None):
     ({"input": ["a"] * 9}, 413, "at most 8"),
     ({"input": ["a long text " * 20]}, 413, "at most 64"),
     ({"input": ["x" * 5000]}, 413, "at most 4096"),
-    ({"input": ["fine", ""]}, 422, "input[1] is an empty string"),
+    ({"input": ["fine", ""]}, 422, "input[1] is empty"),
+    ({"input": ["fine", "ok", " \n\t"]}, 422, "input[2] is empty (whitespace only"),
     ({"input": ["fine", 3.5]}, 422, "input[1] is float"),
     ({"input": []}, 422, "empty list"),
     ({}, 422, "'input' is required"),
@@ -150,10 +151,10 @@ def test_batcher_joins_waiting_requests():
     async def scenario():
         batcher = MicroBatcher(encode, max_batch_tokens=100, max_wait_ms=0, max_queue=8)
         await batcher.start()
-        first = asyncio.create_task(batcher.submit(["a"], [None], 1))
+        first = asyncio.create_task(batcher.submit(["a"], [None], [1]))
         while not calls:  # the first request is inside the model
             await asyncio.sleep(0.001)
-        rest = [asyncio.create_task(batcher.submit([f"t{i}", "u"], [None, None], 2)) for i in range(5)]
+        rest = [asyncio.create_task(batcher.submit([f"t{i}", "u"], [None, None], [1, 1])) for i in range(5)]
         await asyncio.sleep(0.05)
         gate.set()
         results = await asyncio.gather(first, *rest)

@@ -1,4 +1,4 @@
-"""The FastAPI app: OpenAI's /v1/embeddings and /v1/models, plus /health.
+"""The FastAPI app: OpenAI's /v1/embeddings and /v1/models, plus /health and /metrics.
 
 Vectors are L2-normalised (OpenAI returns unit vectors); `dimensions` truncates first and then
 renormalises (Matryoshka), exactly like `Encoder.encode(normalize_embeddings=True, truncate_dim=d)`.
@@ -12,93 +12,27 @@ import asyncio
 import base64
 import copy
 import dataclasses
-import hmac
-import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
+from ..errors import Decoder2VecError
 from .batcher import MicroBatcher, Overloaded
 from .errors import APIError, error_response
+from .metrics import Metrics
+from .middleware import Observe, RequireKey
+from .parsing import CLIENT_CLOSED, Parsed, parse_request, read_json
+from .settings import ServeSettings
 
-
-@dataclass
-class ServeSettings:
-    """How the server behaves; every field is a `decoder2vec serve` flag of the same name."""
-
-    model_name: str = "decoder2vec"
-    api_key: str | None = None
-    max_inputs: int = 2048  # inputs per request (OpenAI's limit)
-    max_batch_tokens: int = 8192  # tokens per model call, summed over the requests batched together
-    max_wait_ms: float = 5.0  # how long a lone request waits for company
-    max_queue: int = 256  # requests waiting for the model; more get 503
-    truncate: bool = False  # cut inputs longer than max_length instead of answering 413
-    max_request_bytes: int = 16 * 2**20  # larger bodies get 413 before they are read whole
-    batch_size: int = 32  # Encoder.encode's batch size inside one model call
-
-
-@dataclass
-class _Parsed:
-    texts: list[str]
-    instructions: list[str | None]
-    encoding_format: str
-    dimensions: int | None
-
-
-def parse_request(body, settings: ServeSettings, dimension: int) -> _Parsed:
-    if not isinstance(body, dict):
-        raise APIError(422, "the request body must be a JSON object")
-    model = body.get("model")
-    if model is not None and model != settings.model_name:
-        raise APIError(404, f"model {model!r} not found; this server serves {settings.model_name!r}",
-                       param="model", code="model_not_found")
-    texts = _parse_input(body.get("input"), settings.max_inputs)
-    fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
-        raise APIError(422, f"encoding_format must be 'float' or 'base64', got {fmt!r}", param="encoding_format")
-    dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or not 0 < dims <= dimension):
-        raise APIError(422, f"dimensions must be an integer in 1..{dimension}, got {dims!r}", param="dimensions")
-    return _Parsed(texts, _parse_instruction(body.get("instruction"), len(texts)), fmt, dims)
-
-
-def _parse_input(value, max_inputs: int) -> list[str]:
-    if value is None:
-        raise APIError(422, "'input' is required: a string or a list of strings", param="input")
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list):
-        raise APIError(422, f"'input' must be a string or a list of strings, got {type(value).__name__}",
-                       param="input")
-    if not texts:
-        raise APIError(422, "'input' is an empty list", param="input")
-    if len(texts) > max_inputs:
-        raise APIError(413, f"'input' has {len(texts)} items; at most {max_inputs} per request", param="input",
-                       code="too_many_inputs")
-    for i, text in enumerate(texts):
-        if isinstance(text, (int, list)) and not isinstance(text, bool):
-            raise APIError(422, "token arrays are not supported; send the text as strings", param="input",
-                           code="token_input_unsupported")
-        if not isinstance(text, str):
-            raise APIError(422, f"input[{i}] is {type(text).__name__}, not a string", param="input")
-        if not text:  # nothing to pool; whitespace is text and is embedded like any other
-            raise APIError(422, f"input[{i}] is an empty string", param="input")
-    return texts
-
-
-def _parse_instruction(value, n: int) -> list[str | None]:
-    if value is None or isinstance(value, str):
-        return [value or None] * n
-    if isinstance(value, list) and len(value) == n and all(v is None or isinstance(v, str) for v in value):
-        return [v or None for v in value]
-    raise APIError(422, f"'instruction' must be a string, null, or a list of {n} strings/nulls (one per input)",
-                   param="instruction")
+log = logging.getLogger(__name__)
 
 
 def _normalise(vectors: np.ndarray, dims: int | None) -> np.ndarray:
@@ -113,17 +47,11 @@ def _encode_vector(vector: np.ndarray, fmt: str):
     return vector.tolist()
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"the request body is {declared} bytes; at most {limit}", code="request_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():  # chunked uploads have no content-length
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"the request body is over {limit} bytes", code="request_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _client_gone(request: Request) -> None:
+    """Returns when the client closes the connection. The body is read by now, so the server's
+    next message for this request can only be the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
@@ -143,6 +71,8 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
 
     batcher = MicroBatcher(encode, max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms,
                            max_queue=settings.max_queue)
+    metrics = Metrics(queue_depth=lambda: batcher.queued)
+    batcher.observe = metrics.observe_batch
 
     @asynccontextmanager
     async def lifespan(app):
@@ -156,6 +86,10 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     app = FastAPI(title="decoder2vec", description="OpenAI-compatible embeddings", lifespan=lifespan)
     app.state.batcher = batcher
     app.state.settings = settings
+    app.state.metrics = metrics
+    # Added last = outermost: Observe sees every answer, the 401s of RequireKey included.
+    app.add_middleware(RequireKey, api_key=settings.api_key)
+    app.add_middleware(Observe, metrics=metrics)
     created = int(time.time())
 
     @app.exception_handler(APIError)
@@ -166,23 +100,9 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     async def _validation_error(request, exc):
         return error_response(422, str(exc))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request, exc):
-        return error_response(500, f"the model call failed: {type(exc).__name__}: {exc}")
-
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
         return error_response(exc.status_code, str(exc.detail))
-
-    def check_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        # Constant-time comparison: response time must not reveal how much of a key was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.api_key.encode()):
-            raise APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')",
-                           code="invalid_api_key")
 
     @app.get("/health")
     async def health():
@@ -190,43 +110,69 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
                 "dimension": dimension, "queued": batcher.queued, "batches": batcher.batches,
                 "requests": batcher.requests}
 
+    @app.get("/metrics")
+    async def prometheus_metrics():
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     @app.get("/v1/models")
-    async def models(request: Request):
-        check_key(request)
+    async def models():
         return {"object": "list", "data": [
             {"id": settings.model_name, "object": "model", "created": created, "owned_by": "decoder2vec"}]}
 
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request):
-        check_key(request)
-        try:
-            body = json.loads(await _read_body(request, settings.max_request_bytes))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"the request body is not valid JSON: {exc}") from None
-        req = parse_request(body, settings, dimension)
+    async def count_tokens(req: Parsed) -> list[int]:
         loop = asyncio.get_running_loop()
         ids, masks, _ = await loop.run_in_executor(count_pool, counter.tokenize, req.texts, req.instructions)
         for i, (row, mask) in enumerate(zip(ids, masks)):
-            # e.g. whitespace a tokenizer drops: the mean of no tokens would be a silent zero vector
+            # e.g. text a tokenizer drops: the mean of no tokens would be a silent zero vector
             if not len(row) or (encoder.pooling in ("mean", "weighted_mean") and not mask.any()):
                 raise APIError(422, f"input[{i}] has no tokens to embed ({req.texts[i]!r:.40})", param="input")
         lengths = [len(x) for x in ids]
         limit = encoder.max_length
         if settings.truncate:
             lengths = [min(n, limit) for n in lengths]
-        else:
-            for i, n in enumerate(lengths):
-                if n > limit:
-                    raise APIError(413, f"input[{i}] is {n} tokens (instruction included); this model takes at "
-                                        f"most {limit} (the server can truncate: --truncate)", param="input",
-                                   code="context_length_exceeded")
+        for i, n in enumerate(lengths):
+            if n > limit:
+                raise APIError(413, f"input[{i}] is {n} tokens (instruction included); this model takes at "
+                                    f"most {limit} (the server can truncate: --truncate)", param="input",
+                               code="context_length_exceeded")
+            if n > settings.max_batch_tokens:  # a piece is at least one text: it could not be split
+                raise APIError(413, f"input[{i}] is {n} tokens; one model call takes at most "
+                                    f"{settings.max_batch_tokens} (--max-batch-tokens)", param="input",
+                               code="context_length_exceeded")
+        return lengths
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        deadline = time.monotonic() + settings.request_timeout
+        req = parse_request(await read_json(request, settings.max_request_bytes), settings, dimension)
+        lengths = await count_tokens(req)
+        job = asyncio.ensure_future(batcher.submit(req.texts, req.instructions, lengths))
+        gone = asyncio.ensure_future(_client_gone(request))
         try:
-            vectors = await batcher.submit(req.texts, req.instructions, sum(lengths))
+            done, _ = await asyncio.wait({job, gone}, timeout=max(deadline - time.monotonic(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if job not in done:
+            job.cancel()  # the request's pieces not yet in a model call are dropped
+            if gone in done:  # nobody will read this answer; it is for the logs and metrics
+                return error_response(CLIENT_CLOSED, "the client closed the connection", code="client_closed")
+            return error_response(504, f"no answer within {settings.request_timeout:g} s (--request-timeout)",
+                                  code="timeout")
+        try:
+            vectors = job.result()
         except Overloaded as exc:
             return error_response(503, f"server overloaded: {exc}; retry later", code="server_overloaded",
                                   headers={"Retry-After": "1"})
+        except Decoder2VecError as exc:  # the Encoder refused this request's input
+            return error_response(422, str(exc), param="input")
+        except Exception as exc:
+            log.error("the model call failed: %s: %s", type(exc).__name__, exc)
+            return error_response(500, f"the model call failed: {type(exc).__name__}: {exc}"[:500])
         vectors = _normalise(vectors, req.dimensions)
         tokens = sum(lengths)
+        metrics.inputs.inc(len(req.texts))
+        metrics.tokens.inc(tokens)
         return JSONResponse({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}

@@ -7,8 +7,11 @@ import socket
 import threading
 import time
 
+import uvicorn
+
 from ..errors import Decoder2VecError
-from .app import ServeSettings, create_app
+from .app import create_app
+from .settings import ServeSettings
 
 API_KEY_ENV = "DECODER2VEC_API_KEY"
 
@@ -31,13 +34,28 @@ def check_bind(host: str, api_key: str | None, allow_insecure: bool = False) -> 
         )
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port outside 1..65535, or one this host cannot bind (in use, not ours, no such
+    address), in one line and before anything slow (the model load) happens."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise Decoder2VecError(f"--port must be an integer in 1..65535, got {port!r}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as sock:
+            # As uvicorn binds: a port left in TIME_WAIT by an earlier server is free to reuse.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise Decoder2VecError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(encoder, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           allow_insecure: bool = False, log_level: str = "info", graceful_timeout_s: int = 30) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests finish before the process exits."""
-    import uvicorn
-
     settings = settings or ServeSettings()
     check_bind(host, settings.api_key, allow_insecure)
+    check_port(host, port)
     app = create_app(encoder, settings)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s)
 
@@ -54,8 +72,6 @@ class BackgroundServer:
 
     def __init__(self, encoder, settings: ServeSettings | None = None, *, host: str = "127.0.0.1",
                  port: int | None = None, app=None):
-        import uvicorn
-
         self.host, self.port = host, port or free_port(host)
         self.app = app or create_app(encoder, settings)
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",

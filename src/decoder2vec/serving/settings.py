@@ -1,0 +1,42 @@
+"""ServeSettings: how the server behaves; each field is the `decoder2vec serve` flag of the same name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import Decoder2VecError
+
+
+@dataclass
+class ServeSettings:
+    model_name: str = "decoder2vec"
+    api_key: str | None = None
+    max_inputs: int = 2048  # inputs per request (OpenAI's limit)
+    # Tokens per model call, summed over the requests batched together. A larger request is split
+    # into pieces of at most this many tokens, so it holds the model for one piece at a time.
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 5.0  # how long a lone request waits for company
+    max_queue: int = 256  # requests waiting for the model; more get 503
+    truncate: bool = False  # cut inputs longer than max_length instead of answering 413
+    max_request_bytes: int = 16 * 2**20  # larger bodies get 413 before they are read whole
+    batch_size: int = 32  # Encoder.encode's batch size inside one model call
+    # Seconds from arrival to answer; then 504 and the request's pieces not yet encoded are dropped.
+    # 600 is the openai client's own default timeout: past it, nobody is waiting for the answer.
+    request_timeout: float = 600.0
+
+    def __post_init__(self):
+        for name in ("max_inputs", "max_batch_tokens", "max_queue", "max_request_bytes", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise Decoder2VecError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
+        if isinstance(self.max_wait_ms, bool) or not isinstance(self.max_wait_ms, (int, float)) \
+                or not 0 <= self.max_wait_ms < float("inf"):
+            raise Decoder2VecError(f"{_flag('max_wait_ms')} must be a number >= 0, got {self.max_wait_ms!r}")
+        if isinstance(self.request_timeout, bool) or not isinstance(self.request_timeout, (int, float)) \
+                or not 0 < self.request_timeout < float("inf"):
+            raise Decoder2VecError(f"{_flag('request_timeout')} must be a number of seconds > 0, "
+                                   f"got {self.request_timeout!r}")
+
+
+def _flag(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
