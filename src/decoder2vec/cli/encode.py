@@ -1,86 +1,111 @@
-"""decoder2vec encode --input FILE --output FILE"""
+"""decoder2vec encode --input PATH_OR_GLOB... --output DIR/ | FILE.npy | FILE.parquet
+
+A thin layer over `decoder2vec.corpus.encode_corpus` (and `decoder2vec.distributed` for
+--engine ray); flags carry the Python keywords' names.
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-import numpy as np
-
+from ..corpus import ON_EMPTY, check_output_path, encode_corpus, ids_file, resolve_inputs
+from ..encoder import Encoder
 from ..errors import Decoder2VecError
+from ..loading import DEFAULT_MODEL
 from ..pooling import POOLINGS
 from ..precision import PRECISIONS
 from . import add_model_argument, add_speed_arguments
 
+ENGINES = ("local", "ray")
+# Flags read as text and checked in run(), so a bad value is one line naming the flag (argparse's
+# own type=int error prints the usage block first).
+INT_FLAGS = {"batch_size": 1, "max_length": 1, "truncate_dim": 1, "shard_rows": 1, "num_workers": 1}
+
 
 def add_arguments(p):
     add_model_argument(p)
-    p.add_argument("--input", required=True, help=".txt (one text per line), .jsonl or .csv with a text column")
-    p.add_argument("--output", required=True, help=".npy or .parquet")
-    p.add_argument("--text-column", dest="text_column", default="text", help="column/field of .csv/.jsonl input")
+    p.add_argument("--input", required=True, nargs="+",
+                   help=".txt (one text per line), .jsonl, .csv or .parquet files, or globs (quote them)")
+    p.add_argument("--output", required=True,
+                   help="a folder (Parquet shards + manifest.json, resumable), or one .npy / .parquet file")
+    p.add_argument("--text-column", dest="text_column", default="text", help="column/field holding the text")
+    p.add_argument("--id-column", dest="id_column", default=None,
+                   help="column/field holding each row's id (default: the row number over all inputs, from 0)")
+    p.add_argument("--carry", nargs="+", default=[], metavar="COLUMN",
+                   help="input columns copied into the Parquet output beside id and embedding")
+    p.add_argument("--on-empty", dest="on_empty", choices=ON_EMPTY, default="error",
+                   help="empty or null texts: stop naming the file and line (error), or skip them and list "
+                        "their ids (in manifest.json, or FILE.ids.json beside a .npy)")
     p.add_argument("--instruction", default=None, help="instruction placed before every text (not pooled)")
     p.add_argument("--pooling", choices=POOLINGS, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("--max-length", dest="max_length", type=int, default=None)
-    p.add_argument("--normalize", dest="normalize_embeddings", action="store_true", help="L2-normalise vectors")
-    p.add_argument("--truncate-dim", dest="truncate_dim", type=int, default=None)
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="attention direction (default: what the model folder says; bidirectional otherwise)")
+    p.add_argument("--batch-size", dest="batch_size", default="32")
+    p.add_argument("--max-length", dest="max_length", default=None)
+    p.add_argument("--normalize-embeddings", dest="normalize_embeddings", action="store_true",
+                   help="L2-normalise vectors")
+    p.add_argument("--truncate-dim", dest="truncate_dim", default=None)
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
-    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--shard-rows", dest="shard_rows", default="10000",
+                   help="rows per Parquet shard, also the rows held in memory at once")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: this process; ray: a Ray Data actor pool (pip install 'decoder2vec[ray]')")
+    p.add_argument("--address", default=None, help="--engine ray: the cluster to join (e.g. ray://head:10001)")
+    p.add_argument("--num-workers", dest="num_workers", default="1",
+                   help="--engine ray: Encoder actors (one model load each; one GPU each where GPUs exist)")
     add_speed_arguments(p)
 
 
-def read_texts(path: str, text_column: str = "text") -> list[str]:
-    """Texts from .txt (one per line, blank lines skipped), .jsonl, .csv or .parquet."""
-    file = Path(path)
-    if not file.is_file():
-        raise Decoder2VecError(f"input file not found: {path}")
-    suffix = file.suffix.lower()
-    if suffix == ".txt":
-        return [line.rstrip("\n") for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    import pandas as pd
-
-    readers = {".jsonl": lambda f: pd.read_json(f, lines=True), ".csv": pd.read_csv, ".parquet": pd.read_parquet}
-    if suffix not in readers:
-        raise Decoder2VecError(f"unsupported input type {suffix!r} for {path}; use .txt, .jsonl, .csv or .parquet")
-    frame = readers[suffix](file)
-    if text_column not in frame.columns:
-        raise Decoder2VecError(
-            f"{path} has no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); "
-            "name it with --text-column"
-        )
-    return frame[text_column].astype(str).tolist()
-
-
-def write_vectors(path: str, vectors: np.ndarray, texts: list[str]) -> None:
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if suffix not in (".npy", ".parquet"):
-        raise Decoder2VecError(f"unsupported output type {suffix!r} for {path}; use .npy or .parquet")
-    file.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        np.save(file, vectors)
-    else:
-        import pandas as pd
-
-        pd.DataFrame({"text": texts, "embedding": list(vectors)}).to_parquet(file)
+def check_ints(args) -> None:
+    for name, least in INT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, int):
+            continue
+        flag = "--" + name.replace("_", "-")
+        try:
+            number = int(value)
+        except ValueError:
+            raise Decoder2VecError(f"{flag} must be an integer, got {value!r}") from None
+        if number < least:
+            raise Decoder2VecError(f"{flag} must be >= {least}, got {number}")
+        setattr(args, name, number)
 
 
 def run(args):
-    from ..encoder import Encoder
+    check_ints(args)
+    # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
+    resolve_inputs(args.input)
+    path, kind = check_output_path(args.output)
+    if args.engine == "ray" and kind != "shards":
+        raise Decoder2VecError(f"--engine ray writes Parquet shards into a folder; got {args.output!r}")
+    if args.engine == "local" and (args.address or args.num_workers != 1):
+        raise Decoder2VecError("--address and --num-workers need --engine ray")
+    load = dict(pooling=args.pooling, bidirectional=args.bidirectional, max_length=args.max_length,
+                device=args.device, dtype=args.dtype, quantize=args.quantize)
+    model = args.model or DEFAULT_MODEL
+    options = dict(text_column=args.text_column, id_column=args.id_column, carry=args.carry,
+                   instruction=args.instruction, batch_size=args.batch_size,
+                   normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
+                   precision=args.precision, on_empty=args.on_empty, shard_rows=args.shard_rows)
+    settings = {"model": str(Path(model).resolve()) if Path(model).exists() else model,
+                "dtype": args.dtype, "quantize": args.quantize}
+    if args.engine == "ray":
+        # Imported only here: Ray is an optional extra and takes seconds to import.
+        from ..distributed import encode_files
 
-    texts = read_texts(args.input, args.text_column)
-    # Check the output type before the (slow) model load, so a typo costs nothing.
-    if Path(args.output).suffix.lower() not in (".npy", ".parquet"):
-        raise Decoder2VecError(f"unsupported output type for {args.output}; use .npy or .parquet")
-    encoder = Encoder.from_pretrained(
-        args.model, pooling=args.pooling, bidirectional=not args.causal, max_length=args.max_length,
-        device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile,
-    )
-    vectors = encoder.encode(
-        texts, instruction=args.instruction, batch_size=args.batch_size,
-        normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
-        precision=args.precision, show_progress_bar=True,
-    )
-    write_vectors(args.output, vectors, texts)
-    print(f"wrote {vectors.shape[0]} vectors of dimension {vectors.shape[1]} ({vectors.dtype}) to {args.output}")
+        summary = encode_files(model, args.input, path, load=load, num_workers=args.num_workers,
+                               address=args.address, settings=settings, show_progress_bar=True, **options)
+    else:
+        encoder = Encoder.from_pretrained(model, compile=args.compile, **load)
+        summary = encode_corpus(encoder, args.input, path, settings=settings, show_progress_bar=True, **options)
+    print(f"wrote {summary.rows} vectors of dimension {summary.dimension} ({summary.dtype}) to {args.output}")
+    if summary.skipped_ids:
+        shown = ", ".join(map(str, summary.skipped_ids[:10])) + (" ..." if len(summary.skipped_ids) > 10 else "")
+        where = f"{path / 'manifest.json'}" if kind == "shards" else f"{ids_file(path)} (ids of the rows kept)"
+        print(f"skipped {len(summary.skipped_ids)} empty rows (ids {shown}); see {where}")
+    elif kind == "npy" and (args.id_column or args.on_empty == "skip"):
+        print(f"row ids: {ids_file(path)}")
+    print(summary.line())

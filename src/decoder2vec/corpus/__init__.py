@@ -1,0 +1,19 @@
+"""Embed a corpus that does not fit in memory: stream it in bounded chunks into resumable Parquet
+shards (or one .npy/.parquet file for small inputs). `decoder2vec encode` is a thin layer over
+`encode_corpus`; `decoder2vec.distributed` runs the same job on Ray Data.
+
+>>> from decoder2vec import Encoder
+>>> from decoder2vec.corpus import encode_corpus, read_output
+>>> encode_corpus(Encoder.from_pretrained("runs/supervised"), "passages/*.jsonl", "vectors/", on_empty="skip")
+>>> read_output("vectors/")  # pyarrow Table: id, embedding
+"""
+
+from .reading import FORMATS, Chunk, count_rows, first_rows, is_empty, read_chunks, resolve_inputs
+from .run import ON_EMPTY, Summary, corpus_settings, encode_corpus, ids_file, read_output, split_empty
+from .shards import MANIFEST, ShardFolder, check_output_path, embedding_array, read_shards, shard_table
+
+__all__ = [
+    "FORMATS", "MANIFEST", "ON_EMPTY", "Chunk", "ShardFolder", "Summary", "check_output_path", "corpus_settings",
+    "count_rows", "embedding_array", "encode_corpus", "first_rows", "ids_file", "is_empty", "read_chunks",
+    "read_output", "read_shards", "resolve_inputs", "shard_table", "split_empty",
+]

@@ -1,0 +1,283 @@
+"""Read a corpus as a stream of bounded chunks: .txt, .jsonl, .csv and .parquet files, several files
+or a glob. Memory is bounded by the chunk size, never by the corpus.
+
+Every row keeps an id (a column of the input, or its row number counted over all inputs in order)
+and a location (`file:line` or `file row N`) so any error or skipped row names where it came from.
+.txt and .jsonl are read line by line in Python because their unit *is* the line: a line number is
+what an error must name, and pyarrow's JSON reader infers one schema per block and reports errors
+by block row. .csv is streamed by pyarrow (`open_csv`, bounded blocks) and .parquet by row batches.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from ..errors import Decoder2VecError
+
+FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
+CSV_BLOCK_BYTES = 1 << 20
+_COUNT_BLOCK_BYTES = 1 << 22
+
+
+@dataclass
+class Chunk:
+    """Consecutive rows of one input file (a chunk never spans files)."""
+
+    path: Path
+    first_row: int  # row number over all inputs of the first row here
+    first_local: int  # 0-based row of the first row within `path`
+    ids: list
+    texts: list  # str or None (a null cell)
+    columns: dict = field(default_factory=dict)  # carried columns, name -> list of values
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def location(self, i: int) -> str:
+        """Where row i of this chunk is, in the words of the file's own format."""
+        local = self.first_local + i
+        if self.path.suffix.lower() in (".txt", ".jsonl"):
+            return f"{self.path}:{local + 1}"
+        return f"{self.path} row {local + 1}"
+
+
+def is_empty(text) -> bool:
+    """Null cells and whitespace-only texts have nothing to embed (the Encoder's rule too)."""
+    return text is None or not text.strip()
+
+
+def resolve_inputs(inputs: str | Sequence[str]) -> list[Path]:
+    """Files named by paths or globs, each glob sorted, in the order given; duplicates are an error
+    (a row must have one id)."""
+    specs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not specs:
+        raise Decoder2VecError("no input given")
+    files: list[Path] = []
+    for spec in map(str, specs):
+        matches = sorted(glob.glob(spec, recursive=True)) if glob.has_magic(spec) else [spec]
+        if not matches:
+            raise Decoder2VecError(f"no input file matches {spec!r}")
+        for match in matches:
+            path = Path(match)
+            if not path.is_file():
+                raise Decoder2VecError(f"input file not found: {match}")
+            if path.suffix.lower() not in FORMATS:
+                raise Decoder2VecError(
+                    f"unsupported input type {path.suffix.lower()!r} for {match}; use {', '.join(FORMATS)}")
+            files.append(path)
+    seen = set()
+    for path in files:
+        if path.resolve() in seen:
+            raise Decoder2VecError(f"input file {path} is given twice")
+        seen.add(path.resolve())
+    return files
+
+
+def count_rows(path: Path) -> int:
+    """Rows in one input: Parquet metadata, newlines for .txt/.jsonl, a pyarrow parse for .csv
+    (quoted cells may hold newlines). Exact, so it gives the progress total and each file's first
+    row number."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    if suffix == ".csv":
+        try:
+            names = pa_csv.open_csv(path, convert_options=pa_csv.ConvertOptions(check_utf8=False)).schema.names
+            # Every column as bytes: counting needs no type inference or UTF-8 check to succeed.
+            return sum(batch.num_rows for batch in pa_csv.open_csv(
+                path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                convert_options=pa_csv.ConvertOptions(column_types={n: pa.binary() for n in names})))
+        except (pa.ArrowException, OSError) as exc:
+            raise Decoder2VecError(f"{path}: {str(exc).splitlines()[0]}") from None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(_COUNT_BLOCK_BYTES):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def first_rows(files: Sequence[Path]) -> list[int]:
+    """Each file's first row number over all inputs, and the total last: [0, n0, n0+n1, ...]."""
+    rows = [0]
+    for path in files:
+        rows.append(rows[-1] + count_rows(path))
+    return rows
+
+
+def read_chunks(
+    files: Sequence[Path],
+    *,
+    text_column: str = "text",
+    id_column: str | None = None,
+    carry: Sequence[str] = (),
+    chunk_rows: int = 10_000,
+    start_row: int = 0,
+    offsets: Sequence[int] | None = None,
+) -> Iterator[Chunk]:
+    """Chunks of at most `chunk_rows` rows, in input order, starting at row `start_row` (rows
+    before it are read and dropped: resuming costs a read, not an encode). `offsets`, when known
+    (`first_rows(files)`), lets files that end before `start_row` go unread."""
+    if chunk_rows < 1:
+        raise Decoder2VecError(f"chunk rows must be >= 1, got {chunk_rows}")
+    row = 0
+    for index, path in enumerate(files):
+        if offsets is not None:
+            row = offsets[index]
+            if offsets[index + 1] <= start_row:
+                continue
+        for chunk in _read_file(path, text_column, id_column, tuple(carry), chunk_rows, row):
+            end = chunk.first_row + len(chunk)
+            if end > start_row:
+                yield _tail(chunk, start_row - chunk.first_row) if chunk.first_row < start_row else chunk
+            row = end  # the next file's rows follow this one's
+
+
+def _tail(chunk: Chunk, skip: int) -> Chunk:
+    return Chunk(chunk.path, chunk.first_row + skip, chunk.first_local + skip, chunk.ids[skip:],
+                 chunk.texts[skip:], {k: v[skip:] for k, v in chunk.columns.items()})
+
+
+def _read_file(path, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        if text_column != "text" or id_column or any(c != "text" for c in carry):
+            raise Decoder2VecError(f"{path}: a .txt file has one column, 'text' (one text per line); "
+                                   "--text-column, --id-column and --carry other than 'text' need .jsonl, .csv or .parquet")
+        rows = ({"text": text} for text in _txt_lines(path))
+        yield from _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row)
+    elif suffix == ".jsonl":
+        yield from _chunks_of_rows(path, _jsonl_rows(path, text_column), text_column, id_column, carry,
+                                   chunk_rows, first_row)
+    else:
+        yield from _chunks_of_batches(path, _arrow_batches(path, text_column), text_column, id_column, carry,
+                                      chunk_rows, first_row)
+
+
+def _decoded_lines(path: Path) -> Iterator[str]:
+    # Split on b"\n" only (str.splitlines also splits on \x0b, \x1c, \u2028, ... so row i would
+    # not be line i); a trailing \r (Windows line ends) is not part of the text.
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Decoder2VecError(
+                    f"{path}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                    "convert the file, e.g. iconv -f latin1 -t utf-8"
+                ) from None
+
+
+def _txt_lines(path: Path) -> Iterator[str]:
+    yield from _decoded_lines(path)
+
+
+def _jsonl_rows(path: Path, text_column: str) -> Iterator[dict]:
+    for number, line in enumerate(_decoded_lines(path), 1):
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            reason = "an empty line" if not line.strip() else f"{getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')}"
+            raise Decoder2VecError(f"{path}:{number}: not a JSON object ({reason})") from None
+        if not isinstance(row, dict):
+            raise Decoder2VecError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        if text_column not in row:
+            raise Decoder2VecError(f"{path}:{number} has no column {text_column!r} (columns: {', '.join(row)}); "
+                                   "name it with --text-column")
+        yield row
+
+
+def _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+    chunk = _empty_chunk(path, first_row, 0, carry)
+    for local, row in enumerate(rows):
+        text = row[text_column]
+        if text is not None and not isinstance(text, str):
+            raise Decoder2VecError(f"{path}:{local + 1}: {text_column!r} is {type(text).__name__}, not a string: "
+                                   f"{text!r:.60}")
+        if id_column is not None and row.get(id_column) is None:
+            raise Decoder2VecError(f"{path}:{local + 1} has no id in column {id_column!r}")
+        chunk.texts.append(text)
+        chunk.ids.append(row[id_column] if id_column else first_row + local)
+        for name in carry:
+            chunk.columns[name].append(row.get(name))
+        if len(chunk) == chunk_rows:
+            yield chunk
+            chunk = _empty_chunk(path, first_row + local + 1, local + 1, carry)
+    if len(chunk):
+        yield chunk
+
+
+def _empty_chunk(path, first_row, first_local, carry) -> Chunk:
+    return Chunk(path, first_row, first_local, [], [], {name: [] for name in carry})
+
+
+def _arrow_batches(path: Path, text_column: str) -> Iterator[pa.RecordBatch]:
+    try:
+        if path.suffix.lower() == ".parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=65_536)
+            return
+        # The text column is read as bytes and decoded per row below, so a non-UTF-8 cell is
+        # named by its row (pyarrow's own check names only the column).
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pa_csv.ConvertOptions(column_types={text_column: pa.binary()}),
+        )
+        yield from reader
+    except (pa.ArrowException, OSError) as exc:
+        raise Decoder2VecError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
+def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+    chunk = _empty_chunk(path, first_row, 0, carry)
+    local = 0
+    for batch in batches:
+        names = batch.schema.names
+        for name in (text_column, id_column, *carry):
+            if name is not None and name not in names:
+                what = "column" if name == text_column else "id column" if name == id_column else "column to carry"
+                hint = "; name it with --text-column" if name == text_column else ""
+                raise Decoder2VecError(f"{path} has no {what} {name!r} (columns: {', '.join(names)}){hint}")
+        texts = _texts_of(path, batch.column(text_column), text_column, local)
+        ids = batch.column(id_column).to_pylist() if id_column else range(first_row + local, first_row + local + len(texts))
+        carried = {name: batch.column(name).to_pylist() for name in carry}
+        for i, (text, id_) in enumerate(zip(texts, ids)):
+            if id_ is None:
+                raise Decoder2VecError(f"{path} row {local + i + 1} has no id in column {id_column!r}")
+            chunk.texts.append(text)
+            chunk.ids.append(id_)
+            for name in carry:
+                chunk.columns[name].append(carried[name][i])
+            if len(chunk) == chunk_rows:
+                yield chunk
+                chunk = _empty_chunk(path, first_row + local + i + 1, local + i + 1, carry)
+        local += len(texts)
+    if len(chunk):
+        yield chunk
+
+
+def _texts_of(path, column: pa.Array, name: str, local: int) -> list:
+    kind = column.type
+    if pa.types.is_null(kind):
+        return [None] * len(column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.to_pylist()
+    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        raise Decoder2VecError(f"{path}: column {name!r} holds {kind}, not text")
+    texts = []
+    for i, raw in enumerate(column.to_pylist()):
+        try:
+            texts.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise Decoder2VecError(f"{path} row {local + i + 1}: column {name!r} is not UTF-8 "
+                                   f"(byte {raw[exc.start]:#04x}); convert the file, e.g. iconv -f latin1 -t utf-8") from None
+    return texts

@@ -1,0 +1,228 @@
+"""Encode a corpus with an Encoder, streaming: read a bounded chunk, encode it, write it, repeat.
+
+Output is a folder of Parquet shards plus a manifest (resumable: the same call after a kill goes
+on after the last complete shard), or, for small inputs, one .npy or .parquet file written at the
+end. Empty and null texts are decided here, before the Encoder sees a chunk, so every skipped row is
+counted and named by its id (`on_empty="skip"`) or stops the run naming its file and line
+(`on_empty="error"`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from ..errors import Decoder2VecError, choices_error
+from ..precision import check_precision, quantize
+from .reading import Chunk, first_rows, is_empty, read_chunks, resolve_inputs
+from .shards import ShardFolder, check_output_path, read_shards, shard_table, write_atomic
+
+ON_EMPTY = ("error", "skip")
+# int8/uint8 map each dimension's [min, max] onto 256 steps; streamed shards must share one range,
+# so the first shard fixes it (kept in the manifest, reused on resume).
+CALIBRATED = ("int8", "uint8")
+
+
+@dataclass
+class Summary:
+    rows: int = 0  # vectors written
+    rows_read: int = 0
+    skipped_ids: list = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    output: str = ""
+    dimension: int = 0
+    dtype: str = "float32"
+    resumed_at: int = 0
+
+    def line(self) -> str:
+        rate = self.tokens / self.seconds if self.seconds else 0.0
+        skipped = f" ({len(self.skipped_ids)} empty skipped)" if self.skipped_ids else ""
+        return (f"encoded {self.rows} rows{skipped}, {self.tokens} tokens in {self.seconds:.1f} s: "
+                f"{rate:,.0f} tokens/s")
+
+
+def encode_corpus(
+    encoder,
+    inputs: str | Sequence[str],
+    output: str | os.PathLike,
+    *,
+    text_column: str = "text",
+    id_column: str | None = None,
+    carry: Sequence[str] = (),
+    instruction: str | None = None,
+    batch_size: int = 32,
+    normalize_embeddings: bool = False,
+    truncate_dim: int | None = None,
+    precision: str = "float32",
+    on_empty: str = "error",
+    shard_rows: int = 10_000,
+    settings: dict | None = None,
+    show_progress_bar: bool | None = None,
+) -> Summary:
+    """Encode every row of `inputs` (paths or globs of .txt/.jsonl/.csv/.parquet) into `output`:
+    a folder of Parquet shards with a manifest (resumable), or one .npy/.parquet file.
+
+    settings: extra entries recorded in the manifest and compared on resume (the CLI passes the
+    model name and load options)."""
+    if on_empty not in ON_EMPTY:
+        raise choices_error("on_empty", on_empty, ON_EMPTY)
+    check_precision(precision)
+    if shard_rows < 1:
+        raise Decoder2VecError(f"shard_rows must be >= 1, got {shard_rows}")
+    files = resolve_inputs(inputs)
+    path, kind = check_output_path(output)
+    carry = list(carry)
+    offsets = first_rows(files)
+    job = dict(text_column=text_column, id_column=id_column, carry=carry, chunk_rows=shard_rows, offsets=offsets)
+    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
+                   truncate_dim=truncate_dim)
+    if show_progress_bar is None:
+        show_progress_bar = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if kind == "shards":
+        recorded = {
+            **corpus_settings(encoder, files, text_column=text_column, id_column=id_column, carry=carry,
+                              instruction=instruction, normalize_embeddings=normalize_embeddings,
+                              truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+            **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+        }
+        return _encode_to_shards(encoder, files, ShardFolder(path, recorded), job, options, precision,
+                                 on_empty, show_progress_bar)
+    return _encode_to_file(encoder, files, path, kind, job, options, precision, on_empty, show_progress_bar,
+                           id_column is not None)
+
+
+def corpus_settings(encoder, files, **kwargs) -> dict:
+    """What decides the rows of an output: the Encoder as loaded, the inputs (and their sizes, so
+    a changed file is not resumed into), the columns and the encode options."""
+    config = encoder.config
+    return {
+        "base_model": config.base_model, "pooling": config.pooling, "bidirectional": bool(config.bidirectional),
+        "max_length": config.max_length, "instruction_template": config.instruction_template,
+        "dimension": encoder.dimension,
+        "inputs": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in files],
+        **kwargs,
+    }
+
+
+def split_empty(chunk: Chunk, on_empty: str) -> tuple[list[int], list]:
+    """Row positions to encode and the ids skipped; on_empty="error" stops at the first empty row."""
+    keep, skipped = [], []
+    for i, text in enumerate(chunk.texts):
+        if not is_empty(text):
+            keep.append(i)
+        elif on_empty == "error":
+            what = "null" if text is None else "empty"
+            raise Decoder2VecError(f"{chunk.location(i)}: {what} text (id {chunk.ids[i]!r}); pass --on-empty skip "
+                                   "(on_empty='skip') to skip empty texts, counted and listed in the output")
+        else:
+            skipped.append(chunk.ids[i])
+    return keep, skipped
+
+
+def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: dict) -> tuple[np.ndarray, int]:
+    """float32 vectors of the kept rows, and the tokens the model ran on (instruction included)."""
+    texts = [chunk.texts[i] for i in keep]
+    if not texts:
+        return np.zeros((0, options["truncate_dim"] or encoder.dimension), np.float32), 0
+    vectors = encoder.encode(texts, precision="float32", show_progress_bar=False, **options)
+    ids, _, _ = encoder.tokenize(texts, [options["instruction"]] * len(texts))
+    return vectors, sum(map(len, ids))
+
+
+def _progress(total: int, start: int, show: bool):
+    return tqdm(total=total, initial=start, unit="rows", desc="encode", disable=not show, smoothing=0.1,
+                dynamic_ncols=True)
+
+
+def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precision, on_empty, show) -> Summary:
+    summary = Summary(output=str(folder.folder), resumed_at=folder.next_row)
+    total = job["offsets"][-1]
+    dtype = None
+    if not folder.complete:
+        calibration = folder.manifest.get("calibration")
+        ranges = np.asarray(calibration, np.float32) if calibration is not None else None
+        with _progress(total, folder.next_row, show) as bar:
+            for chunk in read_chunks(files, start_row=folder.next_row, **job):
+                started = time.perf_counter()
+                keep, skipped = split_empty(chunk, on_empty)
+                vectors, tokens = encode_chunk(encoder, chunk, keep, options)
+                extra = {}
+                if precision in CALIBRATED and ranges is None and len(vectors):
+                    ranges = np.vstack([vectors.min(axis=0), vectors.max(axis=0)])
+                    extra["calibration"] = ranges.tolist()
+                out = quantize(vectors, precision, ranges)
+                table = shard_table([chunk.ids[i] for i in keep], out,
+                                    {k: [v[i] for i in keep] for k, v in chunk.columns.items()}, folder.schema)
+                folder.write(table, first_row=chunk.first_row, end_row=chunk.first_row + len(chunk),
+                             skipped_ids=skipped, tokens=tokens, seconds=time.perf_counter() - started, extra=extra)
+                bar.update(len(chunk))
+                dtype = out.dtype
+        dimension = folder.schema.field("embedding").type.list_size if folder.schema else encoder.dimension
+        folder.finish(dimension, str(dtype or np.dtype(np.float32)))
+    m = folder.manifest
+    summary.rows, summary.rows_read, summary.skipped_ids = m["rows"], m["rows_read"], m["skipped_ids"]
+    summary.tokens, summary.seconds = m["tokens"], m["seconds"]
+    summary.dimension, summary.dtype = m["dimension"], m["dtype"]
+    return summary
+
+
+def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, on_empty, show,
+                    write_ids: bool) -> Summary:
+    """One .npy or .parquet file: vectors are gathered in memory (small inputs) and quantised
+    together, exactly as one `encode` call would."""
+    summary = Summary(output=str(path))
+    parts, ids, columns = [], [], {name: [] for name in job["carry"]}
+    started = time.perf_counter()
+    with _progress(job["offsets"][-1], 0, show) as bar:
+        for chunk in read_chunks(files, **job):
+            keep, skipped = split_empty(chunk, on_empty)
+            vectors, tokens = encode_chunk(encoder, chunk, keep, options)
+            parts.append(vectors)
+            ids.extend(chunk.ids[i] for i in keep)
+            for name, values in chunk.columns.items():
+                columns[name].extend(values[i] for i in keep)
+            summary.skipped_ids.extend(skipped)
+            summary.tokens += tokens
+            summary.rows_read += len(chunk)
+            bar.update(len(chunk))
+    dim = options["truncate_dim"] or encoder.dimension
+    vectors = quantize(np.concatenate(parts) if parts else np.zeros((0, dim), np.float32), precision)
+    if kind == "npy":
+        write_atomic(path, lambda tmp: _save_npy(tmp, vectors))
+        if write_ids or on_empty == "skip":
+            # Row i of the .npy is the input row with ids[i]: the kept rows' ids, beside it.
+            ids_path = ids_file(path)
+            write_atomic(ids_path, lambda tmp: tmp.write_text(json.dumps(ids) + "\n", encoding="utf-8"))
+    else:
+        table = shard_table(ids, vectors, columns)
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    summary.rows, summary.dimension, summary.dtype = len(vectors), vectors.shape[1], str(vectors.dtype)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def ids_file(npy: Path) -> Path:
+    """`vectors.npy` -> `vectors.ids.json`: the ids of the .npy's rows, in order."""
+    return npy.with_name(npy.stem + ".ids.json")
+
+
+def _save_npy(path: Path, vectors: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+        np.save(f, vectors)
+
+
+def read_output(output: str | os.PathLike) -> pa.Table:
+    """An output (shard folder or .parquet file) as one table of `id`, `embedding`, carried columns."""
+    output = Path(output)
+    return read_shards(output) if output.is_dir() else pq.read_table(output)
