@@ -13,7 +13,7 @@ from tiny import tiny_encoder
 
 from decoder2vec import Decoder2VecError
 from decoder2vec.cli import main
-from decoder2vec.evaluation import Embedder, compare, evaluate, load_tasks, plot, read_results, suite_names
+from decoder2vec.evaluation import CachingAdapter, compare, evaluate, load_tasks, plot, read_results, suite_names
 from decoder2vec.evaluation import task_data
 from decoder2vec.evaluation.suites import task_specs
 from decoder2vec.evaluation.tasks import TASK_TYPES, make_task
@@ -39,9 +39,9 @@ def encoder():
 @pytest.fixture
 def private_cache(monkeypatch, tmp_path):
     """Vectors cached in a fresh folder (the data sources keep using the shared cache)."""
-    import decoder2vec.evaluation.embedder as embedder_module
+    import decoder2vec.evaluation.adapter as adapter_module
 
-    monkeypatch.setattr(embedder_module, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(adapter_module, "cache_dir", lambda: tmp_path)
     return tmp_path
 
 
@@ -125,7 +125,7 @@ def test_bbc_split_is_disjoint_and_balanced():
     assert len(test_x) == 100 and not set(train_x) & set(test_x)
 
 
-# ---------------------------------------------------------------- embedder: adapter and checks
+# ---------------------------------------------------------------- the caching adapter: output checks
 class FakeEncoder:
     """Returns whatever `make(n)` builds; records the instructions it was given."""
 
@@ -166,20 +166,20 @@ def test_sentence_transformers_style_models_get_prompts_only_when_they_have_them
             return np.random.default_rng(0).normal(size=(len(texts), 3))
 
     plain = PromptModel({"query": "", "document": ""})
-    Embedder(plain).embed(["a", "b"], "Retrieve:")
+    CachingAdapter(plain).embed(["a", "b"], "Retrieve:")
     assert plain.calls == [None]
     instructed = PromptModel({"query": "query: "})
-    Embedder(instructed).embed(["a", "b"], "Retrieve:")
+    CachingAdapter(instructed).embed(["a", "b"], "Retrieve:")
     assert instructed.calls == ["Retrieve:"]
 
 
 def test_dimension_must_not_change_between_calls():
     sizes = iter([4, 5])
     fake = FakeEncoder(lambda n: np.ones((n, next(sizes))))
-    embedder = Embedder(fake)
-    embedder.embed(["a"], task="one")
+    adapter = CachingAdapter(fake)
+    adapter.embed(["a"], task="one")
     with pytest.raises(Decoder2VecError, match="task two: .*dimension 5, earlier 4"):
-        embedder.embed(["b"], task="two")
+        adapter.embed(["b"], task="two")
 
 
 # ---------------------------------------------------------------- cache

@@ -19,9 +19,9 @@ def one_thread():
 
 
 def test_minilm_stsb_matches_mteb(monkeypatch, tmp_path, one_thread):
-    import decoder2vec.evaluation.embedder as embedder_module
+    import decoder2vec.evaluation.adapter as adapter_module
 
-    monkeypatch.setattr(embedder_module, "cache_dir", lambda: tmp_path)  # really encode, no cached vectors
+    monkeypatch.setattr(adapter_module, "cache_dir", lambda: tmp_path)  # really encode, no cached vectors
     results = evaluate("minilm", tasks=["stsb-en-full"], verbose=False)
     task = results["tasks"]["stsb-en-full"]
     assert task["sizes"] == {"pairs": 1379}

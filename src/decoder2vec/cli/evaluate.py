@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import Decoder2VecError
+from ..evaluation import compare, evaluate
+from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
 from ..pooling import POOLINGS
 
 
@@ -25,10 +28,19 @@ def add_arguments(p):
     p.add_argument("--list", dest="list_tasks", action="store_true", help="list suites and tasks, then exit")
 
 
-def run(args):
-    from ..evaluation import compare, evaluate
-    from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
+def task_list(value: str | None) -> list[str] | None:
+    """`--tasks a,b` -> ["a", "b"]; None when the flag is absent. An empty name (`--tasks ""`,
+    `--tasks a,,b`) is an error: it must never mean "the whole suite"."""
+    if value is None:
+        return None
+    names = [t.strip() for t in value.split(",")]
+    if not all(names):
+        raise Decoder2VecError(f"--tasks {value!r} has an empty task name; give comma-separated names from: "
+                               f"{', '.join(task_specs())}")
+    return names
 
+
+def run(args):
     if args.list_tasks:
         print("suites:", ", ".join(suite_names()))
         for suite in suite_names():
@@ -37,7 +49,7 @@ def run(args):
         for name, spec in task_specs().items():
             print(f"  {name:<20} {spec['type']:<20} {spec['language']}  {spec.get('description', '')}")
         return 0
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    tasks = task_list(args.tasks)
     load_tasks(args.suite, tasks)  # a typo in a task name fails before the model loads
     results = evaluate(
         args.model, suite=args.suite, tasks=tasks, batch_size=args.batch_size, cache=args.cache,

@@ -1,13 +1,16 @@
-"""One way for tasks to get vectors from any encoder, checked and cached.
+"""The runner's one way to get vectors from any model: checked, and cached on disk.
 
-An encoder is anything with `encode(texts, *, instruction=..., batch_size=..., ...)` returning
-an array (a decoder2vec Encoder), or a sentence-transformers model (its `encode` takes `prompt=`).
-Vectors are cached on disk per (model identity, instruction, texts): a second run of the same
-model on the same suite encodes nothing.
+`CachingAdapter` is not an Encoder. An `Encoder` (decoder2vec.encoder) is the product: it turns
+texts into vectors. The adapter is what the evaluation runner puts around whatever model it is
+given (a decoder2vec Encoder, a sentence-transformers model, anything with `encode`): one
+`embed(texts, instruction)` call for all of them, output checks that name the task, a per-call
+token limit for long inputs, and a disk cache per (model identity, instruction, texts), so a second
+run of the same model on the same suite encodes nothing. Tasks never see it (tasks.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -17,13 +20,15 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import Decoder2VecError
 from ..loading import cache_dir
+from .label import model_label
 
 
-class Embedder:
-    """Wraps an encoder: uniform `embed(texts, instruction)`, output checks, disk cache.
+class CachingAdapter:
+    """Wraps a model: uniform `embed(texts, instruction)`, output checks, disk cache.
 
     use_instructions: pass task instructions to the model. Default: always for decoder2vec
     encoders; for sentence-transformers models only when the model defines prompts (MTEB does
@@ -32,7 +37,7 @@ class Embedder:
 
     def __init__(self, encoder, *, batch_size: int = 32, cache: bool = True, name: str | None = None,
                  use_instructions: bool | None = None, show_progress_bar: bool = False):
-        if isinstance(encoder, Embedder):
+        if isinstance(encoder, CachingAdapter):
             encoder = encoder.encoder
         if not callable(getattr(encoder, "encode", None)):
             raise Decoder2VecError(f"{type(encoder).__name__} has no encode() method; cannot evaluate it")
@@ -46,18 +51,30 @@ class Embedder:
             prompts = getattr(encoder, "prompts", None) or {}
             use_instructions = self.style == "instruction" or any(prompts.values())
         self.use_instructions = use_instructions and self.style != "plain"
-        self.name = name or model_name(encoder)
+        self.name = name or model_label(encoder)
         self.identity = model_identity(encoder, self.name, self.use_instructions) if cache else None
         self.dimension: int | None = None
 
-    def embed(self, texts: list[str], instruction: str | None = None, *, task: str = "?") -> np.ndarray:
-        """Vectors (len(texts), dim) as float32; raises naming `task` when the model misbehaves."""
+    @property
+    def tokenizer(self):
+        """The model's tokenizer, for tasks whose texts are measured in the model's tokens; or None."""
+        return getattr(self.encoder, "tokenizer", None)
+
+    def embed(self, texts: list[str], instruction: str | None = None, *, task: str = "?",
+              max_length: int | None = None, batch_size: int | None = None) -> np.ndarray:
+        """Vectors (len(texts), dim) as float32; raises naming `task` when the model misbehaves.
+
+        max_length: tokens these texts need; a decoder2vec Encoder's limit is raised to it for this
+        call only (never lowered). batch_size: texts per forward pass for this call (long inputs).
+        """
         instruction = instruction if self.use_instructions else None
-        path = self._cache_path(texts, instruction)
+        path = self._cache_path(texts, instruction, max_length)
         if path is not None and path.exists():
             vectors = np.load(path)
         else:
-            vectors = self._check(self._encode(texts, instruction), len(texts), task)
+            with self._token_limit(max_length):
+                raw = self._encode(texts, instruction, batch_size or self.batch_size)
+            vectors = self._check(raw, len(texts), task)
             if path is not None:
                 _save_atomic(path, vectors)
         if self.dimension is None:
@@ -69,8 +86,23 @@ class Embedder:
             )
         return vectors
 
-    def _encode(self, texts, instruction):
-        kwargs = dict(batch_size=self.batch_size, show_progress_bar=self.show_progress_bar)
+    @contextlib.contextmanager
+    def _token_limit(self, max_length: int | None):
+        # Encoder.encode takes no per-call max_length, so the limit is raised on its config for
+        # this call and put back afterwards; here, in the one place that calls the model.
+        config = getattr(self.encoder, "config", None)
+        current = getattr(config, "max_length", None)
+        if max_length is None or current is None or current >= max_length:
+            yield
+            return
+        config.max_length = max_length
+        try:
+            yield
+        finally:
+            config.max_length = current
+
+    def _encode(self, texts, instruction, batch_size: int):
+        kwargs = dict(batch_size=batch_size, show_progress_bar=self.show_progress_bar)
         if not texts:
             return np.zeros((0, self.dimension or 0), dtype=np.float32)
         if self.style == "instruction":
@@ -98,10 +130,12 @@ class Embedder:
             raise Decoder2VecError(f"task {task}: the model returned NaN/inf vectors for {bad} of {n} texts")
         return vectors
 
-    def _cache_path(self, texts, instruction) -> Path | None:
+    def _cache_path(self, texts, instruction, max_length) -> Path | None:
         if self.identity is None:
             return None
-        digest = hashlib.sha1(json.dumps([instruction, texts], ensure_ascii=False).encode()).hexdigest()[:20]
+        # A raised token limit is another setting (the identity holds the configured one).
+        key = [instruction, texts] if max_length is None else [instruction, texts, max_length]
+        digest = hashlib.sha1(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:20]
         return cache_dir() / "embeddings" / self.identity / f"{digest}.npy"
 
 
@@ -117,20 +151,6 @@ def _save_atomic(path: Path, vectors: np.ndarray) -> None:
         raise
 
 
-def model_name(encoder) -> str:
-    """A readable name: the decoder2vec base model / folder, or the sentence-transformers path."""
-    config = getattr(encoder, "config", None)
-    if config is not None and getattr(config, "base_model", None):
-        return str(config.base_model)
-    for attr in ("model_card_data", "_model_card_vars"):
-        card = getattr(encoder, attr, None)
-        base = getattr(card, "base_model", None) if card is not None else None
-        if base:
-            return str(base)
-    path = getattr(getattr(encoder, "model", None), "name_or_path", None)
-    return str(path) if path else type(encoder).__name__
-
-
 def model_identity(encoder, name: str, use_instructions: bool) -> str | None:
     """What decides an encoder's vectors: its settings and a fingerprint of its weights.
 
@@ -138,8 +158,6 @@ def model_identity(encoder, name: str, use_instructions: bool) -> str | None:
     size yet changes when training changes any layer (LoRA adapters included). Encoders without
     torch parameters get no identity and are not cached.
     """
-    import torch
-
     module = encoder if isinstance(encoder, torch.nn.Module) else getattr(encoder, "model", None)
     if not isinstance(module, torch.nn.Module):
         return None

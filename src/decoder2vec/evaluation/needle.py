@@ -10,8 +10,8 @@ the main score is the MRR over everything. Random vectors score about 1/n_docume
 Every document carries a needle, so an encoder cannot win by spotting "a document with a secret
 code in it"; it has to keep the subject of one sentence among thousands of tokens.
 
-The probe is deterministic (fixed seed) and long inputs are its point: it raises the encoder's
-max_length to fit the longest document while it runs, and puts it back afterwards.
+The probe is deterministic (fixed seed) and long inputs are its point: it declares the token
+length its documents need, and the runner raises the model's max_length to it for those texts.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..data.manpages import manpages
+from ..data.sources import wikipedia_en_articles
 from ..errors import Decoder2VecError
-from .tasks import Task
+from .task import Task, Texts
 
 SUBJECTS = {
     "en": ["blue lighthouse", "red barn", "old observatory", "silver train", "green submarine",
@@ -160,8 +162,8 @@ def rank_scores(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> tuple[np.
 
 @dataclass
 class NeedleTask(Task):
-    """The long-input probe as an evaluation task (`evaluate(encoder) -> dict` with the MRR as
-    main score); a task type like the others, so a suite can list it once the task table has it."""
+    """The long-input probe as an evaluation task (MRR as main score), listed in the task table
+    like the others. It declares the token length its documents need; the runner provides it."""
 
     name: str = "needle"
     language: str = "en"
@@ -189,12 +191,8 @@ class NeedleTask(Task):
     def filler(self) -> list[str]:
         if self.filler_texts is None:
             if self.source == "wikipedia":
-                from ..data.sources import wikipedia_en_articles
-
                 self.filler_texts = wikipedia_en_articles()
             else:
-                from ..data.extra_sources import manpages
-
                 self.filler_texts = [row["text"] for row in manpages(self.language)]
         return self.filler_texts
 
@@ -202,33 +200,32 @@ class NeedleTask(Task):
         return [build_haystack(tokenizer, self.filler(), n, self.n_documents, self.positions, self.language, self.seed)
                 for n in self.lengths]
 
-    def evaluate(self, encoder) -> dict:
-        # The suite runner hands tasks an Embedder (a caching wrapper); the probe needs the
-        # Encoder itself (its tokenizer, its max_length), and long documents are never re-used.
-        encoder = getattr(encoder, "encoder", encoder)
-        haystacks = self.haystacks(encoder.tokenizer)
-        config = getattr(encoder, "config", None)
-        old_max = getattr(config, "max_length", None)
-        needed = max(max(h.token_lengths) for h in haystacks) + 8  # + special tokens
-        if config is not None and old_max is not None and old_max < needed:
-            config.max_length = needed
-        try:
-            result = {"lengths": {}, "positions": {}}
-            hits_by_pos, rr_by_pos = {}, {}
-            all_hits, all_rr = [], []
-            for h in haystacks:
-                docs = encoder.encode(h.documents, batch_size=self.batch_size)
-                queries = encoder.encode(h.queries, instruction=QUERY_INSTRUCTION[self.language])
-                hits, rr = rank_scores(np.asarray(queries), np.asarray(docs))
-                result["lengths"][str(h.length)] = {"accuracy@1": float(hits.mean()), "mrr": float(rr.mean())}
-                for p, hit, r in zip(h.positions, hits, rr):
-                    hits_by_pos.setdefault(p, []).append(hit)
-                    rr_by_pos.setdefault(p, []).append(r)
-                all_hits += hits.tolist()
-                all_rr += rr.tolist()
-        finally:
-            if config is not None and old_max is not None:
-                config.max_length = old_max
+    def inputs(self, tokenizer=None) -> dict[str, Texts]:
+        if tokenizer is None:
+            raise Decoder2VecError(f"task {self.name}: the needle probe measures documents in the model's "
+                                   "tokens, and this model has no tokenizer")
+        out = {}
+        for h in self.haystacks(tokenizer):
+            # + 8 for the special tokens a model adds; documents are never truncated.
+            out[f"documents@{h.length}"] = Texts(h.documents, None, max_length=max(h.token_lengths) + 8,
+                                                 batch_size=self.batch_size)
+            out[f"queries@{h.length}"] = Texts(h.queries, QUERY_INSTRUCTION[self.language])
+        return out
+
+    def score(self, vectors) -> dict:
+        result = {"lengths": {}, "positions": {}}
+        hits_by_pos, rr_by_pos = {}, {}
+        all_hits, all_rr = [], []
+        # Document i of every length holds its needle at positions[i % len(positions)] (build_haystack).
+        positions = [self.positions[i % len(self.positions)] for i in range(self.n_documents)]
+        for length in self.lengths:
+            hits, rr = rank_scores(vectors[f"queries@{length}"], vectors[f"documents@{length}"])
+            result["lengths"][str(length)] = {"accuracy@1": float(hits.mean()), "mrr": float(rr.mean())}
+            for p, hit, r in zip(positions, hits, rr):
+                hits_by_pos.setdefault(p, []).append(hit)
+                rr_by_pos.setdefault(p, []).append(r)
+            all_hits += hits.tolist()
+            all_rr += rr.tolist()
         for p in sorted(hits_by_pos):
             result["positions"][f"{p:g}"] = {"accuracy@1": float(np.mean(hits_by_pos[p])),
                                              "mrr": float(np.mean(rr_by_pos[p]))}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import Decoder2VecError
 from .runner import LANGUAGES
 
@@ -18,7 +20,8 @@ def _check(results_list) -> list[dict]:
     return list(results_list)
 
 
-def _labels(results_list) -> list[str]:
+def _column_labels(results_list) -> list[str]:
+    """Column headers: each result's model label (made once, by `model_label`, when it was written)."""
     labels = [str(r.get("model", f"model {i + 1}")) for i, r in enumerate(results_list)]
     # The same model twice (e.g. before/after training with the base name) needs telling apart.
     return [f"{label} [{i + 1}]" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
@@ -35,7 +38,7 @@ def compare(results_list) -> str:
     """A plain-text table: one row per task (main score x100), then averages per language and
     overall; one column per result. Missing tasks show as '-'."""
     results_list = _check(results_list)
-    labels = _labels(results_list)
+    labels = _column_labels(results_list)
     names = _task_rows(results_list)
     legend = []
     if max(len(label) for label in labels) > 24:
@@ -71,14 +74,14 @@ def _cell(value, width: int) -> str:
 def plot(results_list, path: str | os.PathLike) -> Path:
     """A grouped bar chart (PNG): main score x100 per task and per-language averages, one colour
     per result."""
+    # Imported here: matplotlib.pyplot costs ~0.3-1 s (python -X importtime) and only plot() draws.
     import matplotlib
 
     matplotlib.use("Agg")  # files only; works without a display
     import matplotlib.pyplot as plt
-    import numpy as np
 
     results_list = _check(results_list)
-    labels = _labels(results_list)
+    labels = _column_labels(results_list)
     names = _task_rows(results_list)
     averages = [k for k in (*LANGUAGES, "all") if any(k in r.get("averages", {}) for r in results_list)]
     rows = names + [f"avg {k}" for k in averages]

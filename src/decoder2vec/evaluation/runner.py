@@ -1,10 +1,9 @@
-"""Run a suite on a model: load the model (decoder2vec or sentence-transformers), evaluate each
-task, average main scores per language, write the results JSON."""
+"""Run a suite on a model: load the model (decoder2vec or sentence-transformers), embed each task's
+texts through the caching adapter, score them, average main scores per language, write the results."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import time
@@ -12,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from .embedder import Embedder
+from ..folder import read_config
+from ..results import write_results
+from .adapter import CachingAdapter
+from .label import model_label
 from .suites import load_tasks
-
+from .task import Task
 
 LANGUAGES = ("en", "da", "de")
 # Short names for sentence-transformers models that ship in PyPI packages (offline).
@@ -26,7 +29,7 @@ def is_sentence_transformers_model(model) -> bool:
     if isinstance(model, str) and model in SENTENCE_TRANSFORMERS_ALIASES:
         return True
     path = Path(str(model)).expanduser()
-    return path.is_dir() and (path / "modules.json").exists() and not (path / "decoder2vec_config.json").exists()
+    return path.is_dir() and (path / "modules.json").exists() and read_config(path) is None
 
 
 def sentence_transformers_path(model: str) -> str:
@@ -53,6 +56,8 @@ def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooli
     if sentence_transformers:
         if pooling or bidirectional is not None:
             raise Decoder2VecError("--pooling/--causal apply to decoder2vec models, not sentence-transformers ones")
+        # Imported here: sentence-transformers adds ~4 s to a decoder2vec import (measured with
+        # python -X importtime) and only sentence-transformers models need it.
         from sentence_transformers import SentenceTransformer
 
         path = sentence_transformers_path(str(model))
@@ -61,25 +66,20 @@ def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooli
             st.max_seq_length = max_length
         st.decoder2vec_name = SENTENCE_TRANSFORMERS_ALIASES.get(str(model), (None, str(model)))[1]
         return st
-    from ..encoder import Encoder
-
     return Encoder.from_pretrained(model, pooling=pooling, bidirectional=bidirectional, max_length=max_length,
                                    device=device, dtype=dtype)
 
 
-def describe(encoder) -> str:
-    name = getattr(encoder, "decoder2vec_name", None)
-    if name:
-        return name
-    config = getattr(encoder, "config", None)
-    base = getattr(config, "base_model", None)
-    if base is not None:
-        extra = f"{config.pooling}, {'bidirectional' if config.bidirectional else 'causal'}"
-        stages = [s.get("stage") for s in getattr(config, "stages", []) if isinstance(s, dict)]
-        if stages:
-            extra += ", " + "+".join(map(str, stages))
-        return f"{base} ({extra})"
-    return type(encoder).__name__
+def run_task(task: Task, model, *, cache: bool = True) -> dict:
+    """One task's scores: embed each list of texts the task declares (through the caching adapter,
+    with the instruction, token limit and batch size it asks for), then let the task score them."""
+    adapter = model if isinstance(model, CachingAdapter) else CachingAdapter(model, cache=cache)
+    vectors = {
+        key: adapter.embed(texts.texts, texts.instruction, task=task.name, max_length=texts.max_length,
+                           batch_size=texts.batch_size)
+        for key, texts in task.inputs(adapter.tokenizer).items()
+    }
+    return task.score(vectors)
 
 
 def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | None = None, *,
@@ -98,12 +98,13 @@ def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | N
         raise Decoder2VecError(f"{', '.join(load_kwargs)} apply only when evaluate() loads the model by name")
     else:
         encoder = encoder_or_model
-    embedder = Embedder(encoder, batch_size=batch_size, cache=cache, name=name or describe(encoder))
+    label = name or model_label(encoder)
+    adapter = CachingAdapter(encoder, batch_size=batch_size, cache=cache, name=label)
     started = time.perf_counter()
     results = {}
     for task in task_list:
         t0 = time.perf_counter()
-        scores = task.evaluate(embedder)
+        scores = run_task(task, adapter)
         seconds = time.perf_counter() - t0
         main = scores[task.main_score]
         if not np.isfinite(main):
@@ -115,7 +116,7 @@ def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | N
         if verbose:
             print(f"  {task.name:<22} {task.main_score:<16} {main:.4f}  ({seconds:.1f} s)", file=sys.stderr)
     out = {
-        "model": name or describe(encoder),
+        "model": label,
         "suite": suite if not tasks else f"{suite}:{','.join(tasks)}",
         "tasks": results,
         "averages": averages(results),
@@ -136,25 +137,3 @@ def averages(results: dict) -> dict:
     if results:
         out["all"] = float(np.mean([r["main_score"] for r in results.values()]))
     return out
-
-
-def write_results(results: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def read_results(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise Decoder2VecError(f"results file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise Decoder2VecError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        raise Decoder2VecError(f"{path} is not a decoder2vec evaluate results file (no 'tasks')")
-    return data

@@ -58,14 +58,18 @@ def suite_tasks(suite: str) -> dict[str, dict]:
 
 
 def load_tasks(suite: str = "default", tasks: list[str] | None = None) -> list[Task]:
-    """The Task objects of a suite, or of the named tasks (`tasks` wins over `suite`).
+    """The Task objects of a suite, or of the named tasks (`tasks` wins over `suite`; an empty
+    list is an error).
 
     Task names may carry the suite's overrides: `--suite quick --tasks stsb-en` gives quick's
     smaller stsb-en.
     """
     overrides = suite_tasks(suite)
-    names = list(tasks) if tasks else list(overrides)
     specs = task_specs()
+    if tasks is not None and (not tasks or not all(isinstance(t, str) and t.strip() for t in tasks)):
+        # An empty list (e.g. `--tasks ""`) is a mistake, never "the whole suite".
+        raise Decoder2VecError(f"no task named in tasks={list(tasks)!r}; choose from {', '.join(specs)}")
+    names = list(tasks) if tasks is not None else list(overrides)
     out = []
     for name in names:
         if name not in specs:

@@ -1,7 +1,9 @@
-"""Evaluation data built from the real sources in `decoder2vec.data.sources`.
+"""Evaluation data built from the real sources in `decoder2vec.data`.
 
 Every builder is deterministic for a given seed, so a suite always scores the same texts.
 Subsampling keeps the default suite within a few minutes of CPU encoding for a 135M model.
+LibreOffice help tasks read only the test side of the page split that data/libreoffice.py
+declares (training reads the train side), so no suite can evaluate on a page training saw.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import random
 from collections import defaultdict
 
 from ..data import sources
+from ..data.libreoffice import help_pages
 from ..errors import Decoder2VecError
 
 # LibreOffice help modules used as clustering labels: each one's pages are about one application.
@@ -81,11 +84,11 @@ def bbc_headlines(sample: int | None, seed: int):
 
 
 # ---------------------------------------------------------------- LibreOffice help
-@functools.lru_cache(maxsize=3)  # parsed once per process; callers only read it
+@functools.lru_cache(maxsize=3)  # split once per process; callers only read it
 def _help(lang: str) -> dict:
     if lang not in sources.LIBREOFFICE_PACKAGES:
         raise Decoder2VecError(f"no LibreOffice help in language {lang!r}; choose one of en, da, de")
-    return sources.libreoffice_help(lang)
+    return help_pages(lang, "test")
 
 
 def help_bitext(source_lang: str, target_lang: str, sample: int | None, seed: int,

@@ -1,101 +1,93 @@
-"""Task types: each is a dataclass (its YAML fields) with one `evaluate(encoder) -> scores` method.
+"""Task types: each is a dataclass (its YAML fields) that declares its texts and scores their vectors.
 
 The scores follow MTEB's definitions (see metrics.py); `main_score` names the one a suite
 averages. Instructions are part of a task: decoder2vec encoders receive them as `instruction=`.
+`TASK_TYPES` is the one static table of task types (the needle probe included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from ..errors import Decoder2VecError, choices_error
 from . import metrics, task_data
-from .embedder import Embedder
+from .needle import NeedleTask
+from .task import Task, Texts
 
 
 @dataclass
-class Task:
-    name: str
-    language: str  # the language a task measures; en-da bitext counts for "da"
-    source: str
-    split: str = "test"
-    seed: int = 42
-    description: str = ""
+class PairTask(Task):
+    """Two aligned lists of texts, one instruction for both, one metric over the two sets of
+    vectors (and the gold labels, when `load()` returns them third)."""
 
-    type: ClassVar[str] = ""
-    sources: ClassVar[tuple[str, ...]] = ()
-    main_score: ClassVar[str] = ""
+    instruction: str | None = None
 
-    def __post_init__(self):
-        if self.source not in self.sources:
-            raise choices_error(f"source for {self.type} task {self.name!r}", self.source, self.sources)
+    metric: ClassVar[Callable[..., dict]]
 
-    def evaluate(self, encoder) -> dict:
-        raise NotImplementedError
+    def inputs(self, tokenizer=None) -> dict[str, Texts]:
+        first, second = self.data[:2]
+        return {"first": Texts(first, self.instruction), "second": Texts(second, self.instruction)}
+
+    def score(self, vectors) -> dict:
+        return type(self).metric(vectors["first"], vectors["second"], *self.data[2:])
 
     def sizes(self) -> dict:
-        """How many texts of each kind the task encodes (for the docs and the results file)."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _embedder(encoder) -> Embedder:
-        return encoder if isinstance(encoder, Embedder) else Embedder(encoder)
+        return {"pairs": len(self.data[0])}
 
 
 @dataclass
-class STSTask(Task):
+class STSTask(PairTask):
     """Semantic similarity: Spearman correlation of cosine similarity with human scores (0..5)."""
 
     sample: int | None = None  # pairs; None = the whole split
-    instruction: str | None = None
 
     type: ClassVar[str] = "sts"
     sources: ClassVar[tuple[str, ...]] = ("stsb",)
     main_score: ClassVar[str] = "cosine_spearman"
+    metric: ClassVar = metrics.sts_scores
 
     def load(self):
         return task_data.stsb_pairs(self.language, self.split, self.sample, self.seed)
 
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        first, second, gold = self.load()
-        a = embedder.embed(first, self.instruction, task=self.name)
-        b = embedder.embed(second, self.instruction, task=self.name)
-        return metrics.sts_scores(a, b, gold)
-
-    def sizes(self) -> dict:
-        return {"pairs": len(self.load()[0])}
-
 
 @dataclass
-class PairClassificationTask(Task):
+class PairClassificationTask(PairTask):
     """Paraphrase or not: average precision of cosine similarity (STS-B pairs with clear scores)."""
 
     sample: int | None = None
     positive_min: float = 4.0
     negative_max: float = 2.0
-    instruction: str | None = None
 
     type: ClassVar[str] = "pair_classification"
     sources: ClassVar[tuple[str, ...]] = ("stsb",)
     main_score: ClassVar[str] = "ap"
+    metric: ClassVar = metrics.pair_classification_scores
 
     def load(self):
         return task_data.stsb_binary_pairs(
             self.language, self.split, self.sample, self.seed, self.positive_min, self.negative_max
         )
 
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        first, second, labels = self.load()
-        a = embedder.embed(first, self.instruction, task=self.name)
-        b = embedder.embed(second, self.instruction, task=self.name)
-        return metrics.pair_classification_scores(a, b, labels)
-
     def sizes(self) -> dict:
-        first, _, labels = self.load()
+        first, _, labels = self.data
         return {"pairs": len(first), "positives": sum(labels)}
+
+
+@dataclass
+class BitextTask(PairTask):
+    """Find each sentence's translation among all candidates: F1 of the nearest neighbour."""
+
+    source_language: str = "en"
+    sample: int | None = None
+
+    type: ClassVar[str] = "bitext"
+    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help",)
+    main_score: ClassVar[str] = "f1"
+    metric: ClassVar = metrics.bitext_scores
+
+    def load(self):
+        return task_data.help_bitext(self.source_language, self.language, self.sample, self.seed)
 
 
 @dataclass
@@ -116,18 +108,19 @@ class ClassificationTask(Task):
     def load(self):
         return task_data.bbc_split(self.train_per_label, self.test_sample, self.seed, self.max_chars)
 
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        (train_x, train_y), (test_x, test_y) = self.load()
-        train = embedder.embed(train_x, self.instruction, task=self.name)
-        test = embedder.embed(test_x, self.instruction, task=self.name)
+    def inputs(self, tokenizer=None) -> dict[str, Texts]:
+        (train_x, _), (test_x, _) = self.data
+        return {"train": Texts(train_x, self.instruction), "test": Texts(test_x, self.instruction)}
+
+    def score(self, vectors) -> dict:
+        (_, train_y), (_, test_y) = self.data
         return metrics.classification_scores(
-            train, train_y, test, test_y, samples_per_label=self.samples_per_label,
+            vectors["train"], train_y, vectors["test"], test_y, samples_per_label=self.samples_per_label,
             n_experiments=self.n_experiments, seed=self.seed,
         )
 
     def sizes(self) -> dict:
-        (train_x, _), (test_x, _) = self.load()
+        (train_x, _), (test_x, _) = self.data
         return {"train": len(train_x), "test": len(test_x)}
 
 
@@ -148,14 +141,15 @@ class ClusteringTask(Task):
             return task_data.bbc_headlines(self.sample, self.seed)
         return task_data.help_titles_by_module(self.language, self.sample, self.seed)
 
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        texts, labels = self.load()
-        vectors = embedder.embed(texts, self.instruction, task=self.name)
-        return metrics.clustering_scores(vectors, labels, n_experiments=self.n_experiments, seed=self.seed)
+    def inputs(self, tokenizer=None) -> dict[str, Texts]:
+        return {"texts": Texts(self.data[0], self.instruction)}
+
+    def score(self, vectors) -> dict:
+        return metrics.clustering_scores(vectors["texts"], self.data[1], n_experiments=self.n_experiments,
+                                         seed=self.seed)
 
     def sizes(self) -> dict:
-        texts, labels = self.load()
+        texts, labels = self.data
         return {"texts": len(texts), "clusters": len(set(labels))}
 
 
@@ -176,46 +170,22 @@ class RetrievalTask(Task):
     def load(self):
         return task_data.help_retrieval(self.language, self.n_queries, self.n_corpus, self.seed, self.max_chars)
 
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        queries, corpus, relevant = self.load()
-        q = embedder.embed(queries, self.query_instruction, task=self.name)
-        d = embedder.embed(corpus, self.document_instruction, task=self.name)
-        return metrics.retrieval_scores(q, d, relevant, k=10)
+    def inputs(self, tokenizer=None) -> dict[str, Texts]:
+        queries, corpus, _ = self.data
+        return {"queries": Texts(queries, self.query_instruction),
+                "corpus": Texts(corpus, self.document_instruction)}
+
+    def score(self, vectors) -> dict:
+        return metrics.retrieval_scores(vectors["queries"], vectors["corpus"], self.data[2], k=10)
 
     def sizes(self) -> dict:
-        queries, corpus, _ = self.load()
+        queries, corpus, _ = self.data
         return {"queries": len(queries), "corpus": len(corpus)}
 
 
-@dataclass
-class BitextTask(Task):
-    """Find each sentence's translation among all candidates: F1 of the nearest neighbour."""
-
-    source_language: str = "en"
-    sample: int | None = None
-    instruction: str | None = None
-
-    type: ClassVar[str] = "bitext"
-    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help",)
-    main_score: ClassVar[str] = "f1"
-
-    def load(self):
-        return task_data.help_bitext(self.source_language, self.language, self.sample, self.seed)
-
-    def evaluate(self, encoder) -> dict:
-        embedder = self._embedder(encoder)
-        source, target = self.load()
-        a = embedder.embed(source, self.instruction, task=self.name)
-        b = embedder.embed(target, self.instruction, task=self.name)
-        return metrics.bitext_scores(a, b)
-
-    def sizes(self) -> dict:
-        return {"pairs": len(self.load()[0])}
-
-
 TASK_TYPES: dict[str, type[Task]] = {
-    cls.type: cls for cls in (STSTask, PairClassificationTask, ClassificationTask, ClusteringTask, RetrievalTask, BitextTask)
+    cls.type: cls for cls in (STSTask, PairClassificationTask, ClassificationTask, ClusteringTask, RetrievalTask,
+                              BitextTask, NeedleTask)
 }
 
 
@@ -238,14 +208,4 @@ def make_task(name: str, spec: dict) -> Task:
         raise Decoder2VecError(f"task {name!r}: {exc}") from exc
 
 
-__all__ = ["Task", "TASK_TYPES", "make_task"]
-
-
-def _register_needle() -> None:
-    # needle.py subclasses Task, so it can only be imported once this module is complete.
-    from .needle import NeedleTask
-
-    TASK_TYPES[NeedleTask.type] = NeedleTask
-
-
-_register_needle()
+__all__ = ["Task", "Texts", "TASK_TYPES", "make_task"]
