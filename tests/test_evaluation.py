@@ -14,7 +14,8 @@ from tiny import tiny_encoder
 from decoder2vec import Decoder2VecError
 from decoder2vec.cli import main
 from decoder2vec.evaluation import CachingAdapter, compare, evaluate, load_tasks, plot, read_results, suite_names
-from decoder2vec.evaluation import task_data
+from decoder2vec.data.libreoffice import help_pages
+from decoder2vec.evaluation import model_label, task_data
 from decoder2vec.evaluation.suites import task_specs
 from decoder2vec.evaluation.tasks import TASK_TYPES, make_task
 
@@ -118,6 +119,21 @@ def test_retrieval_uses_the_same_pages_in_every_language():
     assert data["en"][0] != data["da"][0] != data["de"][0]
 
 
+def test_help_tasks_read_only_the_test_side_of_the_page_split():
+    """The split is declared once in data/; every help text a suite scores comes from a test page."""
+    test_pages = {lang: help_pages(lang, "test") for lang in ("en", "da", "de")}
+    train_texts = {p for lang in ("en", "da", "de") for page in help_pages(lang, "train").values()
+                   for p in [page["title"], *page["paragraphs"]]}
+    test_texts = {p for pages in test_pages.values() for page in pages.values() for p in [page["title"], *page["paragraphs"]]}
+    queries, _, _ = task_data.help_retrieval("da", 60, 120, seed=42, max_chars=250)
+    titles, _ = task_data.help_titles_by_module("de", 30, seed=42)
+    source, target = task_data.help_bitext("en", "da", 120, seed=42)
+    for text in queries + titles + source + target:
+        assert text in test_texts, text
+    # Some of them are also on train pages (shared boilerplate); most are not.
+    assert sum(t in train_texts for t in source + target) < len(source + target) / 4
+
+
 def test_bbc_split_is_disjoint_and_balanced():
     (train_x, train_y), (test_x, test_y) = task_data.bbc_split(10, 100, seed=42, max_chars=200)
     assert len(train_x) == 50 and sorted(set(train_y)) == sorted(set(test_y))
@@ -171,6 +187,15 @@ def test_sentence_transformers_style_models_get_prompts_only_when_they_have_them
     instructed = PromptModel({"query": "query: "})
     CachingAdapter(instructed).embed(["a", "b"], "Retrieve:")
     assert instructed.calls == ["Retrieve:"]
+
+
+def test_model_label_is_the_one_label_for_results_and_cache():
+    labelled = tiny_encoder("llama", base_model="org/base")
+    labelled.config.stages = [{"stage": "mntp"}, {"stage": "simcse"}]
+    assert model_label(labelled) == "org/base (mean, bidirectional, mntp+simcse)"
+    assert CachingAdapter(labelled, cache=False).name == model_label(labelled)
+    assert model_label(tiny_encoder("llama", base_model="org/base", bidirectional=False)) == "org/base (mean, causal)"
+    assert model_label(FakeEncoder(lambda n: None)) == "FakeEncoder"
 
 
 def test_dimension_must_not_change_between_calls():
@@ -272,6 +297,20 @@ def test_cli_evaluate_rejects_unknown_task_before_loading(capsys):
     assert main(["evaluate", "no/such/model/here", "--tasks", "stsb-en,nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'nope'" in err and "help-bitext-en-da" in err
+
+
+@pytest.mark.parametrize("tasks", ["", ",", "stsb-en,,stsb-de", " "])
+def test_cli_evaluate_empty_task_names_are_an_error_not_the_whole_suite(tasks, capsys):
+    assert main(["evaluate", "no/such/model/here", "--tasks", tasks]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "empty task name" in err and "help-bitext-en-da" in err
+
+
+def test_evaluate_with_an_empty_task_list_is_an_error():
+    with pytest.raises(Decoder2VecError, match=r"no task named in tasks=\[\]; choose from stsb-en"):
+        evaluate(FakeEncoder(lambda n: np.ones((n, 2))), tasks=[], verbose=False)
+    with pytest.raises(Decoder2VecError, match="no task named"):
+        load_tasks("default", [""])
 
 
 def test_cli_evaluate_runs_a_model_folder(encoder, private_cache, tmp_path, capsys):
