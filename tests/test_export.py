@@ -8,12 +8,11 @@ from tiny import tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.cli import main
-from decoder2vec.evaluation import read_results
+from decoder2vec.results import read_results
 from decoder2vec.export import (
     export_sentence_transformers,
     push_to_hub,
     sentence_transformers_gaps,
-    write_sentence_transformers_files,
 )
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "A dog.", "Paris is the capital of France."]
@@ -72,8 +71,7 @@ def test_prompts_exclude_the_instruction(tmp_path):
 
 def test_save_pretrained_folder_becomes_loadable(tmp_path):
     encoder = tiny_encoder("qwen2")
-    folder = encoder.save_pretrained(tmp_path / "enc")
-    write_sentence_transformers_files(encoder, folder)
+    folder = encoder.save_pretrained(tmp_path / "enc")  # writes the sentence-transformers files too
     assert_same_vectors(encoder, st_model(folder), TEXTS)
 
 
@@ -126,12 +124,12 @@ def test_errors(tmp_path, monkeypatch):
 def test_cli_export(tmp_path, capsys):
     folder = tiny_encoder("llama").save_pretrained(tmp_path / "enc")
     out = tmp_path / "st"
-    code = main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instruction", "q=Find it:"])
+    code = main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instructions", "q=Find it:"])
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "config_sentence_transformers.json").read_text())["prompts"] == {"q": "Find it: "}
     assert main(["export", str(folder), "--to", "gguf", str(out)]) == 2
     assert "unknown export format 'gguf'" in capsys.readouterr().err
-    assert main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instruction", "oops"]) == 2
+    assert main(["export", str(folder), "--to", "sentence-transformers", str(out), "--instructions", "oops"]) == 2
 
 
 @pytest.mark.real

@@ -1,35 +1,173 @@
-"""Folders that appear only when complete: write into a temporary sibling, then one rename.
+"""Output folders that appear only when complete, and that never cost a user a file.
 
-Every folder decoder2vec writes for later loading (Encoder folders, converted GGUF models,
-exports) goes through `atomic_folder`, so a killed process never leaves a folder that looks
-finished.
+Every folder decoder2vec writes for later loading (Encoder folders, exports, converted GGUF models)
+goes through `atomic_folder`:
+
+- the files are written into a hidden sibling `.NAME.decoder2vec-partial-PID-*` and swapped in
+  with renames, so a killed process never leaves a folder that looks finished; a partial folder
+  left by a killed process is removed by the next write to the same place;
+- the folder records what decoder2vec wrote in `.decoder2vec-output.json` (its kind and its
+  files); a later write of the same kind replaces only those files and keeps everything else;
+- an existing folder that is not an earlier output of the same kind is refused (one-line error),
+  unless `overwrite=True`, which still replaces only the files decoder2vec writes;
+- the current folder, its parents, the home folder, and the folder holding the model being saved
+  (or a parent of it) are refused outright.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import Decoder2VecError
+
+MARKER = ".decoder2vec-output.json"
+PARTIAL = "decoder2vec-partial"
+REPLACED = "decoder2vec-replaced"
+# Folders that held an Encoder before folders recorded their kind: decoder2vec wrote them.
+LEGACY_KIND_FILE = {"decoder2vec_config.json": "encoder"}
+
+
+def output_kind(folder: Path) -> str | None:
+    """The kind decoder2vec recorded in `folder`, None when it holds no decoder2vec output."""
+    try:
+        return json.loads((folder / MARKER).read_text())["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for name, kind in LEGACY_KIND_FILE.items():
+        if (folder / name).is_file():
+            return kind
+    return None
+
+
+def check_output_folder(target, *, kind: str, overwrite: bool = False, sources=()) -> Path:
+    """Refuse, before any slow work, to write a `kind` output to `target` where that could cost a
+    user a file. Returns target as a Path."""
+    target = Path(target)
+    where = target.resolve()
+    cwd = Path.cwd().resolve()
+    if where == cwd or where in cwd.parents or where == Path.home().resolve() or where == Path(where.anchor):
+        raise Decoder2VecError(
+            f"refusing to write the {kind} into {str(target)!r}: it is the current folder, one of its parents "
+            "or the home folder; name a new folder"
+        )
+    for source in sources:
+        if source is None:
+            continue
+        source = Path(source).resolve()
+        if where == source or where in source.parents:
+            raise Decoder2VecError(
+                f"refusing to write the {kind} into {str(target)!r}: it holds the model being written "
+                f"({source}); choose another folder"
+            )
+    if target.exists() and not target.is_dir():
+        raise Decoder2VecError(f"{str(target)!r} is a file, not a folder; choose a folder for the {kind}")
+    if target.is_dir() and not overwrite and any(target.iterdir()):
+        found = output_kind(target)
+        if found != kind:
+            what = f"a decoder2vec {found} folder" if found else "not a decoder2vec output"
+            raise Decoder2VecError(
+                f"{str(target)!r} exists and is {what}, not a {kind} folder; choose a new folder, or pass "
+                f"overwrite=True (--overwrite) to replace only the files decoder2vec writes there"
+            )
+    return target
+
+
+def record_output(folder: Path, kind: str) -> None:
+    """Write the marker: the kind and every file now in `folder` (call it after the last file)."""
+    folder = Path(folder)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
+    (folder / MARKER).write_text(json.dumps({"kind": kind, "files": files}, indent=1) + "\n")
+
 
 @contextlib.contextmanager
-def atomic_folder(target: str | os.PathLike, *, overwrite: bool = True):
-    """Yield an empty temporary folder beside `target`; when the block ends without an error it
-    is renamed to `target` (replacing an existing one when `overwrite`, else keeping the existing
-    one: another process finished the same work first). On an error `target` is left as it was."""
-    target = Path(target)
+def atomic_folder(target, *, kind: str, overwrite: bool = False, keep_existing: bool = False, sources=()):
+    """Yield an empty temporary folder beside `target`; when the block ends without an error its
+    files replace decoder2vec's earlier files in `target` (everything else there stays).
+
+    keep_existing: when `target` already exists, keep it as it is (another process finished the
+    same work first; used for caches). On an error `target` is left as it was."""
+    target = check_output_folder(target, kind=kind, overwrite=overwrite, sources=sources)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    _finish_or_remove_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{PARTIAL}-{os.getpid()}-"))
     try:
         yield tmp
-        if target.exists() and overwrite:
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if overwrite or not target.exists():
-                raise
+        record_output(tmp, kind)
+        if target.exists() and keep_existing:
+            return
+        _swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _own_files(folder: Path) -> set[str]:
+    try:
+        return set(json.loads((folder / MARKER).read_text())["files"]) | {MARKER}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {MARKER}
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Make `new` the target: the old folder is renamed aside, `new` renamed in, then every file
+    of the old folder that decoder2vec did not write and `new` does not replace is moved back.
+    A kill between the steps is finished by the next write (`_finish_or_remove_leftovers`)."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    aside = target.parent / f".{target.name}.{REPLACED}-{os.getpid()}"
+    os.replace(target, aside)
+    os.replace(new, target)
+    _move_back_user_files(aside, target)
+
+
+def _move_back_user_files(aside: Path, target: Path) -> None:
+    own = _own_files(aside)
+    for path in sorted(aside.rglob("*"), key=lambda p: len(p.parts)):
+        rel = path.relative_to(aside)
+        if not path.exists() or str(rel) in own:
+            continue
+        dest = target / rel
+        if path.is_dir():
+            mine = any(str(p.relative_to(aside)) in own for p in path.rglob("*"))
+            if not dest.exists() and not mine:
+                os.replace(path, dest)  # a whole folder of the user's, moved in one go
+            continue
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+    # Whatever is left is decoder2vec's old output, or a user file the new output replaced by name
+    # (only possible with overwrite=True, which asked for exactly that).
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _finish_or_remove_leftovers(target: Path) -> None:
+    """Undo what a killed earlier write left beside `target`: partial folders are removed; a
+    renamed-aside old folder is put back (if the swap never happened) or has its user files moved
+    into the new folder (if it did)."""
+    for leftover in target.parent.glob(f".{target.name}.{PARTIAL}-*"):
+        if not _alive(leftover.name.split(f"{PARTIAL}-", 1)[1].split("-")[0]):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for aside in target.parent.glob(f".{target.name}.{REPLACED}-*"):
+        if _alive(aside.name.rsplit("-", 1)[1]):
+            continue
+        if target.exists():
+            _move_back_user_files(aside, target)
+        else:
+            os.replace(aside, target)
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,38 +19,18 @@ import torch
 
 from . import loading
 from .atomic import atomic_folder
+from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
 from .bidirectional import is_bidirectional, set_causal
 from .chunked_attention import chunked_attention
 from .errors import Decoder2VecError
 from .pooling import check_pooling, pool
+from .st_files import POOLING_TO_ST, write_sentence_transformers_files
 from .precision import check_precision, quantize
 from .unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
 
-CONFIG_NAME = "decoder2vec_config.json"
 # Batches with more (batch x length x length) elements than this run attention in query chunks:
 # 2**24 is one 4096-token text.
 CHUNKED_ATTENTION_ABOVE = 2**24
-
-
-@dataclass
-class EncoderConfig:
-    """What a saved Encoder folder says about itself."""
-
-    pooling: str = "mean"
-    bidirectional: bool = True
-    max_length: int = 512
-    # The text placed before the input when an instruction is given; the instruction's
-    # tokens are attended to but never pooled.
-    instruction_template: str = "{instruction} "
-    base_model: str | None = None
-    dimension: int | None = None
-    # Training history, one entry per stage: {"stage": "mntp", "recipe": ..., ...}.
-    stages: list = field(default_factory=list)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EncoderConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -120,6 +99,7 @@ class Encoder:
             self.config.max_length = positions
         self._takes_position_ids = "position_ids" in inspect.signature(self._backbone().forward).parameters
         self._compiled = None
+        self.path: Path | None = None  # the folder it was loaded from: never saved over
 
     def compile(self, **options) -> "Encoder":
         """Run inference (encode) through `torch.compile(model, dynamic=True)`: fused element-wise
@@ -159,10 +139,9 @@ class Encoder:
         quantize: "int8" quantises the linear layers for inference (quantization.quantize_model).
         compile: run inference through torch.compile (see `Encoder.compile`)."""
         source = loading.resolve_model(model)
-        saved = Path(source) / CONFIG_NAME
-        config = EncoderConfig.from_dict(json.loads(saved.read_text())) if saved.exists() else EncoderConfig()
-        if not saved.exists():
-            config.base_model = str(model) if model is not None else loading.DEFAULT_MODEL
+        config = read_config(source) if Path(source).is_dir() else None
+        if config is None:
+            config = EncoderConfig(base_model=str(model) if model is not None else loading.DEFAULT_MODEL)
         overrides = dict(pooling=pooling, bidirectional=bidirectional, max_length=max_length,
                          instruction_template=instruction_template)
         for key, value in overrides.items():
@@ -177,6 +156,7 @@ class Encoder:
         )
         net.eval()
         encoder = cls(net, tokenizer, config)
+        encoder.path = Path(source) if Path(source).is_dir() else None
         if quantize is not None:
             # Inference-only weights (see quantization.py and docs/performance.md).
             from .quantization import quantize_model
@@ -186,25 +166,32 @@ class Encoder:
             encoder.compile()
         return encoder
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write weights (safetensors), tokenizer and decoder2vec_config.json. Atomic: the folder
-        appears only when complete."""
+    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write weights (safetensors), tokenizer, decoder2vec_config.json and the
+        sentence-transformers files. Atomic: the folder appears only when complete. An existing
+        folder that is not an earlier Encoder folder is refused unless overwrite=True, which
+        replaces only decoder2vec's files there (atomic.py); the current folder, its parents and
+        the folder this Encoder was loaded from are always refused."""
         path = Path(path)
-        with atomic_folder(path) as tmp:
+        with atomic_folder(path, kind="encoder", overwrite=overwrite, sources=[self.path]) as tmp:
             self.write_files(tmp)
         return path
 
-    def write_files(self, folder: Path) -> None:
+    def write_files(self, folder, *, instructions: dict[str, str] | None = None, exact: bool = False) -> None:
         """What save_pretrained writes, into an existing folder (not atomic by itself: exports
-        call it inside their own atomic_folder and add files beside it)."""
-        from .export import POOLING_TO_ST, write_sentence_transformers_files
+        call it inside their own atomic_folder and add files beside it). `instructions` become
+        sentence-transformers prompts; exact=True references decoder2vec's own ST module."""
+        self.write_model_files(folder)
+        if exact or self.pooling in POOLING_TO_ST:
+            # The same folder then also loads with SentenceTransformer(path).
+            write_sentence_transformers_files(folder, self.config, self._backbone().config,
+                                              instructions=instructions, exact=exact)
 
+    def write_model_files(self, folder) -> None:
+        """Backbone weights (safetensors), tokenizer and decoder2vec_config.json."""
         self._backbone().save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        if self.pooling in POOLING_TO_ST:
-            # The same folder then also loads with SentenceTransformer(path).
-            write_sentence_transformers_files(self, folder)
+        write_config(folder, self.config)
 
     # ----------------------------------------------------------------- properties
     @property

@@ -128,7 +128,7 @@ def gguf_to_folder(path: Path) -> Path:
     log.warning("dequantising %s once (cached in %s)", path.name, target)
     # Atomic, so a killed conversion never looks finished; a conversion another process
     # finished first is kept.
-    with atomic_folder(target, overwrite=False) as tmp:
+    with atomic_folder(target, kind="gguf conversion", keep_existing=True) as tmp:
         convert_gguf(path, tmp)
     return target
 

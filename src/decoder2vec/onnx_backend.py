@@ -46,7 +46,7 @@ def _require(module: str, purpose: str):
             from None
 
 
-def export_onnx(encoder_or_path, out_dir) -> Path:
+def export_onnx(encoder_or_path, out_dir, *, overwrite: bool = False) -> Path:
     """Write an Encoder folder with `onnx/model.onnx` beside the weights; atomic. Returns out_dir."""
     _require("onnxscript", "ONNX export")
     encoder = encoder_or_path if isinstance(encoder_or_path, Encoder) else Encoder.from_pretrained(encoder_or_path)
@@ -54,7 +54,7 @@ def export_onnx(encoder_or_path, out_dir) -> Path:
         raise Decoder2VecError("ONNX export wants the encoder on CPU in float32: load it with device='cpu', "
                                "dtype='float32'")
     out = Path(out_dir)
-    with atomic_folder(out) as folder:
+    with atomic_folder(out, kind="onnx export", overwrite=overwrite, sources=[encoder.path]) as folder:
         encoder.write_files(folder)
         (folder / ONNX_FILE).parent.mkdir()
         ids, masks, _ = encoder.tokenize(["An example text to trace.", "Another."])

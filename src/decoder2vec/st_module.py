@@ -10,15 +10,11 @@ class lives outside the sentence_transformers package.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from sentence_transformers.base.modules.input_module import InputModule
 
-from .encoder import CONFIG_NAME, Encoder
+from .encoder import Batch, Encoder
 from .errors import Decoder2VecError
-
-CLASS_REF = "decoder2vec.st_module.EncoderModule"
+from .st_files import EXACT_MODULE as CLASS_REF
 
 
 class EncoderModule(InputModule):
@@ -67,19 +63,13 @@ class EncoderModule(InputModule):
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "pool_mask": batch.pool_mask}
 
     def forward(self, features: dict, **kwargs) -> dict:
-        from .encoder import Batch
-
         batch = Batch(features["input_ids"], features["attention_mask"], features["pool_mask"])
         features["sentence_embedding"] = self.encoder.embed(batch).float()
         return features
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        # Not Encoder.save_pretrained: that replaces the whole folder, and ST writes its own files into it.
-        from dataclasses import asdict
-
-        self.encoder._backbone().save_pretrained(output_path, safe_serialization=True)
-        self.encoder.tokenizer.save_pretrained(output_path)
-        (Path(output_path) / CONFIG_NAME).write_text(json.dumps(asdict(self.encoder.config), indent=2) + "\n")
+        # Not Encoder.save_pretrained: ST owns this folder and writes its own files into it.
+        self.encoder.write_model_files(output_path)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", token=None, cache_folder=None, revision=None,
