@@ -134,6 +134,8 @@ def test_failed_fetches_say_how_to_get_the_data(monkeypatch, tmp_path):
     monkeypatch.setattr(sources.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     with pytest.raises(Decoder2VecError, match=r"apt-get download libreoffice-help-da failed.*apt-get update"):
         libreoffice_help("da")
+    # The Wikipedia sample is never downloaded: without the gensim package the error says how to get it.
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(Decoder2VecError, match=r"gensim==4.4.0.*pip download --no-deps"):
         sources.wikipedia_en_articles()
     assert not list(tmp_path.rglob("*.json"))  # nothing half-written

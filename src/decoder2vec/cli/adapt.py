@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 
-from ..languages import LANGUAGES, STAGES
-from ..training.config import parse_value
+from ..data.languages import LANGUAGES
+from ..languages import adapt
+from ..training.config import STAGE_CONFIGS
+from .run import parse_overrides
 
 
 def add_arguments(p):
-    p.add_argument("--language", required=True, choices=sorted(LANGUAGES), help="da (Danish) or de (German)")
+    p.add_argument("--language", dest="language_code", required=True, choices=sorted(LANGUAGES),
+                   help="da (Danish) or de (German)")
     p.add_argument("--model", default="gemma3-270m", help="base model (default: the packaged gemma3-270m)")
     p.add_argument("--quick", action="store_true", help="the quick recipes (~20 min on a 2-core CPU)")
     p.add_argument("--output-dir", dest="output_dir", default=None,
                    help="where each stage's Encoder folder and results.json go (default: runs/adapt-LANG[-quick])")
-    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run, in order")
+    p.add_argument("--stages", nargs="+", choices=list(STAGE_CONFIGS), default=None,
+                   help="stages to run, in order (default: all)")
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
                    help="skip the language suite after each stage")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -22,17 +26,9 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..errors import Decoder2VecError
-    from ..languages import adapt
-
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise Decoder2VecError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = parse_value(value)
-    final = adapt(args.language, model=args.model, quick=args.quick, output_dir=args.output_dir,
-                  evaluate=args.evaluate, stages=tuple(args.stages), overrides=overrides)
+    final = adapt(args.language_code, model=args.model, quick=args.quick, output_dir=args.output_dir,
+                  evaluate=args.evaluate, stages=tuple(args.stages) if args.stages else None,
+                  overrides=parse_overrides(args.overrides))
     results = final.parent / "results.json"
     if args.evaluate and results.exists():
         print(json.dumps({k: round(v["average"], 4) for k, v in json.loads(results.read_text()).items()}))

