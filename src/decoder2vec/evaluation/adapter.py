@@ -10,7 +10,6 @@ run of the same model on the same suite encodes nothing. Tasks never see it (tas
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -25,6 +24,7 @@ import torch
 from ..errors import Decoder2VecError
 from ..loading import cache_dir
 from .label import model_label
+from .settings import encoder_settings
 
 
 class CachingAdapter:
@@ -86,20 +86,11 @@ class CachingAdapter:
             )
         return vectors
 
-    @contextlib.contextmanager
     def _token_limit(self, max_length: int | None):
-        # Encoder.encode takes no per-call max_length, so the limit is raised on its config for
-        # this call and put back afterwards; here, in the one place that calls the model.
-        config = getattr(self.encoder, "config", None)
-        current = getattr(config, "max_length", None)
-        if max_length is None or current is None or current >= max_length:
-            yield
-            return
-        config.max_length = max_length
-        try:
-            yield
-        finally:
-            config.max_length = current
+        # Raised for this call only, never lowered: a limit above the texts truncates nothing.
+        current = getattr(getattr(self.encoder, "config", None), "max_length", None)
+        raise_to = max_length if max_length is not None and current is not None and current < max_length else None
+        return encoder_settings(self.encoder, max_length=raise_to)
 
     def _encode(self, texts, instruction, batch_size: int):
         kwargs = dict(batch_size=batch_size, show_progress_bar=self.show_progress_bar)

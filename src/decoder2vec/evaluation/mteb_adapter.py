@@ -10,6 +10,13 @@ document). The instruction is mteb's (`get_instruction`: a per-task `prompts_dic
 then the task's own prompt, then mteb's default for its type), passed to the Encoder as
 `instruction=` (never pooled). Documents of retrieval tasks get no instruction, as in LLM2Vec and
 E5; `apply_instruction_to_documents=True` changes that.
+
+`instructions="llm2vec"` runs the LLM2Vec paper's protocol instead (llm2vec_protocol.py): its
+per-task instructions, and for the instruct models it wraps (Llama-3-8B-Instruct,
+Mistral-7B-Instruct-v0.2, Llama-2-7b-chat) their chat format around instruction and text, so
+scores compare with the paper's table. A dict {mteb task name: instruction} uses your own table.
+
+>>> model = MtebEncoder("runs/llama3/supervised", instructions="llm2vec")
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from datasets import Dataset
+from mteb.abstasks.sts import AbsTaskSTS
+from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
+from ..encoder import Encoder
 from ..errors import Decoder2VecError
+from . import llm2vec_protocol
+from .settings import encoder_settings
 
 
 class MtebEncoder(AbsEncoder):
@@ -29,30 +42,49 @@ class MtebEncoder(AbsEncoder):
 
     def __init__(self, model_name=None, revision: str | None = None, *, device: str | None = None,
                  name: str | None = None, prompts_dict: dict[str, str] | None = None,
+                 instructions: str | dict[str, str] | None = None,
                  apply_instruction_to_documents: bool = False, batch_size: int = 32, **encoder_kwargs: Any):
-        from ..encoder import Encoder
-
         if isinstance(model_name, Encoder):
             self.model = model_name
         elif model_name is None or isinstance(model_name, str):
             self.model = Encoder.from_pretrained(model_name, device=device, **encoder_kwargs)
         else:
             raise Decoder2VecError(f"MtebEncoder wraps a decoder2vec Encoder or a model name, not {type(model_name).__name__}")
+        if instructions is not None and instructions != "llm2vec" and not isinstance(instructions, dict):
+            raise Decoder2VecError(f"instructions must be None, 'llm2vec' or a dict of task name -> instruction; "
+                                   f"got {instructions!r}")
         self.prompts_dict = prompts_dict
+        self.instructions = instructions
         self.apply_instruction_to_documents = apply_instruction_to_documents
         self.batch_size = batch_size
         self.mteb_model_meta = model_meta(self.model, name=name, revision=revision)
 
+    def task_instruction(self, task_metadata, prompt_type: PromptType | None) -> str | None:
+        """The instruction a task's texts get (None for documents unless asked)."""
+        if prompt_type == PromptType.document and not self.apply_instruction_to_documents:
+            return None
+        if self.instructions == "llm2vec":
+            table = llm2vec_protocol.task_instructions()
+            if task_metadata.name in table:
+                return table[task_metadata.name]
+            return llm2vec_protocol.llm2vec_instruction(self.get_instruction(task_metadata, prompt_type)) or None
+        if isinstance(self.instructions, dict) and task_metadata.name in self.instructions:
+            return self.instructions[task_metadata.name] or None
+        return self.get_instruction(task_metadata, prompt_type) or None
+
     def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str,
                prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
-        instruction = self.get_instruction(task_metadata, prompt_type) or None
-        if prompt_type == PromptType.document and not self.apply_instruction_to_documents:
-            instruction = None
-        return self.model.encode(
-            texts, instruction=instruction, batch_size=kwargs.get("batch_size", self.batch_size),
-            normalize_embeddings=False, show_progress_bar=kwargs.get("show_progress_bar", False),
-        )
+        instruction = self.task_instruction(task_metadata, prompt_type)
+        template = None
+        fmt = llm2vec_protocol.chat_format(self.model.config.base_model) if self.instructions == "llm2vec" else None
+        if fmt is not None:
+            texts, instruction, template = llm2vec_protocol.wrap(texts, instruction, fmt)
+        with encoder_settings(self.model, instruction_template=template):
+            return self.model.encode(
+                texts, instruction=instruction, batch_size=kwargs.get("batch_size", self.batch_size),
+                normalize_embeddings=False, show_progress_bar=kwargs.get("show_progress_bar", False),
+            )
 
 
 def model_meta(encoder, *, name: str | None = None, revision: str | None = None) -> ModelMeta:
@@ -91,10 +123,6 @@ def model_meta(encoder, *, name: str | None = None, revision: str | None = None)
 def local_sts_task(pairs, *, name: str = "Decoder2VecLocalSTS", language: str = "eng-Latn"):
     """An mteb STS task whose data is given here (list of (sentence1, sentence2, score 0..5)), so
     `mteb.evaluate` runs without the hub. Used by the tests; handy for private STS data too."""
-    from datasets import Dataset
-    from mteb.abstasks.sts import AbsTaskSTS
-    from mteb.abstasks.task_metadata import TaskMetadata
-
     rows = list(pairs)
     if not rows:
         raise Decoder2VecError("local_sts_task needs at least one (sentence1, sentence2, score) pair")
