@@ -1,0 +1,124 @@
+"""The pipeline runner: recipe folders (packaged or a path), the stage chain, evaluation after each
+stage, results files, resuming, and `decoder2vec run` — on a tiny random model with a tiny suite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from decoder2vec.cli import run as run_verb
+from decoder2vec.errors import Decoder2VecError
+from decoder2vec.pipeline import Pipeline, packaged_recipe_names, packaged_recipes, recipe_folder, stage_recipes
+from tiny import CORPUS, tiny_config, tiny_tokenizer
+
+RECIPE = ("stage: {stage}\nmodel: {model}\ndata: [{data}]\noutput_dir: {output}/{stage}\nmax_steps: 2\n"
+          "per_device_train_batch_size: 4\nsave_steps: 1\nlogging_steps: 1\nreport_to: none\n")
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A plain causal-LM folder (as a hub model would be) and a recipe folder: mntp -> simcse, with
+    its own suite.yaml (16 STS-B pairs: seconds on a tiny model)."""
+    root = tmp_path_factory.mktemp("chain")
+    base = root / "base"
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(tiny_config("llama")).save_pretrained(base)
+    tiny_tokenizer().save_pretrained(base)
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS), encoding="utf-8")
+    recipes = root / "recipes"
+    recipes.mkdir()
+    for stage in ("mntp", "simcse"):
+        (recipes / f"{stage}.yaml").write_text(
+            RECIPE.format(stage=stage, model=base, data=corpus, output=root / "default-run"))
+    (recipes / "suite.yaml").write_text("tasks:\n  stsb-en: {sample: 16}\n")
+    (recipes / "notes.yaml").write_text("not: a stage\n")  # ignored: not a registered stage's name
+    return root, base, recipes
+
+
+def test_packaged_recipes_are_found_by_name():
+    names = packaged_recipe_names()
+    assert {"smollm2-135m", "smollm2-135m/quick", "gemma3-270m-da", "gemma3-270m-de/quick"} <= set(names)
+    assert recipe_folder("smollm2-135m/quick") == packaged_recipes() / "smollm2-135m" / "quick"
+    assert list(stage_recipes(recipe_folder("smollm2-135m"))) == ["mntp", "simcse", "supervised"]
+    with pytest.raises(Decoder2VecError, match=r"'nope'.*smollm2-135m/quick"):
+        recipe_folder("nope")
+
+
+def test_stage_order_comes_from_the_stage_registry_not_the_folder(tmp_path):
+    for stage in ("supervised", "mntp"):
+        (tmp_path / f"{stage}.yaml").write_text("stage: x\n")
+    assert list(stage_recipes(tmp_path)) == ["mntp", "supervised"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Decoder2VecError, match="no stage recipe.*mntp.yaml"):
+        stage_recipes(empty)
+
+
+def test_defaults_come_from_the_recipes_and_the_plan_chains_the_stages(chain):
+    root, base, recipes = chain
+    pipeline = Pipeline(recipes)
+    assert pipeline.model == str(base)
+    assert pipeline.output_dir == root / "default-run"
+    assert pipeline.suite == str(recipes / "suite.yaml")
+    configs = pipeline.configs()
+    assert list(configs) == ["mntp", "simcse"]
+    assert configs["mntp"].model == str(base) and configs["mntp"].output_dir == str(root / "default-run" / "mntp")
+    assert configs["simcse"].model == str(root / "default-run" / "mntp")
+    # A subset starts from the chain's previous stage folder; unknown stages list the folder's.
+    assert Pipeline(recipes, stages=("simcse",)).configs()["simcse"].model == str(root / "default-run" / "mntp")
+    with pytest.raises(Decoder2VecError, match=r"'supervised'.*mntp, simcse"):
+        Pipeline(recipes, stages=("supervised",))
+    # Overrides reach every stage and are validated there.
+    assert {c.max_steps for c in Pipeline(recipes, overrides={"max_steps": 1}).configs().values()} == {1}
+    with pytest.raises(Decoder2VecError, match="max_steps"):
+        Pipeline(recipes, overrides={"max_steps": 0}).configs()
+
+
+def test_run_trains_evaluates_each_row_writes_results_and_resumes(chain, monkeypatch):
+    root, base, recipes = chain
+    out = root / "run"
+    pipeline = Pipeline(recipes, output_dir=out, baselines={"causal": {"bidirectional": False}, "base": {}})
+    done = pipeline.run()
+
+    assert done["final"] == out / "simcse"
+    assert list(done["rows"]) == ["causal", "base", "mntp", "simcse"]
+    for row, result in done["rows"].items():
+        assert list(result["tasks"]) == ["stsb-en"]
+        assert (out / "results" / "recipes-suite" / f"{row}.json").is_file()
+    for stage in ("mntp", "simcse"):
+        saved = json.loads((out / stage / "decoder2vec_config.json").read_text())
+        assert saved["stages"][-1]["stage"] == stage
+    assert [s["stage"] for s in json.loads((out / "simcse" / "decoder2vec_config.json").read_text())["stages"]] == [
+        "mntp", "simcse"]
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary) == ["causal", "base", "mntp", "simcse"]
+    assert summary["simcse"]["model"] == str(out / "simcse") and summary["base"]["model"] == str(base)
+    assert summary["mntp"]["average"] == done["rows"]["mntp"]["averages"]["all"]
+    assert summary["mntp"]["tasks"] == {"stsb-en": done["rows"]["mntp"]["tasks"]["stsb-en"]["main_score"]}
+    # The causal baseline and the bidirectional base are different encoders of the same weights.
+    assert summary["causal"]["average"] != summary["base"]["average"]
+
+    # Resuming: nothing is trained or evaluated again, and the rows read back are the same.
+    monkeypatch.setattr("decoder2vec.training.train", lambda *a, **k: pytest.fail("trained a finished stage"))
+    monkeypatch.setattr("decoder2vec.evaluation.evaluate", lambda *a, **k: pytest.fail("evaluated twice"))
+    again = Pipeline(recipes, output_dir=out, baselines={"causal": {"bidirectional": False}, "base": {}}).run()
+    assert again["rows"] == done["rows"] and again["final"] == done["final"]
+
+
+def test_cli_run_dry_run_validates_without_training(chain, capsys, monkeypatch):
+    root, base, recipes = chain
+    monkeypatch.setattr("decoder2vec.training.train", lambda *a, **k: pytest.fail("a dry run trained"))
+    parser = argparse.ArgumentParser()
+    run_verb.add_arguments(parser)
+    run_verb.run(parser.parse_args([str(recipes), "--dry-run", "--output-dir", str(root / "x"), "--set", "max_steps=3"]))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "mntp" and lines[0].endswith(f"{base} -> {root / 'x' / 'mntp'}")
+    assert lines[1].split()[0] == "simcse" and lines[1].endswith(f"{root / 'x' / 'mntp'} -> {root / 'x' / 'simcse'}")
+    with pytest.raises(Decoder2VecError, match="KEY=VALUE"):
+        run_verb.parse_overrides(["max_steps"])
+    assert run_verb.parse_overrides(["max_steps=3", "data=[a, b]"]) == {"max_steps": 3, "data": ["a", "b"]}
