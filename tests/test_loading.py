@@ -3,6 +3,7 @@
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_gguf_conversion_is_cached(fake_gguf, cache):
     folder = loading.resolve_model(path)
     assert len(calls) == 1
     # Converted in a temporary sibling folder, then renamed into place.
-    assert calls[0].parent == cache / "models" and calls[0].name.startswith(".") and ".tmp-" in calls[0].name
+    assert calls[0].parent == cache / "models" and calls[0].name.startswith(".") and ".decoder2vec-partial-" in calls[0].name
     assert not calls[0].exists() and (loading.Path(folder) / "config.json").exists()
     stamp = os.stat(folder).st_mtime_ns
     assert loading.resolve_model(path) == folder
@@ -212,3 +213,67 @@ def test_gemma3_270m_packaged():
     vectors = encoder.encode(["A dog runs in the park.", "Ein Hund rennt im Park.", "Stocks fell on Monday."],
                              normalize_embeddings=True)
     assert vectors.shape == (3, 640) and np.isfinite(vectors).all()
+
+
+# ----------------------------------------------------------------- one-line errors (issue 13 point 5)
+def _saved(tmp_path):
+    return tiny_encoder("llama").save_pretrained(tmp_path / "enc")
+
+
+def _config_text(tmp_path, text):
+    folder = _saved(tmp_path)
+    (folder / "decoder2vec_config.json").write_text(text)
+    return folder
+
+
+def _truncated_weights(tmp_path):
+    folder = _saved(tmp_path)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
+
+
+def _short_gguf(tmp_path):
+    path = tmp_path / "short.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00")
+    return path
+
+
+LOAD_ERRORS = {
+    "corrupt config": (lambda t: _config_text(t, "{not json"), {}, r"decoder2vec_config.json: not a readable JSON"),
+    "list-shaped config": (lambda t: _config_text(t, "[1, 2]"), {}, r"decoder2vec_config.json: expected a JSON object, got list"),
+    "wrongly typed config": (lambda t: _config_text(t, '{"max_length": "512"}'), {},
+                             r"decoder2vec_config.json: 'max_length' must be int, got '512'"),
+    "bool for an int": (lambda t: _config_text(t, '{"max_length": true}'), {}, r"'max_length' must be int, got True"),
+    "template without slot": (lambda t: _config_text(t, '{"instruction_template": "x"}'), {},
+                              r"'instruction_template' must contain '\{instruction\}'"),
+    "truncated safetensors": (_truncated_weights, {}, r"enc/model.safetensors: unreadable weights .*truncated"),
+    "8-byte GGUF": (_short_gguf, {}, r"short.gguf is not a complete GGUF file \(8 bytes"),
+    "cuda without CUDA": (_saved, {"device": "cuda"}, r"device 'cuda': this torch build sees no CUDA GPU"),
+    "unknown dtype": (_saved, {"dtype": "float64"}, r"unknown dtype 'float64'; choose one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(LOAD_ERRORS))
+def test_load_errors_are_one_line(case, tmp_path, cache):
+    make, kwargs, message = LOAD_ERRORS[case]
+    if case == "cuda without CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model = make(tmp_path)
+    with pytest.raises(Decoder2VecError, match=message) as info:
+        Encoder.from_pretrained(model, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_hub_id_while_offline_is_one_line(tmp_path):
+    """A fresh process with HF_HUB_OFFLINE=1 (huggingface_hub reads it at import)."""
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DECODER2VEC_CACHE": str(tmp_path)}
+    cli = str(Path(sys.executable).parent / "decoder2vec")
+    done = subprocess.run([cli, "info", "SomeOrg/no-such-model"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("decoder2vec info: error: cannot load model 'SomeOrg/no-such-model'"), lines
+    assert "Traceback" not in done.stderr

@@ -7,17 +7,23 @@ safetensors copy in the cache, so every later load takes about a second.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from .atomic import atomic_folder
-from .errors import Decoder2VecError
+from .bidirectional import quirks_for
+from .errors import Decoder2VecError, choices_error
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,6 @@ def packaged_gguf(name: str) -> Path:
     # and rename, so a killed run or a second process never sees half a file.
     target = cache_dir() / "gguf" / f"{name}.gguf"
     if not target.exists():
-        import importlib
-
         module = importlib.import_module(package)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-", suffix=".gguf")
@@ -135,12 +139,15 @@ def gguf_to_folder(path: Path) -> Path:
 
 def convert_gguf(path: Path, folder: Path) -> None:
     """Write the dequantised fp32 model and its tokenizer from a GGUF file into `folder`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:4] != b"GGUF" or len(head) < 24:
+        raise Decoder2VecError(f"{path} is not a complete GGUF file ({path.stat().st_size} bytes, "
+                               f"starts with {head[:4]!r}, expected b'GGUF' and a header)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+    except (ValueError, KeyError, RuntimeError, OSError, struct.error, IndexError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Decoder2VecError(f"transformers cannot load GGUF {path.name}: {first_line}") from exc
     # The dequantised weights are plain fp32; drop the GGUF quantizer so the model can be saved.
@@ -167,8 +174,6 @@ def parse_dtype(dtype) -> torch.dtype | None:
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
-        from .errors import choices_error
-
         raise choices_error("dtype", dtype, names)
     return names[dtype]
 
@@ -186,8 +191,6 @@ def apply_rope_scaling(config, rope_scaling: dict) -> None:
     layers never see positions further apart than their window; pass {"sliding_attention": {...},
     "full_attention": {...}} to choose. With a factor, max_position_embeddings grows by it.
     """
-    from .errors import choices_error
-
     text = config.get_text_config()
     params = getattr(text, "rope_parameters", None)
     if not params:
@@ -207,8 +210,6 @@ def apply_rope_scaling(config, rope_scaling: dict) -> None:
         targets = [(params, rope_scaling)]
     original = text.max_position_embeddings
     factor = None
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
     for entry, update in targets:
         entry.update(update)
         if "type" in entry:  # the pre-v5 spelling of rope_type
@@ -226,9 +227,46 @@ def apply_rope_scaling(config, rope_scaling: dict) -> None:
         text.validate_rope()
 
 
-def load_tokenizer(model: str | os.PathLike | None, *, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+def check_device(device: str) -> str:
+    """A device this machine has, else a one-line error (torch's own is an AssertionError)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise Decoder2VecError(f"unknown device {device!r}: {exc}") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise Decoder2VecError(f"device {device!r}: this torch build sees no CUDA GPU; use device='cpu'")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise Decoder2VecError(f"device {device!r}: MPS is not available here; use device='cpu'")
+    return device
 
+
+def check_weights(folder: str) -> None:
+    """Read every safetensors header: a truncated or corrupt file is named before transformers
+    fails on it with a message that names none."""
+    path = Path(folder)
+    if not path.is_dir():
+        return
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise Decoder2VecError(f"{file}: unreadable weights ({exc}); the file may be truncated or corrupt") from exc
+
+
+def load_config(source: str, *, trust_remote_code: bool = False):
+    """The transformers config of a local folder or a hub id; a hub id that cannot be fetched is
+    a one-line error."""
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Decoder2VecError(
+            f"cannot load model {source!r}: it is no local folder, and the Hugging Face hub did not give it "
+            f"({first}); check the name and the network (or HF_HUB_OFFLINE)") from exc
+
+
+def load_tokenizer(model: str | os.PathLike | None, *, trust_remote_code: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         # Pads are always masked out; any real id will do.
@@ -248,14 +286,11 @@ def load_model(
 ):
     """Load (backbone, tokenizer). `with_lm_head=True` keeps the LM head (needed for MNTP).
     `rope_scaling`: see `apply_rope_scaling`."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    from .bidirectional import quirks_for
-
     source = resolve_model(model)
-    device = device or default_device()
+    device = check_device(device or default_device())
     dtype = parse_dtype(dtype) or default_dtype(device)
-    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    config = load_config(source, trust_remote_code=trust_remote_code)
+    check_weights(source)
     if rope_scaling is not None:
         apply_rope_scaling(config, rope_scaling)
     quirks = quirks_for(config)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import Decoder2VecError
+from ..evaluation import compare, plot
+from ..results import read_results
+
 
 def add_arguments(p):
     p.add_argument("results", nargs="+", help="results JSON files written by `decoder2vec evaluate --output`")
@@ -9,9 +13,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..errors import Decoder2VecError
-    from ..evaluation import compare, plot, read_results
-
     if args.output and not args.output.lower().endswith(".png"):
         raise Decoder2VecError(f"--output must be a .png file, got {args.output!r}")
     results = [read_results(path) for path in args.results]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..encoder import Encoder
 from . import add_model_argument
 
 
@@ -13,8 +14,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..encoder import Encoder
-
     info = Encoder.from_pretrained(args.model).info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -6,7 +6,9 @@ Launch with `accelerate launch -m decoder2vec.cli train ...` or `torchrun` for s
 
 from __future__ import annotations
 
-from ..errors import Decoder2VecError
+from ..errors import Decoder2VecError, choices_error
+from ..training import train
+from ..training.config import STAGE_CONFIGS, help_table, parse_value
 
 
 def add_arguments(p):
@@ -18,8 +20,6 @@ def add_arguments(p):
 
 
 def parse_overrides(items: list[str]) -> dict:
-    from ..training.config import parse_value
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -30,20 +30,14 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args):
-    from ..training.config import STAGE_CONFIGS, help_table
-
     if args.keys:
         if args.keys not in STAGE_CONFIGS:
-            from ..errors import choices_error
-
             raise choices_error("stage", args.keys, STAGE_CONFIGS)
         for key, default, text in help_table(args.keys):
             print(f"{key:30} {default!r:28} {text}")
         return 0
     if not args.recipe:
         raise Decoder2VecError("give a recipe file, e.g. decoder2vec train recipes/smollm2-135m/mntp.yaml")
-    from ..training import train
-
     folder = train(args.recipe, **parse_overrides(args.overrides))
     print(folder)
     return 0
