@@ -29,6 +29,7 @@ VERBS = {
     "export": ("export", "export a model as a sentence-transformers folder with a model card"),
     "demo": ("demo", "the main job: LLM2Vec end to end on the packaged SmolLM2-135M"),
     "adapt": ("adapt", "run a language recipe (MNTP, SimCSE, supervised) for Danish or German"),
+    "run": ("run", "run a chain of recipe stages, evaluating after each (a folder or a packaged recipe)"),
 }
 
 
