@@ -120,14 +120,14 @@ def test_cached_loss_gives_the_same_gradients_as_the_plain_loss(tmp_path):
     stage, model, inputs = _supervised_stage(tmp_path, mini_batch_size=3)
     assert len(inputs["ids"]) > 3 * 2  # several chunks
     model.train()
-    loss, _ = stage.loss(model, inputs)
+    loss, plain_logs = stage.loss(model, inputs)
     loss.backward()
     plain = _grads(model)
     model.zero_grad()
     cached_loss, logs = stage.cached_backward(model, inputs)
     cached = _grads(model)
     assert torch.allclose(loss, cached_loss, atol=1e-6)
-    assert logs["negatives"] == len(inputs["ids"]) - inputs["n"] - 1
+    assert logs["negatives"] == plain_logs["negatives"] <= len(inputs["ids"]) - inputs["n"] - 1
     assert plain.keys() == cached.keys()
     for name in plain:
         assert torch.allclose(plain[name], cached[name], atol=1e-6, rtol=1e-4), name
@@ -159,11 +159,12 @@ def pipeline(tmp_path_factory):
     corpus, pairs = corpus_file(root), pairs_file(root)
     out = {}
     out["mntp"] = train({"stage": "mntp", "model": str(causal_lm_folder(root)), "data": [str(corpus)],
-                         "output_dir": str(root / "mntp"), "eval_texts": 8, "learning_rate": 3e-3},
+                         "output_dir": str(root / "mntp"), "eval_examples": 8, "learning_rate": 3e-3},
                         **{**FAST, "max_steps": 12})
-    out["simcse"] = train({"stage": "simcse", "model": str(out["mntp"]), "data": [str(corpus)],
-                           "output_dir": str(root / "simcse"), "min_words": 3, "learning_rate": 1e-3},
-                          **{**FAST, "max_steps": 8})
+    out["simcse_recipe"] = {"stage": "simcse", "model": str(out["mntp"]), "data": [str(corpus)],
+                            "output_dir": str(root / "simcse"), "min_words": 3, "learning_rate": 1e-3,
+                            **FAST, "max_steps": 8}
+    out["simcse"] = train(out["simcse_recipe"])
     out["supervised"] = train({"stage": "supervised", "model": str(out["simcse"]), "data": [str(pairs)],
                                "output_dir": str(root / "supervised"), "learning_rate": 3e-3,
                                "query_instruction": "Find a paraphrase:"}, **{**FAST, "max_steps": 12})
@@ -250,11 +251,51 @@ def test_supervised_logs_in_batch_and_hard_negatives(pipeline):
 
 def test_finished_stage_is_skipped(pipeline, capsys):
     before = (pipeline["simcse"] / "model.safetensors").stat().st_mtime_ns
-    again = train({"stage": "simcse", "model": str(pipeline["mntp"]), "data": ["missing.txt"],
-                   "output_dir": str(pipeline["simcse"])}, **FAST)
+    again = train(pipeline["simcse_recipe"], logging_steps=3)  # logging is not part of the recipe
     assert again == pipeline["simcse"]
     assert "skipped" in capsys.readouterr().out
     assert (pipeline["simcse"] / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_finished_stage_with_another_recipe_names_the_keys(pipeline):
+    before = (pipeline["simcse"] / "model.safetensors").stat().st_mtime_ns
+    with pytest.raises(Decoder2VecError, match=r"different recipe \(max_steps: 8 -> 9; "
+                                               r"learning_rate: 0.001 -> 0.002\).*force: true"):
+        train(pipeline["simcse_recipe"], learning_rate=2e-3, max_steps=9)
+    assert (pipeline["simcse"] / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_force_trains_a_changed_recipe_again_and_replaces_the_output(tmp_path, pipeline):
+    import shutil
+
+    out = tmp_path / "simcse"
+    shutil.copytree(pipeline["simcse"], out)
+    recipe = {**pipeline["simcse_recipe"], "output_dir": str(out)}
+    folder = train(recipe, max_steps=2, force=True)
+    assert folder == out
+    record = _stages(out)[-1]
+    assert record["steps"] == 2 and record["hyperparameters"]["max_steps"] == 2
+    assert not (tmp_path / "simcse.checkpoints").exists()
+    assert train(recipe, max_steps=2) == out  # the new recipe is now the recorded one: skipped
+
+
+def test_save_steps_beyond_max_steps_is_clamped_with_a_warning():
+    from decoder2vec.training.engine import save_steps
+
+    config = make_config({"stage": "mntp", "data": ["x.txt"], "output_dir": "o", "max_steps": 10, "save_steps": 50})
+    seen = []
+    assert save_steps(config, log=seen.append) == 5
+    assert "save_steps=50 >= max_steps=10" in seen[0]
+    assert save_steps(make_config({**dataclasses_dict(config), "save_steps": 4}), log=seen.append) == 4
+    assert len(seen) == 1
+
+
+def dataclasses_dict(config):
+    import dataclasses
+
+    values = dataclasses.asdict(config)
+    values.pop("training_args")
+    return values
 
 
 def test_output_holding_another_stage_is_refused(pipeline):

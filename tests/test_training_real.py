@@ -18,9 +18,9 @@ TEXTS = ["A man is playing a guitar.", "The capital of France is Paris."]
 @pytest.mark.real
 @pytest.mark.parametrize("stage", ["mntp", "simcse", "supervised"])
 def test_shipped_recipe_trains_smollm2(tmp_path, smollm2, stage):
-    extra = {"eval_texts": 4} if stage == "mntp" else {}
+    extra = {"eval_examples": 4} if stage == "mntp" else {}
     folder = train(RECIPES / f"{stage}.yaml", model="smollm2-135m", output_dir=str(tmp_path / stage), max_steps=1,
-                   per_device_train_batch_size=2, max_length=16, data_limit=8, report_to="none",
+                   per_device_train_batch_size=2, train_max_length=16, data_limit=8, report_to="none",
                    learning_rate=1e-3, warmup_steps=0, **extra)
     trained = Encoder.from_pretrained(folder)
     assert trained.config.stages[-1]["stage"] == stage and trained.config.stages[-1]["steps"] == 1
@@ -39,7 +39,7 @@ def test_contrastive_held_out_loss_falls_on_smollm2(tmp_path, smollm2, stage):
     # stage, as the recipe chains it, the demo measures 1.119 -> 0.964 (20 steps) and
     # 1.119 -> 0.487 (60 steps), docs/training.md.
     folder = train(RECIPES / f"{stage}.yaml", model="smollm2-135m", output_dir=str(tmp_path / stage), max_steps=8,
-                   per_device_train_batch_size=8, max_length=24, eval_examples=16, data_limit=400,
+                   per_device_train_batch_size=8, train_max_length=24, eval_examples=16, data_limit=400,
                    report_to="none", warmup_steps=0, save_steps=100)
     record = Encoder.from_pretrained(folder).config.stages[-1]
     before, after = record["before"][f"{stage}_eval_loss"], record["after"][f"{stage}_eval_loss"]

@@ -52,7 +52,7 @@ def pairs_file(root: Path, negatives: bool = True) -> Path:
         for i, text in enumerate(SENTENCES):
             row = {"query": text, "positive": text.lower().replace(".", " indeed.")}
             if negatives:
-                row["negative"] = SENTENCES[(i + 5) % len(SENTENCES)]
+                row["negative"] = "Not so: " + SENTENCES[(i + 5) % len(SENTENCES)]  # never another query's text
             f.write(json.dumps(row) + "\n")
     return path
 
@@ -62,5 +62,5 @@ def csv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-FAST = dict(per_device_train_batch_size=4, max_length=32, logging_steps=1, save_steps=50, report_to="none",
+FAST = dict(per_device_train_batch_size=4, train_max_length=32, logging_steps=1, save_steps=50, report_to="none",
             lora_r=4, lora_alpha=8)

@@ -13,6 +13,10 @@ its attention function evaluates that mask one block of queries at a time, over 
 sliding window can reach. Results equal plain SDPA's (tested on every tiny family); memory grows
 linearly with the length. Nothing is per-architecture: it relies only on transformers' mask
 functions being index-based, which is how they are written (`use_vmap` ones fall back to SDPA).
+
+Under gradient checkpointing a layer's forward runs again in the backward pass, after this block
+has switched the model back to SDPA, with the LazyMask it was given: each checkpointed layer's
+recompute therefore enters the chunked mode again (`_chunked_recompute`).
 """
 
 from __future__ import annotations
@@ -173,11 +177,41 @@ def chunked_attention(model):
             for cfg in model._decoder2vec_switched:
                 cfg._attn_implementation_internal = NAME
         model._decoder2vec_chunked_depth = depth + 1
+    restore = _chunked_recompute(model) if torch.is_grad_enabled() else []
     try:
         yield model
     finally:
+        for layer, function in restore:
+            layer._gradient_checkpointing_func = function
         with _lock:
             model._decoder2vec_chunked_depth -= 1
             if model._decoder2vec_chunked_depth == 0:
                 for cfg in model._decoder2vec_switched:
                     cfg._attn_implementation_internal = "sdpa"
+
+
+def _chunked_recompute(model) -> list:
+    """While a chunked forward runs, wrap every checkpointed layer's checkpoint function so that
+    the function it saves for the backward pass (the layer's forward) runs under chunked_attention
+    too: the recompute happens after this block ended, with a LazyMask that plain SDPA cannot take.
+    Works for reentrant and non-reentrant checkpointing alike. Returns (layer, original function)
+    pairs to put back."""
+    restore = []
+    for layer in model.modules():
+        function = getattr(layer, "_gradient_checkpointing_func", None)
+        if function is None or not getattr(layer, "gradient_checkpointing", False):
+            continue
+        restore.append((layer, function))
+        layer._gradient_checkpointing_func = _checkpoint_chunked(model, function)
+    return restore
+
+
+def _checkpoint_chunked(model, checkpoint):
+    def run(forward, *args, **kwargs):
+        def chunked_forward(*inner, **inner_kwargs):
+            with chunked_attention(model):  # nested in the first pass, switches again in the recompute
+                return forward(*inner, **inner_kwargs)
+
+        return checkpoint(chunked_forward, *args, **kwargs)
+
+    return run

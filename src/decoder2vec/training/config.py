@@ -30,7 +30,9 @@ class StageConfig:
     model: str | None = _help("base model (packaged name, hub id, folder, .gguf) or the previous stage's folder", None)
     data: list = _help("sources: packaged names, local files, or hub dataset ids", factory=list)
     output_dir: str = _help("where the finished Encoder folder is written (checkpoints go to <output_dir>.checkpoints)", "")
-    max_length: int = _help("training sequence length in tokens", 128)
+    # Not `max_length`: that is the Encoder's inference length (its folder config, `encode`), which
+    # training never changes.
+    train_max_length: int = _help("training sequence length in tokens (the saved Encoder keeps its own max_length)", 128)
     data_limit: int | None = _help("use at most this many training examples (after splitting)", None)
     text_column: str = _help("text column of local files / hub datasets", "text")
     lora_r: int = _help("LoRA rank", 16)
@@ -52,6 +54,13 @@ class StageConfig:
     seed: int = _help("random seed (data order, masking, dropout, LoRA init)", 42)
     report_to: list = _help("loggers: csv (always written), tensorboard, wandb, ...", factory=lambda: ["tensorboard"])
     dtype: str | None = _help("float32 | bfloat16 (default: fp32 on CPU, bf16 on GPU)", None)
+    gradient_checkpointing: bool = _help(
+        "recompute activations in the backward pass (less memory, ~30% more compute); long batches stay chunked", False)
+    lr_schedule_epochs: float | None = _help(
+        "size the learning-rate schedule for this many passes over the data and stop at max_steps (LLM2Vec: 3 "
+        "epochs stopped at 1,000 steps, an almost constant rate); null: the schedule ends at max_steps", None)
+    eval_examples: int = _help("held-out examples (MNTP: text blocks) measured before and after training", 64)
+    force: bool = _help("train again when output_dir holds this stage finished with a different recipe", False)
     keep_checkpoints: bool = _help("keep <output_dir>.checkpoints after the stage finished", False)
     training_args: dict = _help("other TrainingArguments keys, passed through", factory=dict)
     recipe: str | None = _help("the recipe file this config came from (recorded in the output)", None)
@@ -67,7 +76,9 @@ class MNTPConfig(StageConfig):
     mask_policy: str = _help("80-10-10 (mask / random / keep, like BERT) or all-mask", "80-10-10")
     mask_token: str = _help(
         "auto (the tokenizer's mask token, else underscore) | underscore | eos | add (a new <mask> token)", "auto")
-    eval_texts: int = _help("held-out text chunks for MNTP accuracy before and after training", 64)
+    packing: str = _help(
+        "blocks: texts with their special tokens (BOS) packed end to end into full train_max_length blocks, as "
+        "LLM2Vec's group_texts | per-text: each text cut alone into windows, no special tokens", "blocks")
 
 
 @dataclass
@@ -77,7 +88,6 @@ class ContrastiveConfig(StageConfig):
 
     pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
     scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
-    eval_examples: int = _help("held-out examples for the contrastive loss before and after training", 64)
 
 
 @dataclass
@@ -96,8 +106,14 @@ class SupervisedConfig(ContrastiveConfig):
     """Supervised contrastive: (query, positive, hard negatives), in-batch and cross-process negatives."""
 
     stage: str = "supervised"
+    scale: float = _help("logit scale of the InfoNCE loss (1 / temperature); LLM2Vec's loss_scale is 50", 50.0)
     query_instruction: str | None = _help("instruction before every query (attended to, not pooled)", None)
     document_instruction: str | None = _help("instruction before every positive/negative", None)
+    instruction_template: str | None = _help(
+        "how an instruction joins the text while training, e.g. '{instruction}; ' (LLM2Vec's E5 training); "
+        "null: the Encoder's own template. The saved Encoder keeps its template", None)
+    mask_false_negatives: bool = _help(
+        "drop candidates whose text equals the query or the query's positive (not counted as negatives)", True)
     min_score: float = _help("STS-B pairs scoring at least this are positives", 4.0)
     hard_negatives: bool = _help("use hard negatives (STS-B: low-scoring partners)", True)
     negative_max_score: float = _help("STS-B partners scoring at most this are hard negatives", 1.0)
@@ -111,6 +127,12 @@ class SupervisedConfig(ContrastiveConfig):
 STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig}
 MASK_POLICIES = ("80-10-10", "all-mask")
 MASK_TOKENS = ("auto", "underscore", "eos", "add")
+PACKINGS = ("blocks", "per-text")
+# Recipe keys that were renamed: the old name is an error that says the new one.
+RENAMED = {
+    "max_length": "train_max_length (max_length is the Encoder's inference length, which training never changes)",
+    "eval_texts": "eval_examples",
+}
 
 
 def _training_argument_names() -> set[str]:
@@ -126,6 +148,9 @@ def make_config(values: dict) -> StageConfig:
     if stage not in STAGE_CONFIGS:
         raise choices_error("stage", stage, STAGE_CONFIGS)
     cls = STAGE_CONFIGS[stage]
+    renamed = [k for k in values if k in RENAMED]
+    if renamed:
+        raise Decoder2VecError(f"{stage} recipe key {renamed[0]!r} is now {RENAMED[renamed[0]]}")
     known = {f.name for f in dataclasses.fields(cls)}
     passthrough = dict(values.pop("training_args", None) or {})
     unknown = [k for k in values if k not in known]
@@ -165,19 +190,24 @@ def validate(config: StageConfig) -> None:
 
     need(bool(config.output_dir), f"{config.stage}: output_dir is required")
     need(bool(config.data), f"{config.stage}: data is required (a packaged name, a file, or a hub dataset)")
-    for key in ("max_length", "lora_r", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    for key in ("train_max_length", "lora_r", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
                 "logging_steps", "save_steps"):
         value = getattr(config, key)
         need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
              f"{key} must be an integer >= 1, got {value!r}")
     need(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}")
     need(0 <= config.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {config.lora_dropout}")
+    need(config.eval_examples >= 0, f"eval_examples must be >= 0, got {config.eval_examples}")
+    need(config.lr_schedule_epochs is None or config.lr_schedule_epochs > 0,
+         f"lr_schedule_epochs must be > 0 or null, got {config.lr_schedule_epochs}")
     if isinstance(config, MNTPConfig):
         need(0 < config.mask_probability < 1, f"mask_probability must be in (0, 1), got {config.mask_probability}")
         if config.mask_policy not in MASK_POLICIES:
             raise choices_error("mask_policy", config.mask_policy, MASK_POLICIES)
         if config.mask_token not in MASK_TOKENS:
             raise choices_error("mask_token", config.mask_token, MASK_TOKENS)
+        if config.packing not in PACKINGS:
+            raise choices_error("packing", config.packing, PACKINGS)
     if isinstance(config, (SimCSEConfig, SupervisedConfig)):
         from ..pooling import check_pooling
 
@@ -187,6 +217,9 @@ def validate(config: StageConfig) -> None:
             need(0 <= getattr(config, key) < 1, f"{key} must be in [0, 1), got {getattr(config, key)}")
     if isinstance(config, SupervisedConfig):
         need(config.mini_batch_size >= 0, f"mini_batch_size must be >= 0, got {config.mini_batch_size}")
+        template = config.instruction_template
+        need(template is None or "{instruction}" in template,
+             f"instruction_template must contain {{instruction}}, got {template!r}")
 
 
 def parse_value(text: str):

@@ -1,12 +1,23 @@
 """Shared by SimCSE and supervised training: the model is an Encoder, so tokenization,
-instructions and pooling are exactly those used at inference."""
+instructions and pooling are exactly those used at inference.
+
+Two Encoders share the one model: `encoder` is what gets saved (its inference max_length and
+instruction template untouched), `view` is what training tokenizes with (train_max_length, and
+the recipe's instruction_template if it has one). Nothing is swapped back and forth.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
+import numpy as np
 import torch
 
+from ..bidirectional import _configs
 from ..encoder import Batch, Encoder
 from ..errors import Decoder2VecError
+from ..pooling import pool
 from .dropout import set_dropout
 from .stage import Stage
 
@@ -17,10 +28,44 @@ class EncoderStage(Stage):
         self.encoder = Encoder.from_pretrained(cfg.model, pooling=cfg.pooling, dtype=cfg.dtype)
         self.net, self.tokenizer = self.encoder.model, self.encoder.tokenizer
         self.encoder_config = self.encoder.config
-        # Training length is the recipe's; the saved Encoder keeps its own inference max_length.
-        self.inference_max_length = self.encoder.config.max_length
-        self.encoder.config.max_length = cfg.max_length
+        template = getattr(cfg, "instruction_template", None) or self.encoder.config.instruction_template
+        self.view = Encoder(self.net, self.tokenizer, dataclasses.replace(
+            self.encoder.config, max_length=cfg.train_max_length, instruction_template=template, stages=[]))
         self._restore_dropout = set_dropout(self.net, attention=cfg.attention_dropout, hidden=cfg.hidden_dropout)
+        # A training forward must not build a KV cache it never reads (transformers builds one
+        # whenever the config's use_cache is on).
+        self._use_cache = [(c, c.use_cache) for c in _configs(self.net.config) if hasattr(c, "use_cache")]
+        for c, _ in self._use_cache:
+            c.use_cache = False
+        self.truncated = self.tokenized = self.dropped = 0
+        self._warned = set()
+
+    def tokenize(self, texts: list[str], instructions: list | None = None):
+        """The view's tokenize, counting texts cut at train_max_length (warned once, logged always)."""
+        ids, masks, truncated = self.view.tokenize(texts, instructions)
+        self.truncated += truncated
+        self.tokenized += len(texts)
+        if truncated and "truncated" not in self._warned:
+            self._warned.add("truncated")
+            warnings.warn(f"{self.config.stage}: {truncated} of {len(texts)} texts in a batch are longer than "
+                          f"train_max_length={self.config.train_max_length} tokens and were truncated; the running "
+                          "count is logged as truncated_texts", stacklevel=2)
+        return ids, masks
+
+    def note_dropped(self, count: int, what: str) -> None:
+        """Rows with nothing to pool (empty text, or an instruction that fills train_max_length) are
+        dropped, never trained on as a zero vector."""
+        if not count:
+            return
+        self.dropped += count
+        if "dropped" not in self._warned:
+            self._warned.add("dropped")
+            warnings.warn(f"{self.config.stage}: dropped {count} {what} with no text token left to pool (empty, or "
+                          f"the instruction fills train_max_length={self.config.train_max_length}); the running "
+                          "count is logged as dropped_rows", stacklevel=2)
+
+    def counts(self) -> dict:
+        return {"truncated_texts": self.truncated, "dropped_rows": self.dropped}
 
     # Held-out examples (set by dataset()) and whether the loss gathers across processes; the
     # held-out loss never does (each process evaluates the same examples on its own).
@@ -75,12 +120,22 @@ class EncoderStage(Stage):
         return part
 
     def embed(self, model, batch: Batch) -> torch.Tensor:
-        # Encoder.embed runs self.model; point it at the module the Trainer hands us (the peft
-        # model, or its DDP wrapper) so distributed training sees the forward.
-        self.encoder.model = model
+        # The view runs its .model; point it at the module the Trainer hands us (the peft model,
+        # or its DDP wrapper) so distributed training sees the forward.
+        self.view.model = model
         self.tokens_seen += int(batch.attention_mask.sum())
-        return self.encoder.embed(batch)
+        batch = batch.to(self.view.device)
+        states = self.view.hidden_states(batch)
+        # Pool and score in fp32: a bf16 mean over hundreds of tokens, and bf16 cosines times a
+        # scale of 50, lose the differences the loss is made of.
+        return pool(states.float(), batch.pool_mask, batch.attention_mask, self.config.pooling)
 
     def finish(self) -> None:
         self._restore_dropout()
-        self.encoder.config.max_length = self.inference_max_length
+        for c, value in self._use_cache:
+            c.use_cache = value
+
+
+def poolable(masks: list) -> list[bool]:
+    """Whether each tokenized text has at least one token to pool."""
+    return [bool(np.any(m)) for m in masks]

@@ -7,7 +7,9 @@
         logs/                     log.csv (+ TensorBoard events)
 
 A folder with decoder2vec_config.json whose last stage is this stage is finished: re-running the
-same command skips it. A run killed at any point resumes from its last complete checkpoint.
+same recipe skips it; a different recipe is an error naming the differing keys (or, with
+`force: true`, trains again and replaces it). A run killed at any point resumes from its last
+complete checkpoint (save_steps is clamped so there always is one before the end).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
@@ -73,6 +77,26 @@ class StageTrainer(Trainer):
         micro = self._micro[1] + 1 if self._micro[0] == step else 0
         self._micro = (step, micro)
         self.stage.step_seed = hash((self.args.seed, step, micro, world()[0])) & 0x7FFF_FFFF
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Stages that order their items themselves (single-task blocks spread over the processes,
+        # supervised.task_blocks) need them in that order; accelerate then gives process r the
+        # items r, r + world, r + 2 * world, ... i.e. its slice of every block.
+        if self.stage.ordered:
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        return super()._get_train_sampler(train_dataset)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        epochs = self.stage.config.lr_schedule_epochs
+        if self.lr_scheduler is None and epochs:
+            # LLM2Vec sizes its linear schedule for 3 epochs and stops at 1,000 steps, so its rate
+            # barely decays; warmup stays counted in steps of this run.
+            self.lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=max(num_training_steps, schedule_steps(self.stage.config, len(self.train_dataset))),
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._seed_step()
@@ -130,12 +154,35 @@ class CSVLog(TrainerCallback):
         os.replace(tmp, self.path)
 
 
+def schedule_steps(config: StageConfig, items: int) -> int:
+    """Optimizer steps in `lr_schedule_epochs` passes over `items` dataset items (one item per
+    process and micro-step: a whole batch when the stage batches itself)."""
+    _, size = world()
+    per_item = 1 if getattr(config, "batch_per_task", False) else config.per_device_train_batch_size
+    per_step = per_item * size * config.gradient_accumulation_steps
+    return max(1, int(config.lr_schedule_epochs * items // per_step))
+
+
+def save_steps(config: StageConfig, log=warnings.warn) -> int:
+    """save_steps, clamped so that a killed run always has a checkpoint to resume from: a first
+    checkpoint at max_steps (or never) saves nothing the finished output does not."""
+    if config.save_steps < config.max_steps:
+        return config.save_steps
+    clamped = max(1, config.max_steps // 2)
+    log(f"{config.stage}: save_steps={config.save_steps} >= max_steps={config.max_steps} would leave no checkpoint "
+        f"to resume a killed run from; saving every {clamped} steps instead")
+    return clamped
+
+
 def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
     _, size = world()
     batch = config.per_device_train_batch_size
     if getattr(config, "batch_per_task", False):
         batch = 1  # dataset items are whole batches (supervised.SupervisedStage.dataset)
     extra = dict(config.training_args)
+    # Checkpointing is switched on by the engine itself (enable_gradient_checkpointing), never by
+    # the Trainer: the recompute must run the stage's own forward (chunked attention, no cache).
+    extra.pop("gradient_checkpointing", None)
     if not torch.cuda.is_available():
         extra.setdefault("dataloader_pin_memory", False)
         if size > 1:
@@ -144,7 +191,7 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
         output_dir=str(work), max_steps=config.max_steps, learning_rate=config.learning_rate,
         per_device_train_batch_size=batch, gradient_accumulation_steps=config.gradient_accumulation_steps,
         warmup_steps=config.warmup_steps, lr_scheduler_type=config.lr_scheduler_type,
-        weight_decay=config.weight_decay, logging_steps=config.logging_steps, save_steps=config.save_steps,
+        weight_decay=config.weight_decay, logging_steps=config.logging_steps, save_steps=save_steps(config),
         save_total_limit=config.save_total_limit, seed=config.seed, report_to=config.report_to,
         remove_unused_columns=False, ddp_find_unused_parameters=False, dataloader_drop_last=True, **extra,
     )
@@ -181,19 +228,52 @@ def _barrier() -> None:
         dist.barrier()
 
 
+# Keys that change how a run is logged or kept, never what it trains.
+NOT_RECIPE = ("logging_steps", "save_steps", "save_total_limit", "report_to", "keep_checkpoints", "force", "recipe",
+              "output_dir")
+
+
+def recipe_differences(done: dict, config: StageConfig) -> list[str]:
+    """`key: recorded -> now` for every training key that differs from a finished stage's record.
+    A key the record lacks (added to decoder2vec later) differs only when set to a non-default."""
+    recorded = dict(done.get("hyperparameters") or {})
+    recorded["model"] = done.get("model")
+    now = {**_hyperparameters(config), "model": str(config.model) if config.model else None}
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(type(config))}
+    out = []
+    for key, value in now.items():
+        if key in NOT_RECIPE:
+            continue
+        old = recorded.get(key, defaults.get(key))
+        if json.loads(json.dumps(old)) != json.loads(json.dumps(value)):
+            out.append(f"{key}: {old!r} -> {value!r}")
+    return out
+
+
 def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) -> Path:
-    """Train one stage; returns the finished Encoder folder (skips a stage that is already done)."""
+    """Train one stage; returns the finished Encoder folder (skips a stage that is already done
+    with the same recipe)."""
     output = Path(config.output_dir)
     done = finished_stage(output)
+    replace = False
     if done is not None:
-        if done.get("stage") == config.stage:
+        if done.get("stage") != config.stage:
+            raise Decoder2VecError(
+                f"{config.stage}: output_dir {output} already holds a finished {done.get('stage')!r} stage; "
+                "choose another output_dir")
+        changed = recipe_differences(done, config)
+        if not changed:
             log(f"{config.stage}: {output} is already finished ({done.get('steps')} steps, final loss "
                 f"{done.get('final_loss')}); skipped. Delete it to train again.")
             return output
-        raise Decoder2VecError(
-            f"{config.stage}: output_dir {output} already holds a finished {done.get('stage')!r} stage; "
-            "choose another output_dir")
-    if output.exists() and any(output.iterdir()):
+        if not config.force:
+            raise Decoder2VecError(
+                f"{config.stage}: {output} was finished with a different recipe ({'; '.join(changed)}); "
+                "use another output_dir, or force: true (--set force=true) to train again and replace it")
+        log(f"{config.stage}: force: training again ({'; '.join(changed)}); {output} is replaced when done")
+        replace = True
+    elif output.exists() and any(output.iterdir()):
         raise Decoder2VecError(f"{config.stage}: output_dir {output} exists and is not a decoder2vec folder")
     _check_model_source(config)
     work = Path(f"{output}.checkpoints")
@@ -201,6 +281,8 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     stage = stage_class(config.stage)(config)
     stage.load()
     items = stage.dataset()
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(stage.net)
     set_seed(config.seed)  # LoRA's initial weights
     peft_model = add_lora(stage.net, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                           target_modules=config.lora_target_modules,
@@ -242,7 +324,7 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         }
         if before or after:
             record["before"], record["after"] = before, after
-        _save_output(stage, trainer.model, output, work, record)
+        _save_output(stage, trainer.model, output, work, record, replace=replace)
         log(f"{config.stage}: done in {trainer.state.global_step} steps, final loss {final_loss}"
             + (f"; after: {after}" if after else "") + f" -> {output}")
     _barrier()
@@ -256,14 +338,21 @@ def _final_loss(trainer) -> float | None:
     return round(losses[-1], 4) if losses else None
 
 
+def enable_gradient_checkpointing(net) -> None:
+    """Non-reentrant checkpointing (LLM2Vec's setting): LoRA's frozen inputs need no
+    requires_grad trick, and chunked attention re-enters itself in the recompute."""
+    net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _hyperparameters(config: StageConfig) -> dict:
     skip = {"stage", "model", "output_dir", "recipe", "report_to", "keep_checkpoints"}
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
-def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dict) -> None:
+def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dict, *, replace: bool = False) -> None:
     """Adapter, merged Encoder and logs into one staging folder, then one rename: an output folder
-    either does not exist or is complete."""
+    either does not exist or is complete. `replace`: output is a finished stage of ours (force),
+    moved aside just before the rename and removed after it."""
     staging = work / "final"
     shutil.rmtree(staging, ignore_errors=True)
     adapter = work / "adapter"
@@ -283,6 +372,11 @@ def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dic
     if (work / "runs").is_dir():
         shutil.copytree(work / "runs", logs / "tensorboard")
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists():  # an empty folder the user made
+    old = work / "replaced"
+    if replace:
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(output, old)
+    elif output.exists():  # an empty folder the user made
         output.rmdir()
     os.replace(staging, output)
+    shutil.rmtree(old, ignore_errors=True)

@@ -15,10 +15,15 @@ from .. import loading
 from ..bidirectional import make_bidirectional
 from ..encoder import EncoderConfig
 from ..errors import Decoder2VecError
+from ..data.corpora import load_texts
+from ..data.paper import is_paper_source, paper_texts
 from .config import MNTPConfig
 from .stage import Stage, check_enough, previous_encoder_config
 
 MIN_CHUNK_TOKENS = 8
+# LLM2Vec packs with datasets' map(batched=True): 1,000 texts at a time, each group's remainder
+# (under one block) dropped. Packing in the same groups gives the very same blocks.
+PACK_GROUP = 1000
 
 
 def mask_token_id(tokenizer, choice: str) -> tuple[int, bool]:
@@ -32,7 +37,11 @@ def mask_token_id(tokenizer, choice: str) -> tuple[int, bool]:
             raise Decoder2VecError("mask_token=eos but the tokenizer has no EOS token; use underscore or add")
         return tokenizer.eos_token_id, False
     if choice == "underscore":
-        # LLM2Vec's choice for Llama/Mistral: "_" is a plain, frequent, single token.
+        # LLM2Vec's choice for Llama/Mistral ("blank"): the vocabulary's "_" token, looked up as a
+        # token (sentencepiece would tokenize the string "_" as "▁" + "_").
+        token = tokenizer.convert_tokens_to_ids("_")
+        if isinstance(token, int) and token != tokenizer.unk_token_id:
+            return token, False
         ids = tokenizer("_", add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise Decoder2VecError("mask_token=underscore: '_' is not a single token here; use eos or add")
@@ -55,6 +64,16 @@ def chunk_texts(tokenizer, texts: list[str], max_length: int) -> list[list[int]]
     return chunks
 
 
+def pack_blocks(tokenizer, texts: list[str], length: int, group: int = PACK_GROUP) -> list[list[int]]:
+    """LLM2Vec's group_texts: tokenize every text with its special tokens (BOS), join each group of
+    `group` texts end to end and cut full blocks of `length` tokens; a group's tail is dropped."""
+    blocks = []
+    for start in range(0, len(texts), group):
+        ids = [t for row in tokenizer(texts[start:start + group], verbose=False)["input_ids"] for t in row]
+        blocks += [ids[i:i + length] for i in range(0, len(ids) - length + 1, length)]
+    return blocks
+
+
 def pad_chunks(chunks: list[list[int]], pad_id: int) -> dict:
     width = max(len(c) for c in chunks)
     input_ids = torch.full((len(chunks), width), pad_id, dtype=torch.long)
@@ -66,12 +85,16 @@ def pad_chunks(chunks: list[list[int]], pad_id: int) -> dict:
 
 
 def mask_batch(input_ids: torch.Tensor, attention: torch.Tensor, *, mask_id: int, vocab_size: int,
-               probability: float, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+               probability: float, policy: str, generator: torch.Generator,
+               special_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked input ids, labels). labels[i] is the original token where position i was masked,
-    -100 elsewhere; position 0 is never masked (nothing before it predicts it)."""
+    -100 elsewhere; position 0 is never masked (nothing before it predicts it), nor are special
+    tokens (BOS/EOS in packed blocks; LLM2Vec's collator gives them probability 0)."""
     input_ids, attention = input_ids.cpu(), attention.cpu()
     maskable = attention.bool()
     maskable[:, 0] = False
+    if special_ids:
+        maskable &= ~torch.isin(input_ids, torch.tensor(special_ids))
     chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & maskable
     if not chosen.any():  # a tiny batch can draw no mask at all; mask one token so the loss exists
         rows, cols = maskable.nonzero(as_tuple=True)
@@ -112,6 +135,7 @@ class MNTPStage(Stage):
         self.encoder_config = previous or EncoderConfig(
             base_model=str(cfg.model) if cfg.model else loading.DEFAULT_MODEL)
         self.encoder_config.bidirectional = True
+        self.special_ids = sorted(set(self.tokenizer.all_special_ids) - {self.mask_id})
 
     def attach(self, peft_model) -> None:
         base = peft_model.get_base_model()
@@ -119,7 +143,8 @@ class MNTPStage(Stage):
         self.softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
         backbone = getattr(base, base.base_model_prefix)
         takes = "logits_to_keep" in inspect.signature(base.forward).parameters
-        self.forward_kwargs = {"logits_to_keep": 1} if takes else {}
+        # use_cache=False: a training forward must not build a KV cache it never reads.
+        self.forward_kwargs = {"logits_to_keep": 1, "use_cache": False} if takes else {"use_cache": False}
         # The CausalLM is asked for the last position's logits only (logits_to_keep=1); the
         # backbone's states are caught here and the LM head runs on the masked positions alone,
         # which saves a (tokens x vocabulary) matmul.
@@ -129,13 +154,18 @@ class MNTPStage(Stage):
         self._states = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
 
     def dataset(self) -> list:
-        from ..data.corpora import load_texts
-
         cfg = self.config
-        texts = [t for source in cfg.data for t in load_texts(source, text_column=cfg.text_column)]
-        chunks = chunk_texts(self.tokenizer, texts, cfg.max_length)
+        texts = [t for source in cfg.data for t in (
+            paper_texts(source) if is_paper_source(source) else load_texts(source, text_column=cfg.text_column))]
+        if cfg.packing == "blocks":
+            chunks = pack_blocks(self.tokenizer, texts, cfg.train_max_length)
+            if not chunks:
+                raise Decoder2VecError(f"mntp: {cfg.data} holds fewer than train_max_length={cfg.train_max_length} "
+                                       "tokens per 1,000 texts: no full block to train on (or use packing: per-text)")
+        else:
+            chunks = chunk_texts(self.tokenizer, texts, cfg.train_max_length)
         random.Random(cfg.seed).shuffle(chunks)
-        held = min(cfg.eval_texts, len(chunks) // 10)  # never more than a tenth of a small corpus
+        held = min(cfg.eval_examples, len(chunks) // 10)  # never more than a tenth of a small corpus
         self.eval_chunks, train = chunks[:held], chunks[held:]
         if cfg.data_limit:
             train = train[:cfg.data_limit]
@@ -150,7 +180,8 @@ class MNTPStage(Stage):
         # loader prefetched.
         masked, labels = mask_batch(
             inputs["input_ids"], inputs["attention_mask"], mask_id=self.mask_id, vocab_size=len(self.tokenizer),
-            probability=self.config.mask_probability, policy=self.config.mask_policy, generator=generator)
+            probability=self.config.mask_probability, policy=self.config.mask_policy, generator=generator,
+            special_ids=self.special_ids)
         device = inputs["input_ids"].device
         model(input_ids=masked.to(device), attention_mask=inputs["attention_mask"], **self.forward_kwargs)
         states, labels = self._states, labels.to(self._states.device)

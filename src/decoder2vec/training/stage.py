@@ -17,6 +17,9 @@ class Stage:
     `tokenizer` and `encoder_config` in `load()`, and implement dataset/collate/loss."""
 
     name = ""
+    # True when dataset() returns items in the order they must be trained (the engine then uses a
+    # sequential sampler; accelerate deals item i to process i % world size).
+    ordered = False
 
     def __init__(self, config: StageConfig):
         self.config = config

@@ -1,7 +1,9 @@
 """Supervised contrastive training on (query, positive, hard negatives).
 
 Each query must pick its positive among every positive and hard negative of the batch, gathered
-from all processes with gradient. With mini_batch_size > 0 the loss is cached (GradCache, Gao et
+from all processes with gradient. With batch_per_task, every step's batch is one block of
+per_device_train_batch_size x world size pairs from a single task, dealt out to the processes
+(LLM2Vec's E5 batching), so the negatives gathered across processes come from the same task. With mini_batch_size > 0 the loss is cached (GradCache, Gao et
 al. 2021): embed everything without a graph, take the loss's gradient w.r.t. the embeddings,
 then re-embed chunk by chunk with a graph and back-propagate those gradients, so the effective
 batch is limited by the loss, not by activation memory.
@@ -14,10 +16,27 @@ import random
 
 import torch
 
+from ..data.pairs import load_pairs
+from ..data.paper import is_paper_source, paper_pairs
+from ..errors import Decoder2VecError
 from .config import SupervisedConfig
-from .contrastive import EncoderStage
-from .losses import info_nce, world
+from .contrastive import EncoderStage, poolable
+from .losses import info_nce, text_keys, world
 from .stage import check_enough
+
+
+def task_blocks(pairs: list, per_device: int, size: int, rng: random.Random) -> list[list]:
+    """Items in training order: blocks of per_device x size pairs from one task each, shuffled,
+    every block cut into `size` consecutive per-process batches (process r trains item
+    k * size + r at step k, see engine.StageTrainer._get_train_sampler). A task's tail that does
+    not fill a block is left out, as in the reference."""
+    block = per_device * size
+    by_task: dict[str, list] = {}
+    for pair in pairs:
+        by_task.setdefault(pair.task, []).append(pair)
+    blocks = [same[i:i + block] for same in by_task.values() for i in range(0, len(same) - block + 1, block)]
+    rng.shuffle(blocks)
+    return [b[r * per_device:(r + 1) * per_device] for b in blocks for r in range(size)]
 
 
 class SupervisedStage(EncoderStage):
@@ -25,13 +44,11 @@ class SupervisedStage(EncoderStage):
     config: SupervisedConfig
 
     def dataset(self) -> list:
-        from ..data.pairs import load_pairs
-
         cfg = self.config
         pairs = []
         for source in cfg.data:
-            got = load_pairs(source, min_score=cfg.min_score,
-                             negative_max_score=cfg.negative_max_score if cfg.hard_negatives else None)
+            got = paper_pairs(source) if is_paper_source(source) else load_pairs(
+                source, min_score=cfg.min_score, negative_max_score=cfg.negative_max_score if cfg.hard_negatives else None)
             pairs.extend(got)
         if not cfg.hard_negatives:
             for pair in pairs:
@@ -43,23 +60,50 @@ class SupervisedStage(EncoderStage):
         pairs = check_enough(self.hold_out(pairs, "pairs"), cfg, "pairs")
         if not cfg.batch_per_task:
             return pairs
-        # Items are whole batches, each from one source; the Trainer then shuffles batches
-        # (its own batch size is 1, see engine.trainer_batch_size).
-        size, batches = cfg.per_device_train_batch_size, []
-        for task in dict.fromkeys(p.task for p in pairs):
-            same = [p for p in pairs if p.task == task]
-            batches += [same[i:i + size] for i in range(0, len(same) - size + 1, size)]
-        rng.shuffle(batches)
-        return batches
+        # Items are whole per-process batches in training order (the Trainer's own batch size is
+        # 1 and its sampler sequential, see engine).
+        items = task_blocks(pairs, cfg.per_device_train_batch_size, world()[1], rng)
+        if not items:
+            raise Decoder2VecError(
+                f"supervised: no task in {cfg.data} has a full block of per_device_train_batch_size x processes = "
+                f"{cfg.per_device_train_batch_size * world()[1]} pairs (or set batch_per_task: false)")
+        return items
+
+    @property
+    def ordered(self) -> bool:
+        return self.config.batch_per_task
 
     def collate(self, items: list) -> dict:
         pairs = items[0] if self.config.batch_per_task else items
-        queries = [p.query for p in pairs]
-        documents = [p.positive for p in pairs] + [n for p in pairs for n in p.negatives]
         cfg = self.config
-        instructions = [cfg.query_instruction] * len(queries) + [cfg.document_instruction] * len(documents)
-        ids, masks, _ = self.encoder.tokenize(queries + documents, instructions)
-        return {"ids": ids, "masks": masks, "n": len(pairs)}
+        texts, instructions, owner = [], [], []  # owner: (pair index, role) of each text
+        for i, p in enumerate(pairs):
+            texts.append(p.query)
+            instructions.append(p.instruction or cfg.query_instruction)
+            owner.append((i, "query"))
+        document_instructions = [getattr(p, "document_instruction", None) or cfg.document_instruction for p in pairs]
+        for i, p in enumerate(pairs):
+            texts.append(p.positive)
+            instructions.append(document_instructions[i])
+            owner.append((i, "positive"))
+        for i, p in enumerate(pairs):
+            for negative in p.negatives:
+                texts.append(negative)
+                instructions.append(document_instructions[i])
+                owner.append((i, "negative"))
+        ids, masks = self.tokenize(texts, instructions)
+        ok = poolable(masks)
+        # A pair whose query or positive has nothing to pool is dropped whole; a negative alone.
+        broken = {i for (i, role), good in zip(owner, ok) if not good and role != "negative"}
+        keep = [good and i not in broken for (i, _), good in zip(owner, ok)]
+        self.note_dropped(len(broken) + sum(1 for (i, role), good in zip(owner, ok)
+                                             if role == "negative" and not good and i not in broken), "texts/pairs")
+        kept = [j for j, k in enumerate(keep) if k]
+        n = sum(1 for j in kept if owner[j][1] == "query")
+        texts = [texts[j] for j in kept]
+        keys = text_keys(texts)
+        return {"ids": [ids[j] for j in kept], "masks": [masks[j] for j in kept], "n": n,
+                "keys": (keys[:n], keys[n:2 * n], keys[2 * n:])}
 
     def example_key(self, pair):
         return frozenset((pair.query, pair.positive))
@@ -70,15 +114,16 @@ class SupervisedStage(EncoderStage):
     def _split(self, vectors, n):
         return vectors[:n], vectors[n:2 * n], vectors[2 * n:]
 
-    def _loss_from_vectors(self, vectors, n):
-        queries, positives, negatives = self._split(vectors, n)
+    def _loss_from_vectors(self, vectors, inputs):
+        queries, positives, negatives = self._split(vectors, inputs["n"])
         gather = self.gather and self.config.gather_across_processes and world()[1] > 1
-        return info_nce(queries, positives, negatives, scale=self.config.scale, gather=gather)
+        keys = inputs["keys"] if self.config.mask_false_negatives else None
+        return info_nce(queries, positives, negatives, scale=self.config.scale, gather=gather, keys=keys)
 
     def loss(self, model, inputs):
-        vectors = self.embed(model, self.encoder.collate(inputs["ids"], inputs["masks"]))
-        loss, candidates = self._loss_from_vectors(vectors, inputs["n"])
-        return loss, {"negatives": candidates - 1}
+        vectors = self.embed(model, self.view.collate(inputs["ids"], inputs["masks"]))
+        loss, candidates = self._loss_from_vectors(vectors, inputs)
+        return loss, {"negatives": candidates - 1, **self.counts()}
 
     # ------------------------------------------------------------------ cached (GradCache) loss
     def cached_backward(self, model, inputs, *, scale: float = 1.0, backward=None, no_sync=None):
@@ -94,9 +139,9 @@ class SupervisedStage(EncoderStage):
         with torch.no_grad():
             for chunk in chunks:
                 states.append(_rng_state())  # replay the same dropout when re-embedding
-                parts.append(self.embed(model, self.encoder.collate(ids[chunk], masks[chunk])))
+                parts.append(self.embed(model, self.view.collate(ids[chunk], masks[chunk])))
         vectors = torch.cat(parts).detach().requires_grad_()
-        loss, candidates = self._loss_from_vectors(vectors, inputs["n"])
+        loss, candidates = self._loss_from_vectors(vectors, inputs)
         (loss * scale).backward()
         grads = vectors.grad
         self.tokens_seen -= sum(len(x) for x in ids)  # counted twice: forward-only then with graph
@@ -104,9 +149,9 @@ class SupervisedStage(EncoderStage):
             last = k == len(chunks) - 1
             with contextlib.nullcontext() if last else no_sync(model):
                 _set_rng_state(state)
-                part = self.embed(model, self.encoder.collate(ids[chunk], masks[chunk]))
+                part = self.embed(model, self.view.collate(ids[chunk], masks[chunk]))
                 backward((part * grads[chunk]).sum())
-        return loss.detach(), {"negatives": candidates - 1}
+        return loss.detach(), {"negatives": candidates - 1, **self.counts()}
 
 
 def _rng_state():
