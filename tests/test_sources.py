@@ -160,3 +160,15 @@ def test_local_pair_file_carries_a_per_row_instruction(tmp_path):
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"query": "q", "positive": "p"}\n', encoding="utf-8")
     assert load_pairs(str(plain))[0].instruction is None
+
+
+def test_wikipedia_sample_is_read_from_the_installed_package_never_downloaded(monkeypatch, tmp_path):
+    """Issue 13: a recipe with `data: [wikipedia-en]` ran `pip download gensim` while offline."""
+    monkeypatch.setattr(sources, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sources.subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a[0]!r}"))
+    dump = sources._wiki_dump()
+    assert dump.parent.parts[-3:] == ("gensim", "test", "test_data") and dump.name.startswith("enwiki-")
+    articles = sources.wikipedia_en_articles()
+    assert 90 <= len(articles) <= 130 and "Anarchism is a political philosophy" in articles[0]
+    assert (tmp_path / "data" / "wikipedia_en.json").is_file()  # parsed once, then read from the cache
