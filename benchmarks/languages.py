@@ -19,6 +19,9 @@ import os
 import sys
 from pathlib import Path
 
+from decoder2vec.evaluation import evaluate
+from decoder2vec.languages import evaluation_suite
+
 # (row label, evaluate() keyword arguments)
 BASELINES = [
     ("Gemma-3-270M causal, mean", dict(model="gemma3-270m", bidirectional=False, pooling="mean")),
@@ -46,9 +49,6 @@ def main(argv=None):
     p.add_argument("--languages", nargs="+", default=["da", "de"])
     p.add_argument("--skip-baselines", action="store_true", help="only the adapt runs' rows")
     args = p.parse_args(argv)
-
-    from decoder2vec.evaluation import evaluate
-    from decoder2vec.languages import evaluation_suite
 
     quick = not args.full
     flavour = "quick" if quick else "full"
