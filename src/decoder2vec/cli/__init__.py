@@ -1,6 +1,10 @@
 """`decoder2vec VERB ...`: a thin layer over the Python API; flags carry the kwargs' names.
 
-Each verb is a small module in this package with `add_arguments(parser)` and `run(args)`.
+Each verb is a small module in this package with `add_arguments(parser)` and `run(args)`, and
+declares `KEYWORDS_OF`: the functions whose keyword arguments its flags set. A flag is the
+keyword's name (`--batch-size` sets `batch_size`), its default and type come from the signature
+(`add_keyword`), and tests/test_cli_names.py checks every verb: flag = Python keyword = YAML key.
+Flags that set no keyword (input/output files, `--set`) are listed in the verb's `CLI_ONLY`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import importlib
-import logging
-import sys
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
 
-from ..errors import Decoder2VecError
+from ..errors import Decoder2VecError  # noqa: E402
+from ..training.config import parse_value  # noqa: E402
 
 # verb -> (module, one-line help)
 VERBS = {
@@ -69,3 +75,32 @@ def add_model_argument(parser: argparse.ArgumentParser, *, positional: bool = Fa
         parser.add_argument("model", nargs="?", default=None, help=help_text)
     else:
         parser.add_argument("--model", default=None, help=help_text)
+
+
+def add_keyword(parser: argparse.ArgumentParser, function, name: str, *, help: str, **kwargs) -> None:
+    """A flag for `function`'s keyword `name`: `--name-with-dashes`, dest=name, the signature's
+    default, an int/float type from that default, and --name/--no-name for a bool."""
+    parameter = inspect.signature(function).parameters[name]
+    default = kwargs.pop("default", parameter.default if parameter.default is not inspect.Parameter.empty else None)
+    flag = "--" + name.replace("_", "-")
+    if isinstance(default, bool):
+        kwargs.setdefault("action", argparse.BooleanOptionalAction)
+    elif isinstance(default, (int, float)) and "type" not in kwargs and "choices" not in kwargs:
+        kwargs["type"] = type(default)
+    parser.add_argument(flag, dest=name, default=default, help=help, **kwargs)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key (YAML value: 200, 1e-4, true, [a, b]); repeatable")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--set KEY=VALUE items -> {key: YAML-parsed value}; the keys are recipe keys."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise Decoder2VecError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = parse_value(value)
+    return out

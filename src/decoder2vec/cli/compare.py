@@ -7,6 +7,10 @@ from ..evaluation import compare, plot
 from ..results import read_results
 
 
+KEYWORDS_OF = (compare,)
+CLI_ONLY = {"output": "the PNG chart (plot's path)"}
+
+
 def add_arguments(p):
     p.add_argument("results", nargs="+", help="results JSON files written by `decoder2vec evaluate --output`")
     p.add_argument("--output", default=None, help="write a PNG bar chart here")

@@ -10,6 +10,8 @@ from ..results import read_results
 from . import add_model_argument
 
 FORMATS = ("sentence-transformers", "onnx")
+KEYWORDS_OF = (export_sentence_transformers, push_to_hub)
+CLI_ONLY = {"to": "format and output folder", "push_to_hub": "the hub repo (push_to_hub's repo_id)"}
 
 
 def add_arguments(p):

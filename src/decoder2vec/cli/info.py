@@ -8,6 +8,10 @@ from ..encoder import Encoder
 from . import add_model_argument
 
 
+KEYWORDS_OF = (Encoder.from_pretrained,)
+CLI_ONLY = {"json": "print JSON"}
+
+
 def add_arguments(p):
     add_model_argument(p, positional=True)
     p.add_argument("--json", action="store_true", help="print JSON")

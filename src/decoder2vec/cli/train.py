@@ -6,27 +6,24 @@ Launch with `accelerate launch -m decoder2vec.cli train ...` or `torchrun` for s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import Decoder2VecError, choices_error
 from ..training import train
-from ..training.config import STAGE_CONFIGS, help_table, parse_value
+from ..pipeline import packaged_recipes
+from ..training.config import STAGE_CONFIGS, help_table
+from . import add_set_argument, parse_overrides
+
+
+KEYWORDS_OF = (train,)
+CLI_ONLY = {"keys": "list the keys a stage takes"}
 
 
 def add_arguments(p):
-    p.add_argument("recipe", nargs="?", help="YAML recipe (e.g. recipes/smollm2-135m/mntp.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key (YAML value: 200, 1e-4, true, [a, b]); repeatable")
+    p.add_argument("recipe", nargs="?", help="YAML recipe: a file, or a packaged one (e.g. smollm2-135m/mntp)")
+    add_set_argument(p)
     p.add_argument("--keys", dest="keys", default=None, metavar="STAGE",
                    help="list the keys a stage takes (mntp, simcse, supervised) and exit")
-
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise Decoder2VecError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = parse_value(value)
-    return out
 
 
 def run(args):
@@ -37,7 +34,15 @@ def run(args):
             print(f"{key:30} {default!r:28} {text}")
         return 0
     if not args.recipe:
-        raise Decoder2VecError("give a recipe file, e.g. decoder2vec train recipes/smollm2-135m/mntp.yaml")
-    folder = train(args.recipe, **parse_overrides(args.overrides))
+        raise Decoder2VecError("give a recipe file, e.g. decoder2vec train smollm2-135m/mntp")
+    folder = train(recipe_path(args.recipe), **parse_overrides(args.overrides))
     print(folder)
     return 0
+
+
+def recipe_path(recipe: str) -> str:
+    """A recipe file that exists, else a packaged one named `<folder>/<stage>` (smollm2-135m/mntp)."""
+    packaged = packaged_recipes() / f"{recipe}.yaml"
+    if not Path(recipe).exists() and not Path(recipe).is_absolute() and packaged.is_file():
+        return str(packaged)
+    return recipe
