@@ -341,7 +341,11 @@ def _final_loss(trainer) -> float | None:
 def enable_gradient_checkpointing(net) -> None:
     """Non-reentrant checkpointing (LLM2Vec's setting): LoRA's frozen inputs need no
     requires_grad trick, and chunked attention re-enters itself in the recompute."""
-    net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(net, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        net.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _hyperparameters(config: StageConfig) -> dict:
