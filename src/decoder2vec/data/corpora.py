@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+import datasets
+
 from ..errors import Decoder2VecError
 from . import registry
 
@@ -27,10 +29,6 @@ LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv
 
 def load_table(source: str, split: str = "train"):
     """A `datasets.Dataset` from a local file or a hub dataset ("name[:config[:split]]")."""
-    # Imported here: `datasets` adds ~1.1 s to an import of decoder2vec (measured with
-    # -X importtime) and only file and hub sources need it.
-    import datasets
-
     path = Path(source).expanduser()
     if path.suffix.lower() in LOCAL_FORMATS or path.exists():
         if not path.is_file():

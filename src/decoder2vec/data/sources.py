@@ -28,6 +28,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import datasets
 from tqdm.auto import tqdm
 
 from ..errors import Decoder2VecError, choices_error
@@ -319,11 +320,7 @@ def stsb(lang: str, split: str) -> list[tuple[str, str, float]]:
 
 def _stsb_from_hub(lang: str, split: str) -> list[tuple[str, str, float]]:
     try:
-        # Imported here: `datasets` adds ~1.1 s to an import of decoder2vec (measured with
-        # -X importtime) and only this hub fallback needs it.
-        from datasets import load_dataset
-
-        rows = load_dataset("PhilipMay/stsb_multi_mt", lang, split=split)
+        rows = datasets.load_dataset("PhilipMay/stsb_multi_mt", lang, split=split)
     except Exception as exc:  # offline, or datasets cannot reach the hub
         raise Decoder2VecError(
             f"STS-B {lang}/{split} not found in a shared folder (set DECODER2VEC_SHARED to the folder holding "
