@@ -249,7 +249,7 @@ def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows,
                 raise Decoder2VecError(f"{path} has no {what} {name!r} (columns: {', '.join(names)}){hint}")
         texts = _texts_of(path, batch.column(text_column), text_column, local)
         ids = batch.column(id_column).to_pylist() if id_column else range(first_row + local, first_row + local + len(texts))
-        carried = {name: batch.column(name).to_pylist() for name in carry}
+        carried = {name: texts if name == text_column else batch.column(name).to_pylist() for name in carry}
         for i, (text, id_) in enumerate(zip(texts, ids)):
             if id_ is None:
                 raise Decoder2VecError(f"{path} row {local + i + 1} has no id in column {id_column!r}")
