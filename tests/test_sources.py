@@ -172,3 +172,20 @@ def test_wikipedia_sample_is_read_from_the_installed_package_never_downloaded(mo
     articles = sources.wikipedia_en_articles()
     assert 90 <= len(articles) <= 130 and "Anarchism is a political philosophy" in articles[0]
     assert (tmp_path / "data" / "wikipedia_en.json").is_file()  # parsed once, then read from the cache
+
+
+def test_registry_sources_resolve_by_kind(monkeypatch):
+    """Corpora are split into sentences, SENTENCES sources are read as they are (word bounds only),
+    prefixed pair sources get their argument; a name declared twice is refused."""
+    from decoder2vec.data import corpora, pairs, registry
+    from decoder2vec.data.pair import Pair
+
+    monkeypatch.setitem(registry.CORPORA, "docs", lambda: ["One two three four five. Six seven eight nine ten."])
+    monkeypatch.setitem(registry.SENTENCES, "lines", lambda: ["one two three four five. six seven eight nine ten",
+                                                             "too short", "one two three four five. six seven eight nine ten"])
+    monkeypatch.setitem(registry.PAIR_PREFIXES, "x:", lambda arg, **options: [Pair(arg, str(options["min_score"]))])
+    assert corpora.load_sentences("docs") == ["One two three four five.", "Six seven eight nine ten."]
+    assert corpora.load_sentences("lines") == ["one two three four five. six seven eight nine ten"] * 2
+    assert pairs.load_pairs("x:folder/a", min_score=3.0) == [Pair("folder/a", "3.0")]
+    with pytest.raises(Decoder2VecError, match="declared twice: a"):
+        registry._merge({"a": 1}, {"a": 2})

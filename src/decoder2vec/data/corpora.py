@@ -90,10 +90,11 @@ def load_sentences(
     source: str, *, text_column: str = "text", min_words: int = 5, max_words: int = 60, limit: int | None = None
 ) -> list[str]:
     """Unique sentences of a source, in first-seen order; at most `limit`. A SENTENCES source
-    (already one sentence per item) is taken as it is, only deduplicated."""
+    (already one sentence per item, e.g. Wiki1M) is read as it is: never re-split or deduplicated,
+    only kept to min_words..max_words words, as the reference reads it."""
     if source in registry.SENTENCES:
-        unique = list(dict.fromkeys(t.strip() for t in registry.SENTENCES[source]() if t and t.strip()))
-        return unique[:limit] if limit else unique
+        kept = [s.strip() for s in registry.SENTENCES[source]() if min_words <= len(s.split()) <= max_words]
+        return kept[:limit] if limit else kept
     seen: dict[str, None] = {}
     for text in load_texts(source, text_column=text_column):
         for sentence in split_sentences(text, min_words=min_words, max_words=max_words):
