@@ -16,6 +16,7 @@ from tiny import CORPUS, tiny_encoder
 from decoder2vec import Encoder
 from decoder2vec.cli import main
 from decoder2vec.corpus import MANIFEST, encode_corpus, ids_file, read_output
+from decoder2vec.precision import quantize_embeddings
 
 TEXTS = [f"{text} ({i})" for i, text in enumerate(CORPUS[:6] * 3)]  # 18 distinct texts
 
@@ -89,9 +90,9 @@ def test_int8_shards_share_the_first_shards_range(encoder, tmp_path):
     ranges = np.asarray(json.loads((out / MANIFEST).read_text())["calibration"], np.float32)
     floats = encoder.encode(TEXTS[:5])
     np.testing.assert_allclose(ranges, np.vstack([floats[:3].min(0), floats[:3].max(0)]), atol=1e-6)
-    from decoder2vec.precision import quantize
-
-    assert np.abs(_vectors(read_output(out)).astype(int) - quantize(floats, "int8", ranges).astype(int)).max() <= 1
+    expected = quantize_embeddings(floats, "int8", ranges).astype(int)
+    # float32 rounding between a 3-row and a 5-row encode may move a value across a level boundary.
+    assert np.abs(_vectors(read_output(out)).astype(int) - expected).max() <= 1
 
 
 def test_npy_rows_are_input_lines(folder, encoder, tmp_path, capsys):

@@ -23,14 +23,11 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..errors import Decoder2VecError, choices_error
-from ..precision import check_precision, quantize
+from ..precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
 from .reading import Chunk, first_rows, is_empty, read_chunks, resolve_inputs
 from .shards import ShardFolder, check_output_path, read_shards, shard_table, write_atomic
 
 ON_EMPTY = ("error", "skip")
-# int8/uint8 map each dimension's [min, max] onto 256 steps; streamed shards must share one range,
-# so the first shard fixes it (kept in the manifest, reused on resume).
-CALIBRATED = ("int8", "uint8")
 
 
 @dataclass
@@ -140,6 +137,32 @@ def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: dict) -> tuple
     return vectors, sum(map(len, ids))
 
 
+class Quantizer:
+    """float32 -> the output precision, with one int8/uint8 range for the whole output: the
+    Encoder's calibrated ranges when it has them (encoder.calibrate), else the first shard's
+    (recorded in the manifest and reused on resume), so a vector never depends on its shard."""
+
+    def __init__(self, encoder, precision: str, normalize_embeddings: bool, dim: int, ranges=None):
+        self.precision, self.ranges = precision, None if ranges is None else np.asarray(ranges, np.float32)
+        saved = getattr(encoder, "precision_ranges", None)
+        if precision in CALIBRATED and self.ranges is None and saved is not None:
+            if saved["normalize_embeddings"] != normalize_embeddings:
+                raise Decoder2VecError(
+                    f"the Encoder's calibrated ranges are for normalize_embeddings={saved['normalize_embeddings']}; "
+                    f"this run has normalize_embeddings={normalize_embeddings}")
+            self.ranges = np.asarray(saved["ranges"], np.float32)[:, :dim]
+        self.new_ranges = False
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        if self.precision in CALIBRATED and self.ranges is None:
+            if len(vectors) < 2:
+                raise Decoder2VecError(
+                    f"precision={self.precision!r} calibrates on the first shard, which has {len(vectors)} text(s); "
+                    "raise --shard-rows or calibrate the Encoder first (Encoder.calibrate)")
+            self.ranges, self.new_ranges = calibration_ranges(vectors), True
+        return quantize_embeddings(vectors, self.precision, self.ranges)
+
+
 def _progress(total: int, start: int, show: bool):
     return tqdm(total=total, initial=start, unit="rows", desc="encode", disable=not show, smoothing=0.1,
                 dynamic_ncols=True)
@@ -150,18 +173,16 @@ def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precisi
     total = job["offsets"][-1]
     dtype = None
     if not folder.complete:
-        calibration = folder.manifest.get("calibration")
-        ranges = np.asarray(calibration, np.float32) if calibration is not None else None
+        quantizer = Quantizer(encoder, precision, options["normalize_embeddings"],
+                              options["truncate_dim"] or encoder.dimension, folder.manifest.get("calibration"))
         with _progress(total, folder.next_row, show) as bar:
             for chunk in read_chunks(files, start_row=folder.next_row, **job):
                 started = time.perf_counter()
                 keep, skipped = split_empty(chunk, on_empty)
                 vectors, tokens = encode_chunk(encoder, chunk, keep, options)
-                extra = {}
-                if precision in CALIBRATED and ranges is None and len(vectors):
-                    ranges = np.vstack([vectors.min(axis=0), vectors.max(axis=0)])
-                    extra["calibration"] = ranges.tolist()
-                out = quantize(vectors, precision, ranges)
+                out = quantizer(vectors) if len(vectors) else empty(vectors.shape[1], precision)
+                extra = {"calibration": quantizer.ranges.tolist()} if quantizer.new_ranges else {}
+                quantizer.new_ranges = False
                 table = shard_table([chunk.ids[i] for i in keep], out,
                                     {k: [v[i] for i in keep] for k, v in chunk.columns.items()}, folder.schema)
                 folder.write(table, first_row=chunk.first_row, end_row=chunk.first_row + len(chunk),
@@ -197,7 +218,9 @@ def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, o
             summary.rows_read += len(chunk)
             bar.update(len(chunk))
     dim = options["truncate_dim"] or encoder.dimension
-    vectors = quantize(np.concatenate(parts) if parts else np.zeros((0, dim), np.float32), precision)
+    floats = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    vectors = Quantizer(encoder, precision, options["normalize_embeddings"], dim)(floats) if len(floats) else \
+        empty(dim, precision)
     if kind == "npy":
         write_atomic(path, lambda tmp: _save_npy(tmp, vectors))
         if write_ids or on_empty == "skip":
