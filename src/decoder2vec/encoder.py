@@ -1,14 +1,17 @@
 """The Encoder: tokenizer + (bidirectional) decoder backbone + pooling -> text vectors.
 
-Everything else in decoder2vec produces an Encoder folder (training) or consumes one
-(evaluation, serving, export). The folder describes itself in `decoder2vec_config.json`.
+One pipeline whatever runs the model: tokenize (+ the instruction pool mask) -> backend forward
+(backends/: torch | onnx | openvino, chosen once in `from_pretrained`) -> pool -> post-process
+(normalize, truncate_dim, precision). Everything else in decoder2vec produces an Encoder folder
+(training) or consumes one (evaluation, serving, export). The folder describes itself in
+`decoder2vec_config.json` (folder.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
+import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,21 +19,28 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import loading
 from .atomic import atomic_folder
-from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
+from .backends import EXPORTED, Backend, TorchBackend, check_backend
+from .backends.cache import artifact_dir, artifact_key, building
+from .backends.onnx import GRAPH, OnnxBackend, export_graph, quantize_graph
+from .backends.openvino import IR, OpenVinoBackend, convert_graph
+from .backends.torch import backbone
 from .bidirectional import is_bidirectional, set_causal
-from .chunked_attention import chunked_attention
-from .errors import Decoder2VecError
+from .errors import Decoder2VecError, choices_error
+from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
 from .pooling import check_pooling, pool
+from .precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
+from .quantization import SCHEMES, quantize_model
 from .st_files import POOLING_TO_ST, write_sentence_transformers_files
-from .precision import check_precision, quantize
-from .unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
 
-# Batches with more (batch x length x length) elements than this run attention in query chunks:
-# 2**24 is one 4096-token text.
-CHUNKED_ATTENTION_ABOVE = 2**24
+__all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
+
+ON_EMPTY = ("error", "skip")
+# Calibrated output ranges for precision="int8"/"uint8" (Encoder.calibrate), saved beside the config.
+RANGES_NAME = "precision_ranges.json"
 
 
 @dataclass
@@ -45,19 +55,30 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.pool_mask)))
 
 
+def _check_unicode(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Decoder2VecError(f"{where} holds a lone surrogate {text[exc.start]!r} at character {exc.start}: "
+                               "not valid Unicode text") from None
+
+
 def _check_texts(texts) -> list[str]:
     if isinstance(texts, str):
-        return [texts]
+        texts = [texts]
     if not isinstance(texts, (list, tuple)):
         raise Decoder2VecError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise Decoder2VecError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+        _check_unicode(text, f"texts[{i}]")
     return list(texts)
 
 
 def _check_instructions(instruction, n: int) -> list[str | None]:
     if instruction is None or isinstance(instruction, str):
+        if instruction:
+            _check_unicode(instruction, "instruction")
         return [instruction or None] * n
     if not isinstance(instruction, (list, tuple)) or len(instruction) != n:
         raise Decoder2VecError(
@@ -67,7 +88,37 @@ def _check_instructions(instruction, n: int) -> list[str | None]:
     for i, item in enumerate(instruction):
         if item is not None and not isinstance(item, str):
             raise Decoder2VecError(f"instruction[{i}] is {type(item).__name__}, not str or None")
+        if item:
+            _check_unicode(item, f"instruction[{i}]")
     return [item or None for item in instruction]
+
+
+def _check_int(name: str, value, *, minimum: int = 1, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise Decoder2VecError(f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, "
+                               f"got {value!r}")
+    if value < minimum:
+        raise Decoder2VecError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _split_empty(texts: list[str], instructions: list, on_empty: str):
+    """Texts with nothing to pool (empty or whitespace only): an error naming the first, or (skip)
+    left out with a warning naming them. Returns the kept texts, instructions and input rows."""
+    if on_empty not in ON_EMPTY:
+        raise choices_error("on_empty", on_empty, ON_EMPTY)
+    empty_rows = [i for i, text in enumerate(texts) if not text.strip()]
+    if not empty_rows:
+        return texts, instructions, None
+    if on_empty == "error":
+        raise Decoder2VecError(f"texts[{empty_rows[0]}] is empty ({len(empty_rows)} empty text(s) in all): an empty "
+                               "text has no vector; remove it or pass on_empty='skip'")
+    shown = ", ".join(map(str, empty_rows[:20])) + (", ..." if len(empty_rows) > 20 else "")
+    warnings.warn(f"on_empty='skip': left out {len(empty_rows)} empty text(s) at input index {shown}; the result "
+                  f"has {len(texts) - len(empty_rows)} rows, in input order", stacklevel=3)
+    keep = [i for i in range(len(texts)) if i not in set(empty_rows)]
+    return [texts[i] for i in keep], [instructions[i] for i in keep], keep
 
 
 class Encoder:
@@ -75,20 +126,23 @@ class Encoder:
 
     >>> encoder = Encoder.from_pretrained()          # packaged SmolLM2-135M, bidirectional, mean pooling
     >>> vectors = encoder.encode(["a text", "another"], normalize_embeddings=True)
+    >>> fast = Encoder.from_pretrained(backend="openvino", quantize="int8")   # same pipeline, other engine
     """
 
-    def __init__(self, model, tokenizer, config: EncoderConfig | None = None):
-        self.model = model
+    def __init__(self, model, tokenizer, config: EncoderConfig | None = None, *, backend: Backend | None = None):
+        """`model`: a transformers model (the torch backend), or None with an exported `backend`."""
         self.tokenizer = tokenizer
         self.config = config or EncoderConfig()
         check_pooling(self.config.pooling)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        # Either side gives the same vectors (positions are computed from the mask); right
-        # padding keeps the SDPA mask simple.
+        # Right padding everywhere: backends return right-padded states, pool masks follow.
         self.padding_side = "right"
-        set_causal(self.model, not self.config.bidirectional)
-        text_config = self.model.config.get_text_config()
+        if backend is None:
+            set_causal(model, not self.config.bidirectional)
+            backend = TorchBackend(model, self.tokenizer.pad_token_id)
+        self.backend = backend
+        text_config = backend.config
         self.config.dimension = text_config.hidden_size
         positions = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
         if positions and not getattr(text_config, "rope_parameters", None) and self.config.max_length > positions:
@@ -97,17 +151,29 @@ class Encoder:
             warnings.warn(f"max_length={self.config.max_length} exceeds {text_config.model_type}'s "
                           f"{positions} positions; using max_length={positions}", stacklevel=2)
             self.config.max_length = positions
-        self._takes_position_ids = "position_ids" in inspect.signature(self._backbone().forward).parameters
-        self._compiled = None
+        self.precision_ranges: dict | None = None  # {"normalize_embeddings": bool, "ranges": (2, dim)}
         self.path: Path | None = None  # the folder it was loaded from: never saved over
 
+    @property
+    def model(self):
+        """The torch module (None on an exported backend). Training swaps it (a wrapped model)."""
+        return getattr(self.backend, "model", None)
+
+    @model.setter
+    def model(self, value) -> None:
+        if not isinstance(self.backend, TorchBackend):
+            raise Decoder2VecError(f"the {self.backend.name} backend has no torch model to replace")
+        self.backend.model = value
+
     def compile(self, **options) -> "Encoder":
-        """Run inference (encode) through `torch.compile(model, dynamic=True)`: fused element-wise
-        kernels (norms, RoPE, activations, int8 (de)quantisation) instead of one eager op each.
-        Vectors are unchanged (cosine >= 0.9999); the first encode calls pay a one-time compile
-        (minutes on a 2-core CPU; docs/performance.md). Training (gradients on) and long inputs
-        (chunked attention) always run eagerly. `options` go to torch.compile."""
-        self._compiled = torch.compile(self.model, dynamic=True, **options)
+        """Run inference (encode) through `torch.compile(model, dynamic=True)` (torch backend):
+        fused element-wise kernels instead of one eager op each. Vectors are unchanged (cosine >=
+        0.9999); the first encode calls pay a one-time compile (docs/performance.md). Training
+        (gradients on) and long inputs (chunked attention) always run eagerly."""
+        if not isinstance(self.backend, TorchBackend):
+            raise Decoder2VecError(f"compile() applies to the torch backend, not {self.backend.name!r} "
+                                   "(which runs its own compiled graph already)")
+        self.backend.compile(**options)
         return self
 
     # ----------------------------------------------------------------- loading / saving
@@ -116,6 +182,7 @@ class Encoder:
         cls,
         model: str | os.PathLike | None = None,
         *,
+        backend: str = "torch",
         pooling: str | None = None,
         bidirectional: bool | None = None,
         max_length: int | None = None,
@@ -126,18 +193,29 @@ class Encoder:
         rope_scaling: dict | None = None,
         quantize: str | None = None,
         compile: bool = False,
+        threads: int | None = None,
         trust_remote_code: bool = False,
     ) -> "Encoder":
         """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
         packaged model name (default: the packaged SmolLM2-135M-Instruct). Keyword arguments
         override what a decoder2vec folder says.
 
+        backend: "torch" (default; CPU or GPU, trains), "onnx" (ONNX Runtime, CPU) or "openvino"
+        (CPU): the same vectors (cosine >= 0.9999 in fp32). The exported backends export the model
+        once and keep the artifact (the folder's own `onnx/` from `decoder2vec export --to onnx`,
+        else decoder2vec's cache), so later loads skip the export. threads: their CPU threads.
+        quantize: "int8" weights (per-channel, static: vectors do not depend on the batch) on any
+        backend (quantization.py, backends/).
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
-        `rope_parameters` form, e.g. {"rope_type": "linear", "factor": 4.0} or
-        {"rope_type": "yarn", "factor": 4.0}; see `loading.apply_rope_scaling`. It is stored in the
-        saved folder's config.json, so a trained long-context Encoder reloads with it.
-        quantize: "int8" quantises the linear layers for inference (quantization.quantize_model).
-        compile: run inference through torch.compile (see `Encoder.compile`)."""
+        `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
+        `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
+        compile: run inference through torch.compile (torch backend; see `Encoder.compile`)."""
+        check_backend(backend)
+        if quantize is not None and quantize not in SCHEMES:
+            raise choices_error("quantize", quantize, SCHEMES)
+        _check_int("threads", threads, optional=True)
+        if device is not None:
+            loading.check_device(device)
         source = loading.resolve_model(model)
         config = read_config(source) if Path(source).is_dir() else None
         if config is None:
@@ -148,23 +226,65 @@ class Encoder:
             if value is not None:
                 setattr(config, key, value)
         check_pooling(config.pooling)
-        if config.max_length < 1:
-            raise Decoder2VecError(f"max_length must be >= 1, got {config.max_length}")
-        net, tokenizer = loading.load_model(
-            source, device=device, dtype=dtype, attn_implementation=attn_implementation,
-            rope_scaling=rope_scaling, trust_remote_code=trust_remote_code,
-        )
-        net.eval()
-        encoder = cls(net, tokenizer, config)
+        _check_int("max_length", config.max_length)
+        if backend in EXPORTED:
+            torch_only = dict(dtype=dtype, attn_implementation=attn_implementation, rope_scaling=rope_scaling,
+                              compile=compile or None, device=device if device not in (None, "cpu") else None)
+            given = [key for key, value in torch_only.items() if value is not None]
+            if given:
+                raise Decoder2VecError(f"{', '.join(given)} apply to the torch backend, not backend={backend!r} "
+                                       "(CPU, float32 graph)")
+            encoder = cls._exported(source, config, backend, quantize, threads, trust_remote_code)
+        else:
+            net, tokenizer = loading.load_model(
+                source, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                rope_scaling=rope_scaling, trust_remote_code=trust_remote_code,
+            )
+            net.eval()
+            encoder = cls(net, tokenizer, config)
+            if quantize is not None:
+                quantize_model(encoder, quantize)
+            if threads:
+                torch.set_num_threads(threads)
+            if compile:
+                encoder.compile()
         encoder.path = Path(source) if Path(source).is_dir() else None
-        if quantize is not None:
-            # Inference-only weights (see quantization.py and docs/performance.md).
-            from .quantization import quantize_model
-
-            quantize_model(encoder, quantize)
-        if compile:
-            encoder.compile()
+        encoder.precision_ranges = _read_ranges(source)
         return encoder
+
+    @classmethod
+    def _exported(cls, source: str, config: EncoderConfig, backend: str, quantize, threads, trust_remote_code):
+        """An Encoder on the onnx/openvino backend: its artifact from the folder or the cache,
+        exported (once) from the torch model when neither has it."""
+        weights = quantize or "float32"
+        own_graph = Path(source) / "onnx" / GRAPH  # written by `decoder2vec export --to onnx`
+        key = artifact_key(source, bidirectional=config.bidirectional, weights=weights, engine=backend)
+        folder = artifact_dir(loading.cache_dir(), key)
+        artifact = folder / (GRAPH if backend == "onnx" else IR)
+        if backend == "onnx" and weights == "float32" and own_graph.is_file():
+            artifact = own_graph
+        if not artifact.is_file():
+            net, _ = loading.load_model(source, device="cpu", dtype="float32", trust_remote_code=trust_remote_code)
+            net.eval()
+            set_causal(net, not config.bidirectional)
+            torch_backend = TorchBackend(net, 0)
+            with building(folder) as tmp:
+                if backend == "onnx" and weights == "float32":
+                    export_graph(torch_backend, tmp / GRAPH)
+                else:
+                    graph = own_graph if own_graph.is_file() else export_graph(torch_backend, tmp / "fp32.onnx")
+                    if backend == "onnx":
+                        quantize_graph(graph, tmp / GRAPH)
+                    else:
+                        convert_graph(graph, tmp / IR, weights=weights)
+                    (tmp / "fp32.onnx").unlink(missing_ok=True)
+            del net, torch_backend
+        tokenizer = loading.load_tokenizer(source, trust_remote_code=trust_remote_code)
+        text_config = loading.load_config(source, trust_remote_code=trust_remote_code).get_text_config()
+        pad_id = tokenizer.pad_token_id
+        engine = OnnxBackend if backend == "onnx" else OpenVinoBackend
+        return cls(None, tokenizer, config, backend=engine(artifact, text_config, pad_id, weights=weights,
+                                                           threads=threads))
 
     def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write weights (safetensors), tokenizer, decoder2vec_config.json and the
@@ -172,6 +292,7 @@ class Encoder:
         folder that is not an earlier Encoder folder is refused unless overwrite=True, which
         replaces only decoder2vec's files there (atomic.py); the current folder, its parents and
         the folder this Encoder was loaded from are always refused."""
+        self._require_torch("save_pretrained")
         path = Path(path)
         with atomic_folder(path, kind="encoder", overwrite=overwrite, sources=[self.path]) as tmp:
             self.write_files(tmp)
@@ -188,15 +309,34 @@ class Encoder:
                                               instructions=instructions, exact=exact)
 
     def write_model_files(self, folder) -> None:
-        """Backbone weights (safetensors), tokenizer and decoder2vec_config.json."""
+        """Backbone weights (safetensors), tokenizer, decoder2vec_config.json (and the calibrated
+        precision ranges, when there are some)."""
+        self._require_torch("saving")
         self._backbone().save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         write_config(folder, self.config)
+        if self.precision_ranges is not None:
+            data = {"normalize_embeddings": self.precision_ranges["normalize_embeddings"],
+                    "ranges": np.asarray(self.precision_ranges["ranges"]).tolist()}
+            (Path(folder) / RANGES_NAME).write_text(json.dumps(data) + "\n", encoding="utf-8")
+
+    def _require_torch(self, what: str) -> None:
+        if not isinstance(self.backend, TorchBackend):
+            raise Decoder2VecError(f"{what} needs the torch backend; this Encoder runs {self.backend.name!r}: load "
+                                   "the folder with backend='torch' to save or export it")
+
+    def calibrate(self, texts: Sequence[str], *, normalize_embeddings: bool = False, instruction=None) -> np.ndarray:
+        """Compute and keep the per-dimension ranges that precision="int8"/"uint8" use (saved
+        with the Encoder). Use a few hundred texts like the ones you will encode."""
+        vectors = self.encode(texts, instruction=instruction, normalize_embeddings=normalize_embeddings)
+        ranges = calibration_ranges(vectors)
+        self.precision_ranges = {"normalize_embeddings": normalize_embeddings, "ranges": ranges}
+        return ranges
 
     # ----------------------------------------------------------------- properties
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.backend.device
 
     @property
     def dimension(self) -> int:
@@ -211,21 +351,19 @@ class Encoder:
         return self.config.max_length
 
     def is_bidirectional(self) -> bool:
+        if self.model is None:
+            return self.config.bidirectional  # fixed when the graph was exported
         return is_bidirectional(self.model)
 
     def _backbone(self):
-        # A peft-wrapped model keeps the transformers model one or two levels down.
-        net = self.model
-        while hasattr(net, "get_base_model") and net is not net.get_base_model():
-            net = net.get_base_model()
-        return net
+        return backbone(self.model)
 
     def info(self) -> dict:
-        cfg = self.model.config.get_text_config()
-        params = sum(p.numel() for p in self.model.parameters())
+        cfg = self.backend.config
+        parameters = sum(p.numel() for p in self.model.parameters()) if self.model is not None else None
         return {
             "family": cfg.model_type,
-            "parameters": params,
+            "parameters": parameters,
             "hidden_size": cfg.hidden_size,
             "layers": getattr(cfg, "num_hidden_layers", None),
             "max_length": self.config.max_length,
@@ -233,8 +371,9 @@ class Encoder:
             "bidirectional": self.is_bidirectional(),
             "pooling": self.config.pooling,
             "instruction_template": self.config.instruction_template,
-            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": self.backend.weights,
             "device": str(self.device),
+            "backend": self.backend.name,
             "stages": [s.get("stage") for s in self.config.stages],
         }
 
@@ -244,7 +383,9 @@ class Encoder:
 
         Returns (input_ids, pool_masks, n_truncated): lists of python int lists, one per text.
         The pool mask comes from character offsets: a token belongs to the text when it ends
-        after the instruction prefix and is not a special token.
+        after the instruction prefix and is not a special token. Over max_length, the
+        instruction is shortened first: the text keeps its first (max_length - specials) tokens,
+        so a long instruction never leaves nothing (or only itself) to pool.
         """
         instructions = instructions or [None] * len(texts)
         prefixes = [
@@ -261,66 +402,47 @@ class Encoder:
             enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], prefixes
         ):
             ends = np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets))
-            mask = (ends > len(prefix)) & (np.asarray(special, dtype=bool) == 0)
+            special = np.asarray(special, dtype=bool)
+            mask = (ends > len(prefix)) & ~special
             if len(ids) > limit:
                 truncated += 1
-                # Keep a trailing special token (e.g. EOS) that some tokenizers append.
-                keep_last = bool(special[-1]) and limit > 1
-                ids = ids[: limit - 1] + ids[-1:] if keep_last else ids[:limit]
-                mask = np.concatenate([mask[: limit - 1], mask[-1:]]) if keep_last else mask[:limit]
-            ids_out.append(ids)
+                ids, mask = _fit(np.asarray(ids), mask, special, limit)
+            ids_out.append(list(ids) if not isinstance(ids, list) else ids)
             masks_out.append(mask)
         return ids_out, masks_out, truncated
 
     def collate(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> Batch:
-        """Pad a list of token id lists into a Batch."""
+        """Pad a list of token id lists into a (right-padded) Batch."""
         n, width = len(ids), max(len(x) for x in ids)
         input_ids = np.full((n, width), self.tokenizer.pad_token_id, dtype=np.int64)
         attention = np.zeros((n, width), dtype=np.int64)
         pooled = np.zeros((n, width), dtype=np.int64)
         for row, (x, m) in enumerate(zip(ids, pool_masks)):
-            span = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
-            input_ids[row, span] = x
-            attention[row, span] = 1
-            pooled[row, span] = m
+            input_ids[row, :len(x)] = x
+            attention[row, :len(x)] = 1
+            pooled[row, :len(x)] = m
         return Batch(torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(pooled))
 
     # ----------------------------------------------------------------- forward
     def hidden_states(self, batch: Batch) -> torch.Tensor:
-        kwargs = {}
-        if self._takes_position_ids:
-            # Positions count real tokens only, so left padding does not shift them.
-            kwargs["position_ids"] = (batch.attention_mask.cumsum(1) - 1).clamp(min=0)
-        n, length = batch.input_ids.shape
-        # Long inputs: a padded batch or a sliding-window layer would get a (length x length) mask;
-        # chunked attention evaluates it block by block instead (same result, linear memory).
-        long = n * length * length > CHUNKED_ATTENTION_ABOVE
-        net = self.model
-        if self._compiled is not None and not long and not torch.is_grad_enabled():
-            net = self._compiled
-        with chunked_attention(self._backbone()) if long else contextlib.nullcontext():
-            out = net(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs)
-        return _last_hidden_state(out)
+        """Last hidden states of a padded Batch (the backend's forward)."""
+        return self.backend.forward(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
 
     def embed(self, batch: Batch) -> torch.Tensor:
-        """Differentiable: a padded Batch -> pooled vectors (batch, dim). Training uses this."""
+        """Differentiable (torch backend): a padded Batch -> pooled vectors (batch, dim), float32.
+        Training uses this."""
         batch = batch.to(self.device)
         states = self.hidden_states(batch)
         return pool(states, batch.pool_mask, batch.attention_mask, self.config.pooling)
 
-    def embed_unpadded(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> torch.Tensor:
-        """Like `embed`, but the texts go through the model end to end in one row with no padding
-        (unpadded.py: varlen flash attention on GPUs, a block-diagonal mask elsewhere)."""
-        backbone = self._backbone()
-        check_unpadded(backbone, self._takes_position_ids, max(len(x) for x in ids))
-        packed = pack(ids).to(self.device)
-        kwargs = {"position_ids": packed.position_ids}
-        if not uses_varlen_kernel(backbone):
-            kwargs["attention_mask"] = block_diagonal_mask(packed.segments, backbone)
-        out = self.model(input_ids=packed.input_ids, **kwargs)
-        states, attention = unpack(_last_hidden_state(out), packed)
-        pool_mask = self.collate(ids, pool_masks).pool_mask.to(self.device)
-        return pool(states, pool_mask, attention, self.config.pooling)
+    def _embed_texts(self, ids, pool_masks, packed: bool | None) -> torch.Tensor:
+        """The inference forward: token id lists -> pooled vectors, the backend choosing how."""
+        states, attention = self.backend.states(ids, packed=packed)
+        width = states.shape[1]
+        pool_mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, mask in enumerate(pool_masks):
+            pool_mask[row, :len(mask)] = mask
+        return pool(states, torch.from_numpy(pool_mask).to(states.device), attention, self.config.pooling)
 
     # ----------------------------------------------------------------- encode
     def encode(
@@ -333,6 +455,8 @@ class Encoder:
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
         precision: str = "float32",
+        calibration_embeddings=None,
+        on_empty: str = "error",
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = False,
         unpadded: bool | None = None,
@@ -340,70 +464,116 @@ class Encoder:
         """Encode texts into vectors (numpy array, or torch tensor with convert_to_tensor).
 
         instruction: one string for every text, or a list with one (or None) per text.
+        on_empty: "error" (default) refuses an empty or whitespace-only text, naming its index;
+        "skip" leaves such texts out (a warning names their indices; the rows keep input order).
+        precision: float32 | int8 | uint8 | binary | ubinary, as sentence-transformers'
+        quantize_embeddings. int8/uint8 need ranges: `calibration_embeddings` (float vectors of a
+        representative set), else those of `calibrate()` (saved with the Encoder).
         Texts are sorted by length and batched by `batch_size` and `max_batch_tokens` so little
         compute goes to padding; the result comes back in input order.
-        unpadded: run each batch's texts end to end with no padding at all (see unpadded.py).
-        Default: on when the model uses a flash-attention (varlen) kernel, else off.
+        unpadded: (torch backend) run each batch's texts end to end with no padding at all (see
+        unpadded.py). Default: on when the model uses a flash-attention (varlen) kernel.
         """
         single = isinstance(texts, str)
         texts = _check_texts(texts)
         instructions = _check_instructions(instruction, len(texts))
         check_precision(precision)
-        if batch_size < 1:
-            raise Decoder2VecError(f"batch_size must be >= 1, got {batch_size}")
-        if truncate_dim is not None and not 0 < truncate_dim <= self.dimension:
+        _check_int("batch_size", batch_size)
+        _check_int("max_batch_tokens", max_batch_tokens, optional=True)
+        _check_int("truncate_dim", truncate_dim, optional=True)
+        if truncate_dim is not None and truncate_dim > self.dimension:
             raise Decoder2VecError(f"truncate_dim must be in 1..{self.dimension}, got {truncate_dim}")
         dim = truncate_dim or self.dimension
+        ranges = self._ranges(precision, calibration_embeddings, normalize_embeddings, dim)
+        texts, instructions, _ = _split_empty(texts, instructions, on_empty)
         if not texts:
-            out = quantize(np.zeros((0, dim), dtype=np.float32), precision)
+            out = empty(dim, precision)
             return torch.from_numpy(out) if convert_to_tensor else out
 
-        if unpadded is None:
-            unpadded = uses_varlen_kernel(self._backbone())
         ids, masks, truncated = self.tokenize(texts, instructions)
         if truncated:
             warnings.warn(
-                f"{truncated} of {len(texts)} texts were longer than max_length={self.max_length} tokens "
-                "and were truncated", stacklevel=2,
+                f"{truncated} of {len(texts)} texts (with their instruction) were longer than "
+                f"max_length={self.max_length} tokens and were truncated, the instruction first", stacklevel=2,
             )
         order = np.argsort([-len(x) for x in ids], kind="stable")
         batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= 256 and _stderr_is_tty()
         result = np.empty((len(texts), dim), dtype=np.float32)
-        from tqdm.auto import tqdm
-
-        was_training = self.model.training
-        self.model.eval()
+        model = self.model
+        was_training = model.training if model is not None else False
+        if model is not None:
+            model.eval()
         try:
             with torch.inference_mode(), tqdm(total=len(texts), disable=not show_progress_bar, desc="encode") as bar:
                 start = 0
                 for size in batches:
                     rows = order[start:start + size]
                     start += size
-                    rows_ids, rows_masks = [ids[i] for i in rows], [masks[i] for i in rows]
-                    if unpadded:
-                        vectors = self.embed_unpadded(rows_ids, rows_masks)
-                    else:
-                        vectors = self.embed(self.collate(rows_ids, rows_masks))
-                    vectors = vectors[:, :dim].float()
+                    vectors = self._embed_texts([ids[i] for i in rows], [masks[i] for i in rows], unpadded)
+                    vectors = vectors[:, :dim]
                     if normalize_embeddings:
                         vectors = torch.nn.functional.normalize(vectors, dim=-1)
                     result[rows] = vectors.cpu().numpy()
                     bar.update(size)
         finally:
-            self.model.train(was_training)
+            if model is not None:
+                model.train(was_training)
         if not np.isfinite(result).all():
             raise Decoder2VecError("the model produced NaN/inf vectors; try dtype='float32'")
-        out = quantize(result, precision)
+        out = quantize_embeddings(result, precision, ranges)
         if single:
             out = out[0]
         return torch.from_numpy(out) if convert_to_tensor else out
 
+    def _ranges(self, precision: str, calibration_embeddings, normalize_embeddings: bool, dim: int):
+        """The int8/uint8 ranges for this call: from calibration_embeddings, else the calibrated
+        ones (sliced to truncate_dim); None for the other precisions."""
+        if precision not in CALIBRATED:
+            return None
+        if calibration_embeddings is not None:
+            return check_ranges(calibration_ranges(calibration_embeddings), dim)
+        if self.precision_ranges is None:
+            raise Decoder2VecError(
+                f"precision={precision!r} needs calibrated ranges: pass calibration_embeddings= (float vectors of a "
+                "representative set, as sentence-transformers) or call encoder.calibrate(texts) once (saved with "
+                "the Encoder)")
+        if self.precision_ranges["normalize_embeddings"] != normalize_embeddings:
+            raise Decoder2VecError(
+                f"the calibrated ranges are for normalize_embeddings={self.precision_ranges['normalize_embeddings']}, "
+                f"this call has normalize_embeddings={normalize_embeddings}: calibrate again or match it")
+        return check_ranges(np.asarray(self.precision_ranges["ranges"], dtype=np.float32)[:, :dim], dim)
 
-def _last_hidden_state(out) -> torch.Tensor:
-    # A transformers output object, or a plain tuple from a traced/exported model.
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+def _fit(ids: np.ndarray, mask: np.ndarray, special: np.ndarray, limit: int):
+    """Cut one tokenized (instruction + text) to `limit` tokens: the text keeps as many of its first
+    tokens as fit beside the special tokens, the instruction gets what is left (its start), and
+    the specials go last if even one text token would not fit."""
+    positions = np.arange(len(ids))
+    text = positions[mask]
+    lead = positions[special & (positions < (text[0] if len(text) else len(ids)))]
+    trail = positions[special & (positions > (text[-1] if len(text) else len(ids)))]
+    instruction = positions[~mask & ~special]
+    specials = list(lead) + list(trail)
+    while specials and len(specials) >= limit:
+        specials.pop()  # trailing ones first
+    text_kept = text[: limit - len(specials)]
+    room = limit - len(specials) - len(text_kept)
+    keep = np.sort(np.concatenate([np.asarray(specials, dtype=np.int64), text_kept, instruction[:room]]))
+    return ids[keep].tolist(), mask[keep]
+
+
+def _read_ranges(source) -> dict | None:
+    path = Path(source) / RANGES_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {"normalize_embeddings": bool(data["normalize_embeddings"]),
+                "ranges": np.asarray(data["ranges"], dtype=np.float32)}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Decoder2VecError(f"{path}: unreadable precision ranges ({type(exc).__name__}: {exc})") from exc
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[int]:
@@ -421,6 +591,4 @@ def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: i
 
 
 def _stderr_is_tty() -> bool:
-    import sys
-
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

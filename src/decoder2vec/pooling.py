@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import choices_error
+from .errors import Decoder2VecError, choices_error
 
 POOLINGS = ("mean", "weighted_mean", "last_token", "first_token")
 
@@ -42,8 +42,14 @@ def first_token(states, mask, attention_mask):
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pooled in float32 whatever the model's dtype: a bf16 sum over hundreds of tokens loses
+    digits. A row with no token to pool is an error, never a zero vector."""
     check_pooling(pooling)
-    return globals()[pooling](states, mask, attention_mask)
+    empty = (mask.sum(1) == 0).nonzero()
+    if len(empty):
+        raise Decoder2VecError(f"row {int(empty[0])} of the batch has no text token to pool (an empty text, or an "
+                               "instruction that fills max_length)")
+    return globals()[pooling](states.float(), mask, attention_mask)
 
 
 def check_pooling(pooling: str) -> str:

@@ -1,22 +1,28 @@
-"""int8 inference: every Linear layer of the backbone runs as an int8 x int8 -> int32 matmul.
+"""int8 weights for the torch backend: every Linear layer runs as an int8 x int8 -> int32 matmul.
 
-Weights are quantised once, per output channel; activations are quantised on the fly, per token
-(one scale per row), except a few outlier input channels that stay in float. Per-token scales
-matter for LLMs: some tokens carry activations far larger than the rest, and one scale for the
-whole batch (torch's `quantize_dynamic`) rounds the other tokens to almost nothing. The matmul is
-`torch._int_mm` (oneDNN, VNNI on x86): ~3x the fp32 matmul throughput on AVX-512 CPUs.
+Weights are quantised once, per output channel (static). Activations are quantised on the fly,
+per token (one scale per row, from that row alone), except a few outlier input channels that stay
+in float. The outlier channels are fixed per layer when the model is quantised (from a fixed
+calibration text set), never chosen from the batch: a token's vector then does not depend on the
+other texts in the batch, their order or padding (the same bound as fp32, tests/test_backends.py).
+Per-token scales matter for LLMs: some tokens carry activations far larger than the rest, and one
+scale for the whole batch (torch's `quantize_dynamic`) would round the other tokens to almost
+nothing - and make them depend on the batch. The matmul is `torch._int_mm` (oneDNN, VNNI on x86).
 
 Quality: a model whose vectors move a lot under small weight changes moves under int8 too. The
 untrained bidirectional SmolLM2 is such a model on very short texts (a 0.3% weight perturbation
 alone gives a worst cosine of 0.92 there); docs/performance.md has the measured figures.
 
-    from decoder2vec.quantization import quantize_model
-    quantize_model(encoder, "int8")          # in place; encoder.encode(...) now runs int8
+    Encoder.from_pretrained(name, quantize="int8")       # the usual way
+    quantize_model(encoder, "int8")                      # in place, on a loaded Encoder
 
 Inference only: the int8 weights are buffers, not parameters, so nothing trains them.
 """
 
 from __future__ import annotations
+
+import ctypes
+import gc
 
 import torch
 import torch.nn as nn
@@ -26,11 +32,18 @@ from .errors import choices_error
 SCHEMES = ("int8",)
 # A handful of input channels (LLM "massive activations") can be 100x the rest; per-token scales
 # alone would round the other channels of those tokens to zero. The OUTLIER_FRACTION input
-# channels with the largest values in the batch run in float instead (LLM.int8()'s decomposition);
-# on SmolLM2 ~2 of 576 channels are real outliers, the rest of the float share is headroom. A
-# fixed count (not a threshold) keeps the layer free of data-dependent branches, so
-# torch.compile can fuse it into a few kernels.
+# channels with the largest calibration activations run in float instead (LLM.int8()'s
+# decomposition); on SmolLM2 ~2 of 576 channels are real outliers, the rest is headroom.
 OUTLIER_FRACTION = 1 / 32  # ~3% of the matmul in float
+# Fixed texts whose activations pick each layer's outlier channels (the channels are a property
+# of the model, not of the text: a few varied sentences find them).
+CALIBRATION_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Paris is the capital of France; Berlin is the capital of Germany.",
+    "def encode(texts): return [model(t) for t in texts]  # code, numbers 3.14159 and URLs https://x.org",
+    "Hvad er en sætningsvektor? Eine Frage, une question, una pregunta.",
+    "Retrieve passages that answer the question: how do transformers attend to tokens?",
+)
 
 
 def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,45 +56,43 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """A Linear whose weight is int8 (per output channel) and whose input is quantised per token.
-    Built from an nn.Linear or from GPT-2's Conv1D (the same layer with its weight transposed)."""
+    """A Linear whose weight is int8 (per output channel) and whose input is quantised per token,
+    with fixed `outliers` input channels in float. Built from an nn.Linear or from GPT-2's Conv1D
+    (the same layer with its weight transposed)."""
 
-    def __init__(self, linear: nn.Module):
+    def __init__(self, linear: nn.Module, outliers: torch.Tensor | None = None):
         super().__init__()
         weight = linear.weight.detach().float()
         if not isinstance(linear, nn.Linear):  # Conv1D keeps (in, out)
             weight = weight.t()
         self.out_features, self.in_features = weight.shape
-        self.outlier_count = max(1, round(self.in_features * OUTLIER_FRACTION))
         q, scale = _quantize_rows(weight)
         # (out, in) row-major, used as (in, out) column-major: the layout _int_mm is fastest with.
-        self.register_buffer("weight_int8", q.contiguous())
-        # A second int8 digit of the weight (its rounding error in 1/254 steps), used only for the
-        # outlier channels: there a weight error is multiplied by a huge activation.
-        residual = torch.round((weight / scale - q.float()) * 254).clamp_(-127, 127).to(torch.int8)
-        self.register_buffer("weight_residual", residual.contiguous())
         self.register_buffer("weight_scale", scale.reshape(1, -1))
+        outliers = torch.zeros(0, dtype=torch.long) if outliers is None else outliers.long().sort().values
+        self.register_buffer("outliers", outliers)
+        # The outlier input channels' weights stay float (an error there is multiplied by a huge
+        # activation); their int8 columns are zeroed so the int8 matmul skips them.
+        self.register_buffer("weight_outliers", weight.index_select(1, outliers).t().contiguous())
+        self.register_buffer("weight_int8", q.index_fill(1, outliers, 0).contiguous())
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, dtype = x.shape, x.dtype
         rows = x.reshape(-1, self.in_features).float()
-        peaks = torch.linalg.vector_norm(rows, ord=float("inf"), dim=0)
-        outliers = peaks.topk(self.outlier_count).indices
-        q, scale = _quantize_rows(rows.index_fill(1, outliers, 0.0))
+        outlying = rows.index_select(1, self.outliers)
+        q, scale = _quantize_rows(rows.index_fill(1, self.outliers, 0.0))
         out = torch._int_mm(q, self.weight_int8.t()) * scale  # int32 * float -> float, one pass
         out.mul_(self.weight_scale)
-        # The outlier input channels in float, with two int8 digits of their weights.
-        digits = self.weight_int8.index_select(1, outliers).float()
-        digits += self.weight_residual.index_select(1, outliers).float() / 254
-        out.addmm_(rows.index_select(1, outliers), (digits * self.weight_scale.reshape(-1, 1)).t())
+        out.addmm_(outlying, self.weight_outliers)
         if self.bias is not None:
             out.add_(self.bias)
         return out.reshape(*shape[:-1], self.out_features).to(dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8, " \
+               f"{len(self.outliers)} float channels"
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -93,11 +104,14 @@ def _backbone(model_or_encoder):
     return getattr(model_or_encoder, "model", None) if hasattr(model_or_encoder, "encode") else model_or_encoder
 
 
-def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, ...] = ()):
+def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, ...] = (), calibration=None):
     """Replace the Linear (and GPT-2 Conv1D) layers of an Encoder's backbone, or of any nn.Module,
-    by int8 ones,
-    in place; returns what it was given.
+    by int8 ones, in place, one layer at a time (each fp32 weight is freed as its int8 copy is
+    made); returns what it was given.
 
+    calibration: a callable running the model on fixed inputs, used once to find each layer's
+    outlier input channels. For an Encoder it is CALIBRATION_TEXTS through its own tokenizer; a
+    plain module without one gets no float channels.
     skip: substrings of module names to leave in float (e.g. ("lm_head",)). Embedding tables
     stay float: they are lookups, not matmuls. Run on CPU; call after any LoRA merge."""
     if scheme not in SCHEMES:
@@ -107,13 +121,53 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
         (name, module) for name, module in model.named_modules()
         if _is_linear(module) and not any(s in name for s in skip)
     ]
+    if calibration is None and hasattr(model_or_encoder, "encode"):
+        calibration = _encoder_calibration(model_or_encoder)
+    peaks = _input_peaks(model, [m for _, m in targets], calibration) if calibration else {}
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear(module))
+        outliers = None
+        if id(module) in peaks:
+            count = max(1, round(_in_features(module) * OUTLIER_FRACTION))
+            outliers = peaks[id(module)].topk(count).indices
+        setattr(parent, child, Int8Linear(module, outliers))
+        module.weight = None  # the fp32 weight goes now, not after the whole model
     _own_float_tensors(model)
     _release_freed_memory()
     return model_or_encoder
+
+
+def _in_features(module: nn.Module) -> int:
+    return module.weight.shape[1] if isinstance(module, nn.Linear) else module.weight.shape[0]
+
+
+def _encoder_calibration(encoder):
+    def run():
+        ids, masks, _ = encoder.tokenize(list(CALIBRATION_TEXTS))
+        batch = encoder.collate(ids, masks)
+        net = encoder.model
+        device = next(net.parameters()).device
+        net(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False)
+    return run
+
+
+def _input_peaks(model: nn.Module, layers, calibration) -> dict[int, torch.Tensor]:
+    """Per input channel, the largest |activation| each layer sees on the calibration inputs."""
+    peaks: dict[int, torch.Tensor] = {}
+
+    def record(module, args):
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).float().abs().amax(0)
+        peaks[id(module)] = torch.maximum(peaks[id(module)], x) if id(module) in peaks else x
+
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        with torch.inference_mode():
+            calibration()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {key: value.cpu() for key, value in peaks.items()}
 
 
 def _own_float_tensors(model: nn.Module) -> None:
@@ -128,9 +182,6 @@ def _own_float_tensors(model: nn.Module) -> None:
 def _release_freed_memory() -> None:
     """Hand the freed fp32 weights back to the OS: glibc keeps freed heap pages otherwise, and
     the int8 model would hold the fp32 model's memory for the rest of the process."""
-    import ctypes
-    import gc
-
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

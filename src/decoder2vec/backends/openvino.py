@@ -1,0 +1,53 @@
+"""The OpenVINO backend (CPU): the exported ONNX graph (onnx.py) converted to OpenVINO IR.
+
+int8 weights: NNCF's `compress_weights` (INT8_SYM, per output channel, weight-only), so nothing
+depends on the batch. Inference precision is pinned to f32: OpenVINO would otherwise run bf16 on
+CPUs that have it, and the vectors would no longer equal the torch path's.
+
+openvino and nncf are an optional extra, imported inside the functions that need them (import
+time: ~1 s for openvino, several for nncf).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import Backend
+from .onnx import require
+
+IR = "model.xml"
+
+
+def convert_graph(onnx_graph: Path, target: Path, *, weights: str = "float32") -> Path:
+    """ONNX -> OpenVINO IR (target .xml + .bin), int8-compressed weights for weights='int8'."""
+    ov = require("openvino", "the openvino backend")
+    model = ov.convert_model(str(onnx_graph))
+    if weights == "int8":
+        nncf = require("nncf", "OpenVINO int8 weights")
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+    ov.save_model(model, str(target), compress_to_fp16=False)
+    return target
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, ir: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None):
+        super().__init__(config, pad_id)
+        ov = require("openvino", "the openvino backend")
+        properties = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        self.ir = Path(ir)
+        self.weights = weights
+        self.compiled = ov.Core().compile_model(str(ir), "CPU", properties)
+        self.request = self.compiled.create_infer_request()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.request.infer({"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()})
+        return torch.from_numpy(out[self.compiled.output(0)].copy())
+
+    def info(self) -> dict:
+        return {**super().info(), "ir": str(self.ir)}

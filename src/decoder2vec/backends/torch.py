@@ -1,0 +1,111 @@
+"""The PyTorch backend: the transformers module itself, eager or compiled, padded or packed.
+
+Which path a batch takes is decided here and nowhere else:
+- packed (unpadded.py): texts end to end with no padding - the default on flash-attention
+  (varlen) GPUs, on request elsewhere;
+- chunked attention (chunked_attention.py): batches above CHUNKED_ATTENTION_ABOVE
+  (batch x length^2) run attention in query chunks (linear memory); never compiled;
+- compiled (`compile()`): torch.compile(dynamic=True) for inference; training (gradients on)
+  always runs the real module so LoRA gradients flow.
+Every forward passes use_cache=False: an encoder never decodes, and a KV cache costs memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Sequence
+
+import torch
+
+from ..chunked_attention import chunked_attention
+from ..quantization import is_quantized
+from ..unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
+from .base import Backend, pad
+
+# Batches with more (batch x length x length) elements than this run attention in query chunks:
+# 2**24 is one 4096-token text.
+CHUNKED_ATTENTION_ABOVE = 2**24
+
+
+def last_hidden_state(out) -> torch.Tensor:
+    # A transformers output object, or a plain tuple from a traced/exported model.
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def backbone(model):
+    # A peft-wrapped model keeps the transformers model one or two levels down.
+    net = model
+    while hasattr(net, "get_base_model") and net is not net.get_base_model():
+        net = net.get_base_model()
+    return net
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model, pad_id: int):
+        super().__init__(model.config.get_text_config(), pad_id)
+        self.model = model
+        self.compiled = None
+        self.takes_position_ids = "position_ids" in inspect.signature(backbone(model).forward).parameters
+
+    @property
+    def weights(self) -> str:
+        return "int8" if is_quantized(self.model) else str(next(self.model.parameters()).dtype).replace("torch.", "")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def compile(self, **options) -> None:
+        self.compiled = torch.compile(self.model, dynamic=True, **options)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        kwargs = {"use_cache": False}
+        if self.takes_position_ids:
+            # Positions count real tokens only, so left padding does not shift them.
+            kwargs["position_ids"] = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        n, length = input_ids.shape
+        # Long inputs: a padded batch or a sliding-window layer would get a (length x length) mask;
+        # chunked attention evaluates it block by block instead (same result, linear memory).
+        long = n * length * length > CHUNKED_ATTENTION_ABOVE
+        net = self.model
+        if self.compiled is not None and not long and not torch.is_grad_enabled():
+            net = self.compiled
+        with chunked_attention(backbone(self.model)) if long else contextlib.nullcontext():
+            out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return last_hidden_state(out)
+
+    def states(self, ids: Sequence[Sequence[int]], packed: bool | None = None):
+        net = backbone(self.model)
+        if packed is None:
+            packed = uses_varlen_kernel(net)
+        if not packed:
+            input_ids, attention = pad(ids, self.pad_id)
+            input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+            return self.forward(input_ids, attention), attention
+        # The texts end to end in one row (unpadded.py); states come back right padded.
+        check_unpadded(net, self.takes_position_ids, max(len(x) for x in ids))
+        batch = pack(ids).to(self.device)
+        kwargs = {"position_ids": batch.position_ids, "use_cache": False}
+        if not uses_varlen_kernel(net):
+            kwargs["attention_mask"] = block_diagonal_mask(batch.segments, net)
+        model = self.compiled if self.compiled is not None and not torch.is_grad_enabled() else self.model
+        return unpack(last_hidden_state(model(input_ids=batch.input_ids, **kwargs)), batch)
+
+    def info(self) -> dict:
+        return {**super().info(), "compiled": self.compiled is not None, "device": str(self.device)}
+
+
+class PaddedForward(torch.nn.Module):
+    """What the exported backends trace: the torch backend's padded forward (bidirectional mask
+    and padding-independent position ids inside the graph)."""
+
+    def __init__(self, backend: TorchBackend):
+        super().__init__()
+        self.backend = backend
+        self.model = backend.model
+
+    def forward(self, input_ids, attention_mask):
+        return self.backend.forward(input_ids, attention_mask)
