@@ -31,35 +31,35 @@ def main():
 
     import torch
 
-    from decoder2vec.evaluation import compare, load_encoder
-    from decoder2vec.evaluation.embedder import Embedder
-    from decoder2vec.evaluation.runner import averages, describe, write_results
+    from decoder2vec.evaluation import CachingAdapter, compare, load_encoder, model_label, run_task
+    from decoder2vec.evaluation.runner import averages
     from decoder2vec.evaluation.suites import load_tasks
+    from decoder2vec.results import write_results
 
     if args.threads:
         torch.set_num_threads(args.threads)
     encoder = load_encoder(args.model)
     tokenizer = getattr(encoder, "tokenizer", None)
-    embedder = Embedder(encoder, cache=False, name=describe(encoder))
+    adapter = CachingAdapter(encoder, cache=False, name=model_label(encoder))
     counted = {"texts": 0, "tokens": 0}
-    original = embedder.embed
+    original = adapter.embed
 
-    def counting_embed(texts, instruction=None, *, task="?"):
+    def counting_embed(texts, instruction=None, **kwargs):
         counted["texts"] += len(texts)
         if tokenizer is not None:
             counted["tokens"] += sum(len(ids) for ids in tokenizer(list(texts))["input_ids"])
-        return original(texts, instruction, task=task)
+        return original(texts, instruction, **kwargs)
 
-    embedder.embed = counting_embed
+    adapter.embed = counting_embed
     load_before = os.getloadavg()[0]
-    print(f"model {describe(encoder)}, suite {args.suite}, torch threads {torch.get_num_threads()}, "
+    print(f"model {model_label(encoder)}, suite {args.suite}, torch threads {torch.get_num_threads()}, "
           f"load average {load_before:.1f} on {os.cpu_count()} cores")
     print(f"{'task':<22}{'texts':>7}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}  main score")
     results, total_seconds = {}, 0.0
     for task in load_tasks(args.suite):
         before = dict(counted)
         start = time.perf_counter()
-        scores = task.evaluate(embedder)
+        scores = run_task(task, adapter)
         seconds = time.perf_counter() - start
         total_seconds += seconds
         texts, tokens = counted["texts"] - before["texts"], counted["tokens"] - before["tokens"]
@@ -72,7 +72,7 @@ def main():
     print(f"{'total':<22}{counted['texts']:>7}{tokens:>9}{total_seconds:>9.1f}"
           + (f"{tokens / total_seconds:10.0f}" if tokens else ""))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    out = {"model": describe(encoder), "suite": args.suite, "tasks": results, "averages": averages(results),
+    out = {"model": model_label(encoder), "suite": args.suite, "tasks": results, "averages": averages(results),
            "seconds": round(total_seconds, 2)}
     print(compare([out]))
     if args.output:

@@ -38,11 +38,12 @@ def main(argv=None):
     import torch
 
     from decoder2vec import Encoder
+    from decoder2vec.evaluation import model_label, run_task
     from decoder2vec.evaluation.needle import NeedleTask
 
     torch.manual_seed(0)
     encoder = Encoder.from_pretrained(args.model, pooling=args.pooling, bidirectional=not args.causal)
-    label = f"{args.model or 'smollm2-135m'} ({'causal' if args.causal else 'bidirectional'}, {args.pooling})"
+    label = model_label(encoder)
     print(f"# needle probe: {label}, {args.n_documents} documents per length, positions {args.positions}, "
           f"torch threads {torch.get_num_threads()}, model loaded at {peak_rss_gib():.2f} GiB peak RSS", flush=True)
     rows = {}
@@ -51,7 +52,7 @@ def main(argv=None):
                           language=args.language, seed=args.seed,
                           source="wikipedia" if args.language == "en" else "manpages")
         start = time.perf_counter()
-        result = task.evaluate(encoder)
+        result = run_task(task, encoder, cache=False)  # timed: always encode
         seconds = time.perf_counter() - start
         scores = result["lengths"][str(length)]
         rows[length] = {**scores, "seconds": round(seconds, 1), "peak_rss_gib": round(peak_rss_gib(), 2),

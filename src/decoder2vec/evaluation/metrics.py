@@ -10,6 +10,15 @@ import random
 import warnings
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score, adjusted_mutual_info_score, average_precision_score, f1_score, precision_score, recall_score,
+    v_measure_score,
+)
+from threadpoolctl import threadpool_limits
 
 
 def single_threaded(fn):
@@ -18,8 +27,6 @@ def single_threaded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
-
         with threadpool_limits(limits=1):
             return fn(*args, **kwargs)
 
@@ -39,8 +46,6 @@ def pairwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def sts_scores(a: np.ndarray, b: np.ndarray, gold) -> dict:
     """MTEB AbsTaskSTS: Pearson/Spearman of gold scores against cosine similarity (main: cosine_spearman)
     and against negative Manhattan/Euclidean distances."""
-    from scipy.stats import pearsonr, spearmanr
-
     gold = np.asarray(gold, dtype=np.float64)
     sims = {
         "cosine": pairwise_cosine(a, b),
@@ -61,10 +66,6 @@ def classification_scores(
 ) -> dict:
     """MTEB AbsTaskClassification: n_experiments logistic regressions (max_iter=100), each trained on
     `samples_per_label` examples per label drawn from a reshuffled train split; scores averaged."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     rng = np.random.RandomState(seed)
     idxs = np.arange(len(train_y))
@@ -96,9 +97,6 @@ def classification_scores(
 def clustering_scores(x: np.ndarray, labels, *, n_experiments: int, seed: int, batch_size: int = 512) -> dict:
     """MTEB AbsTaskClustering (v2): MiniBatchKMeans with k = number of labels, fit on
     `n_experiments` bootstrap samples (with replacement); mean V-measure."""
-    from sklearn.cluster import MiniBatchKMeans
-    from sklearn.metrics import adjusted_mutual_info_score, v_measure_score
-
     labels = np.asarray(labels)
     rng = random.Random(seed)
     model = MiniBatchKMeans(
@@ -137,8 +135,6 @@ def retrieval_scores(queries: np.ndarray, corpus: np.ndarray, relevant: list[set
 def bitext_scores(source: np.ndarray, target: np.ndarray) -> dict:
     """MTEB BitextMining: each source sentence's nearest target by cosine is its predicted
     translation; label i is target i. Precision/recall/F1 weighted as MTEB does (main: f1)."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
-
     sims = unit_rows(source) @ unit_rows(target).T
     pred = sims.argmax(axis=1)
     gold = np.arange(len(source))
@@ -153,8 +149,6 @@ def bitext_scores(source: np.ndarray, target: np.ndarray) -> dict:
 def pair_classification_scores(a: np.ndarray, b: np.ndarray, labels) -> dict:
     """MTEB AbsTaskPairClassification on cosine similarity: average precision (main), and the
     best accuracy and F1 over all thresholds."""
-    from sklearn.metrics import average_precision_score
-
     labels = np.asarray(labels, dtype=np.int64)
     sims = pairwise_cosine(a, b)
     order = np.argsort(-sims, kind="stable")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..errors import Decoder2VecError
 from .runner import LANGUAGES
@@ -74,12 +75,6 @@ def _cell(value, width: int) -> str:
 def plot(results_list, path: str | os.PathLike) -> Path:
     """A grouped bar chart (PNG): main score x100 per task and per-language averages, one colour
     per result."""
-    # Imported here: matplotlib.pyplot costs ~0.3-1 s (python -X importtime) and only plot() draws.
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; works without a display
-    import matplotlib.pyplot as plt
-
     results_list = _check(results_list)
     labels = _column_labels(results_list)
     names = _task_rows(results_list)
@@ -94,7 +89,9 @@ def plot(results_list, path: str | os.PathLike) -> Path:
             if key in results.get("averages", {}):
                 values[i, len(names) + j] = results["averages"][key] * 100
     n = len(results_list)
-    fig, ax = plt.subplots(figsize=(min(18.0, max(8.0, 2 + len(rows) * (0.3 + 0.15 * n))), 5.2))
+    # A Figure without pyplot: no global backend or figure registry touched, works without a display.
+    fig = Figure(figsize=(min(18.0, max(8.0, 2 + len(rows) * (0.3 + 0.15 * n))), 5.2))
+    ax = fig.subplots()
     bar = 0.8 / n
     x = np.arange(len(rows))
     for i, label in enumerate(labels):
@@ -112,5 +109,4 @@ def plot(results_list, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

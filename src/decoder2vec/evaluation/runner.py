@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sentence_transformers import SentenceTransformer
 
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
@@ -56,10 +57,6 @@ def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooli
     if sentence_transformers:
         if pooling or bidirectional is not None:
             raise Decoder2VecError("--pooling/--causal apply to decoder2vec models, not sentence-transformers ones")
-        # Imported here: sentence-transformers adds ~4 s to a decoder2vec import (measured with
-        # python -X importtime) and only sentence-transformers models need it.
-        from sentence_transformers import SentenceTransformer
-
         path = sentence_transformers_path(str(model))
         st = SentenceTransformer(path, device=device)
         if max_length:
