@@ -1,0 +1,110 @@
+"""Weight merging: the linear average of compatible models, written as an Encoder folder.
+
+Small embedding models average checkpoints (EmbeddingGemma: several seeds of one stage) or a
+trained stage with its base (BidirLM: the MNTP model 50/50 with the base, to undo forgetting).
+Sources are anything `Encoder.from_pretrained` loads (Encoder folders, model folders, hub ids,
+.gguf files, packaged names); they must have the same architecture, tensor names and shapes, and
+the same tokenizer vocabulary.
+
+Weights are a convex combination: each in [0, 1], summing to 1. They are not normalised for the
+user, because `--weights 0.7 0.7` is more likely a typo than a request for 0.5/0.5; the error
+says which values would be meant. None means equal weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .atomic import check_output_folder
+from .encoder import Encoder
+from .errors import Decoder2VecError
+
+WEIGHT_SUM_TOLERANCE = 1e-6
+
+
+def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """The weights to use for `n` models: equal ones for None; otherwise a one-line error unless
+    there is one per model, each in [0, 1], summing to 1."""
+    if n < 2:
+        raise Decoder2VecError(f"merge needs at least two models, got {n}")
+    if weights is None:
+        return [1.0 / n] * n
+    weights = [float(w) for w in weights]
+    if len(weights) != n:
+        raise Decoder2VecError(f"merge got {len(weights)} weights for {n} models; give one weight per model")
+    for i, w in enumerate(weights):
+        if not 0.0 <= w <= 1.0:
+            raise Decoder2VecError(f"merge weight {i + 1} is {w}; each weight must be in [0, 1]")
+    total = sum(weights)
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        meant = " ".join(f"{w / total:.6g}" for w in weights) if total > 0 else "equal weights"
+        raise Decoder2VecError(f"merge weights must sum to 1, got {total:.6g} ({' '.join(map(str, weights))}); "
+                               f"did you mean {meant}?")
+    return weights
+
+
+def _name(source) -> str:
+    """What the merge record calls a source: an absolute path for a local one, else its name."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else str(source)
+
+
+def check_compatible(first: Encoder, other: Encoder, first_name: str, other_name: str) -> None:
+    """One-line error naming what differs first: the family, a tensor name or shape, the vocabulary."""
+    a, b = first._backbone().config.model_type, other._backbone().config.model_type
+    if a != b:
+        raise Decoder2VecError(f"cannot merge {other_name} ({b}) into {first_name} ({a}): different architectures")
+    mine, theirs = first._backbone().state_dict(), other._backbone().state_dict()
+    for key, tensor in mine.items():
+        if key not in theirs:
+            raise Decoder2VecError(f"cannot merge: tensor {key!r} of {first_name} is missing in {other_name}")
+        if tuple(tensor.shape) != tuple(theirs[key].shape):
+            raise Decoder2VecError(f"cannot merge: tensor {key!r} is {tuple(tensor.shape)} in {first_name} "
+                                   f"but {tuple(theirs[key].shape)} in {other_name}")
+    extra = next((key for key in theirs if key not in mine), None)
+    if extra is not None:
+        raise Decoder2VecError(f"cannot merge: tensor {extra!r} of {other_name} is missing in {first_name}")
+    if first.tokenizer.get_vocab() != other.tokenizer.get_vocab():
+        raise Decoder2VecError(f"cannot merge: {first_name} and {other_name} have different tokenizer vocabularies")
+
+
+def merge(
+    folders: Sequence[str | os.PathLike],
+    weights: Sequence[float] | None = None,
+    *,
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+) -> Path:
+    """Write the weighted average of `folders`' weights to `output_dir` as an Encoder folder.
+
+    The first model decides everything but the weights: tokenizer, pooling, instruction template,
+    max length, and the training history, to which a record
+    {"stage": "merge", "sources": [...], "weights": [...]} is appended. Floating-point tensors are
+    averaged in float32 and stored in the first model's dtype; integer buffers must be equal.
+    Models are loaded one at a time, so memory holds two models, not all of them.
+    """
+    folders = list(folders)
+    weights = check_weights(weights, len(folders))
+    names = [_name(f) for f in folders]
+    # Refused before any (slow) load: the output may not be, or hold, any of the sources.
+    check_output_folder(output_dir, kind="encoder", overwrite=overwrite,
+                        sources=[Path(n) for n in names if Path(n).is_dir()])
+    first = Encoder.from_pretrained(folders[0])
+    state = first._backbone().state_dict()
+    total = {key: t.float() * weights[0] if t.is_floating_point() else t.clone() for key, t in state.items()}
+    for folder, name, weight in zip(folders[1:], names[1:], weights[1:]):
+        other = Encoder.from_pretrained(folder)
+        check_compatible(first, other, names[0], name)
+        for key, tensor in other._backbone().state_dict().items():
+            if tensor.is_floating_point():
+                total[key] += tensor.float() * weight
+            elif not torch.equal(tensor, total[key]):
+                raise Decoder2VecError(f"cannot merge: integer tensor {key!r} differs between {names[0]} and {name}")
+        del other
+    first._backbone().load_state_dict({key: t.to(state[key].dtype) for key, t in total.items()})
+    first.config.stages = [*first.config.stages, {"stage": "merge", "sources": names, "weights": weights}]
+    return first.save_pretrained(output_dir, overwrite=overwrite)
