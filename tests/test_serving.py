@@ -84,6 +84,7 @@ def test_single_string_models_and_health(client, server, encoder):
     assert [m.id for m in client.models.list()] == ["tiny"]
     health = httpx.get(f"{server}/health").json()  # no key needed
     assert health["status"] == "ok" and health["dimension"] == encoder.dimension
+    assert health["max_batch_tokens"] == 1024  # the CPU default (the model's max length, 64, is less)
 
 
 def error_of(server, body, *, key=KEY, path="/v1/embeddings", raw=None):
@@ -495,6 +496,20 @@ def test_request_timeout_is_504_and_drops_the_rest():
         recorder.gate.set()
         assert httpx.post(f"{url}/v1/embeddings", json={"input": "A dog."}, timeout=30).status_code == 200
     assert len(recorder.calls) == 2 and recorder.calls[1] == ["A dog."]
+
+
+def test_split_into_pieces_and_a_text_no_call_can_hold(encoder):
+    from decoder2vec.serving.batcher import split
+
+    assert split([3, 3, 3, 5, 1], 6) == [(0, 2, 6), (2, 3, 3), (3, 5, 6)]
+    assert split([9, 2], 6) == [(0, 1, 9), (1, 2, 2)]  # a lone text over the budget is a piece alone
+    long_text = "Paris is the capital of France, Berlin the capital of Germany."
+    n = len(encoder.tokenize([long_text])[0][0])
+    with BackgroundServer(encoder, ServeSettings(model_name="tiny", max_batch_tokens=n - 1)) as url:
+        response = httpx.post(f"{url}/v1/embeddings", json={"input": ["A dog.", long_text]}, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == (f"input[1] is {n} tokens; one model call takes at most "
+                                                   f"{n - 1} (--max-batch-tokens)")
 
 
 def test_api_key_guards_every_route_but_health(server):

@@ -28,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--max-inputs", dest="max_inputs", type=int, default=d.max_inputs, help="inputs per request")
     p.add_argument("--max-batch-tokens", dest="max_batch_tokens", type=int, default=d.max_batch_tokens,
                    help="tokens per model call, over all requests batched together; larger requests are "
-                        "split into pieces of this size, so none holds the model for more than one call")
+                        "split into pieces of this size, so none holds the model for more than one call "
+                        "(default: 8192 on a GPU; on a CPU 1024 or the model's max length if larger)")
     p.add_argument("--max-wait-ms", dest="max_wait_ms", type=float, default=d.max_wait_ms,
                    help="how long a request waits for others to batch with")
     p.add_argument("--max-queue", dest="max_queue", type=int, default=d.max_queue,

@@ -30,7 +30,7 @@ from .errors import APIError, error_response
 from .metrics import Metrics
 from .middleware import Observe, RequireKey
 from .parsing import CLIENT_CLOSED, Parsed, parse_request, read_json
-from .settings import ServeSettings
+from .settings import ServeSettings, batch_tokens_for
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     def encode(texts, instructions):
         return encoder.encode(texts, instruction=instructions, batch_size=settings.batch_size)
 
-    batcher = MicroBatcher(encode, max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms,
+    batch_tokens = batch_tokens_for(settings, encoder.device.type, encoder.max_length)
+    batcher = MicroBatcher(encode, max_batch_tokens=batch_tokens, max_wait_ms=settings.max_wait_ms,
                            max_queue=settings.max_queue)
     metrics = Metrics(queue_depth=lambda: batcher.queued)
     batcher.observe = metrics.observe_batch
@@ -107,7 +108,7 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok" if batcher.alive else "stopped", "model": settings.model_name,
-                "dimension": dimension, "queued": batcher.queued, "batches": batcher.batches,
+                "dimension": dimension, "max_batch_tokens": batch_tokens, "queued": batcher.queued, "batches": batcher.batches,
                 "requests": batcher.requests}
 
     @app.get("/metrics")
@@ -135,9 +136,9 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
                 raise APIError(413, f"input[{i}] is {n} tokens (instruction included); this model takes at "
                                     f"most {limit} (the server can truncate: --truncate)", param="input",
                                code="context_length_exceeded")
-            if n > settings.max_batch_tokens:  # a piece is at least one text: it could not be split
+            if n > batch_tokens:  # a piece is at least one text: it could not be split
                 raise APIError(413, f"input[{i}] is {n} tokens; one model call takes at most "
-                                    f"{settings.max_batch_tokens} (--max-batch-tokens)", param="input",
+                                    f"{batch_tokens} (--max-batch-tokens)", param="input",
                                code="context_length_exceeded")
         return lengths
 

@@ -13,8 +13,9 @@ class ServeSettings:
     api_key: str | None = None
     max_inputs: int = 2048  # inputs per request (OpenAI's limit)
     # Tokens per model call, summed over the requests batched together. A larger request is split
-    # into pieces of at most this many tokens, so it holds the model for one piece at a time.
-    max_batch_tokens: int = 8192
+    # into pieces of at most this many tokens, so it holds the model for one piece at a time: this
+    # bounds how long one client can keep the others waiting. None: see `batch_tokens_for`.
+    max_batch_tokens: int | None = None
     max_wait_ms: float = 5.0  # how long a lone request waits for company
     max_queue: int = 256  # requests waiting for the model; more get 503
     truncate: bool = False  # cut inputs longer than max_length instead of answering 413
@@ -27,6 +28,8 @@ class ServeSettings:
     def __post_init__(self):
         for name in ("max_inputs", "max_batch_tokens", "max_queue", "max_request_bytes", "batch_size"):
             value = getattr(self, name)
+            if name == "max_batch_tokens" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise Decoder2VecError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
         if isinstance(self.max_wait_ms, bool) or not isinstance(self.max_wait_ms, (int, float)) \
@@ -36,6 +39,15 @@ class ServeSettings:
                 or not 0 < self.request_timeout < float("inf"):
             raise Decoder2VecError(f"{_flag('request_timeout')} must be a number of seconds > 0, "
                                    f"got {self.request_timeout!r}")
+
+
+def batch_tokens_for(settings: ServeSettings, device_type: str, max_length: int) -> int:
+    """The token budget of one model call. Default: 8192 on an accelerator; on a CPU 1024 (one
+    8192-token call there held every other client far too long, issue 13), but at least one text
+    of the model's max length."""
+    if settings.max_batch_tokens is not None:
+        return settings.max_batch_tokens
+    return max(1024, max_length) if device_type == "cpu" else 8192
 
 
 def _flag(name: str) -> str:
