@@ -318,14 +318,21 @@ def stsb(lang: str, split: str) -> list[tuple[str, str, float]]:
     return _stsb_from_hub(lang, split)
 
 
+def _offline() -> bool:
+    # Read now, not when `datasets` was imported: a user may set it at any time.
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
 def _stsb_from_hub(lang: str, split: str) -> list[tuple[str, str, float]]:
+    missing = (f"STS-B {lang}/{split} not found in a shared folder (set DECODER2VEC_SHARED to the folder holding "
+               f"data/stsb/stsb-{lang}-{split}.csv) and the hub dataset PhilipMay/stsb_multi_mt")
+    if _offline():
+        raise Decoder2VecError(f"{missing} cannot be fetched: the hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)")
     try:
         rows = datasets.load_dataset("PhilipMay/stsb_multi_mt", lang, split=split)
-    except Exception as exc:  # offline, or datasets cannot reach the hub
-        raise Decoder2VecError(
-            f"STS-B {lang}/{split} not found in a shared folder (set DECODER2VEC_SHARED to the folder holding "
-            f"data/stsb/stsb-{lang}-{split}.csv) and the hub dataset PhilipMay/stsb_multi_mt failed: {exc}"
-        ) from exc
+    except Exception as exc:  # datasets cannot reach the hub, unknown config: one clear message
+        raise Decoder2VecError(f"{missing} failed: {exc}") from exc
     return [(r["sentence1"], r["sentence2"], float(r["similarity_score"])) for r in rows]
 
 
