@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import decoder2vec.encoder as encoder_module
+import decoder2vec.chunked_attention as chunked_module
 from transformers import TrainerCallback
 
 from decoder2vec.data.pairs import Pair
@@ -158,22 +158,48 @@ def test_special_tokens_are_never_masked():
 
 
 # 8 ------------------------------------------------------------------ chunked attention under checkpointing
+def _chunk_every_batch(monkeypatch, threshold: int = 0) -> list:
+    """Lower the Encoder's chunked-attention threshold (owned by the backend module) and count the
+    forwards that re-arm checkpointed layers for a chunked recompute."""
+    import importlib
+
+    for name in ("decoder2vec.encoder", "decoder2vec.backends.torch"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "CHUNKED_ATTENTION_ABOVE"):
+            monkeypatch.setattr(module, "CHUNKED_ATTENTION_ABOVE", threshold)
+    armed, original = [], chunked_module._chunked_recompute
+
+    def counting(model):
+        restore = original(model)
+        armed.append(len(restore))
+        return restore
+
+    monkeypatch.setattr(chunked_module, "_chunked_recompute", counting)
+    return armed
+
+
 @pytest.mark.parametrize("family", ["llama", "gemma3_text"])
 def test_chunked_attention_survives_gradient_checkpointing_with_the_same_gradients(monkeypatch, family):
     texts = ["a short one", "a much longer text with many more tokens than the short one"]
 
     def grads(checkpointing: bool, threshold: int):
-        monkeypatch.setattr(encoder_module, "CHUNKED_ATTENTION_ABOVE", threshold)
+        armed = _chunk_every_batch(monkeypatch, threshold)
         encoder = tiny_encoder(family)
         encoder.model.train()
         if checkpointing:
             encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         ids, masks, _ = encoder.tokenize(texts)
         encoder.embed(encoder.collate(ids, masks)).square().sum().backward()
-        return {n: p.grad for n, p in encoder.model.named_parameters() if p.grad is not None}
+        return {n: p.grad for n, p in encoder.model.named_parameters() if p.grad is not None}, armed
 
-    plain = grads(False, 2**60)
-    chunked = grads(True, 0)  # crashed before: the recompute ran SDPA with the lazy mask
+    plain, armed = grads(False, 2**60)
+    assert armed == []
+    chunked, armed = grads(True, 0)  # crashed before: the recompute ran SDPA with the lazy mask
+    # Both layers re-armed in each chunked forward: the model's, each layer's first pass, each recompute.
+    assert armed == [2] * 5
     assert plain.keys() == chunked.keys() and plain
     for name in plain:
         assert torch.allclose(plain[name], chunked[name], atol=1e-5), name
@@ -225,8 +251,9 @@ def test_truncation_is_counted_and_rows_with_nothing_to_pool_are_dropped(tmp_pat
 
 
 def test_a_recipe_with_gradient_checkpointing_trains_through_chunked_attention(tmp_path, monkeypatch):
-    monkeypatch.setattr(encoder_module, "CHUNKED_ATTENTION_ABOVE", 0)  # every batch runs chunked
+    armed = _chunk_every_batch(monkeypatch)
     out = train({"stage": "supervised", "model": str(encoder_folder(tmp_path)), "data": [str(pairs_file(tmp_path))],
                  "output_dir": str(tmp_path / "s"), "gradient_checkpointing": True}, **{**FAST, "max_steps": 2})
     record = json.loads((out / "decoder2vec_config.json").read_text())["stages"][-1]
     assert record["steps"] == 2 and record["hyperparameters"]["gradient_checkpointing"] is True
+    assert armed and set(armed) == {2}  # every training forward ran chunked with both layers re-armed

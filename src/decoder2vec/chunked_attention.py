@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 NAME = "decoder2vec_chunked_sdpa"
 # Elements of one block's mask (batch x queries x keys): 2**24 is 16 MiB as bool, 64 MiB as float.
@@ -199,7 +200,7 @@ def _chunked_recompute(model) -> list:
     restore = []
     for layer in model.modules():
         function = getattr(layer, "_gradient_checkpointing_func", None)
-        if function is None or not getattr(layer, "gradient_checkpointing", False):
+        if not isinstance(layer, GradientCheckpointingLayer) or function is None or not layer.gradient_checkpointing:
             continue
         restore.append((layer, function))
         layer._gradient_checkpointing_func = _checkpoint_chunked(model, function)
