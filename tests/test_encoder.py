@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tiny import FAMILIES, tiny_encoder
+from tiny import CORPUS, FAMILIES, tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.pooling import POOLINGS
@@ -265,16 +265,35 @@ def test_output_options(tiny):
 @pytest.mark.parametrize(("precision", "dtype", "width"), [
     ("int8", np.int8, 32), ("uint8", np.uint8, 32), ("binary", np.int8, 4), ("ubinary", np.uint8, 4),
 ])
-def test_precisions(tiny, precision, dtype, width):
-    out = tiny.encode(TEXTS, precision=precision)
-    assert out.shape == (len(TEXTS), width) and out.dtype == dtype
+def test_precisions_equal_sentence_transformers(tiny, precision, dtype, width):
+    from sentence_transformers.util import quantize_embeddings as st_quantize
+
+    calibration = tiny.encode(CORPUS)
     plain = tiny.encode(TEXTS)
+    out = tiny.encode(TEXTS, precision=precision, calibration_embeddings=calibration)
+    assert out.shape == (len(TEXTS), width) and out.dtype == dtype
+    np.testing.assert_array_equal(out, st_quantize(plain, precision, calibration_embeddings=calibration))
+    # A single text works and gives its row of the batch (the ranges never come from the batch).
+    one = tiny.encode(TEXTS[1], precision=precision, calibration_embeddings=calibration)
+    np.testing.assert_array_equal(one, out[1])
     if precision == "ubinary":
         np.testing.assert_array_equal(np.unpackbits(out, axis=1), (plain > 0).astype(np.uint8))
-    if precision == "uint8":
-        # Each dimension's minimum maps to 0 and its maximum to 255.
-        assert (out.min(axis=0) == 0).all() and (out.max(axis=0) == 255).all()
-    assert tiny.encode([], precision=precision).dtype == dtype
+    assert tiny.encode([], precision=precision, calibration_embeddings=calibration).shape == (0, width)
+
+
+def test_calibrated_ranges_are_saved_and_used_for_one_text(tmp_path):
+    from sentence_transformers.util import quantize_embeddings as st_quantize
+
+    encoder = tiny_encoder("llama")
+    with pytest.raises(Decoder2VecError, match="needs calibrated ranges"):
+        encoder.encode(TEXTS[0], precision="int8")
+    ranges = encoder.calibrate(CORPUS, normalize_embeddings=True)
+    loaded = Encoder.from_pretrained(encoder.save_pretrained(tmp_path / "enc"))
+    one = loaded.encode(TEXTS[0], precision="uint8", normalize_embeddings=True)
+    floats = encoder.encode(TEXTS[:1], normalize_embeddings=True)
+    np.testing.assert_array_equal(one, st_quantize(floats, "uint8", ranges=ranges)[0])
+    with pytest.raises(Decoder2VecError, match="normalize_embeddings=True"):
+        loaded.encode(TEXTS[0], precision="uint8")
 
 
 # ----------------------------------------------------------------- bad input
@@ -288,6 +307,17 @@ def test_precisions(tiny, precision, dtype, width):
     (["a"], {"truncate_dim": 0}, "truncate_dim must be in 1..32, got 0"),
     (["a"], {"truncate_dim": 33}, "truncate_dim must be in 1..32, got 33"),
     (["a"], {"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    (["a"], {"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+    (["a"], {"batch_size": "8"}, "batch_size must be an integer >= 1, got '8'"),
+    (["a"], {"truncate_dim": 8.0}, "truncate_dim must be in 1..32, got 8.0"),
+    (["a"], {"max_batch_tokens": 0}, "max_batch_tokens must be >= 1, got 0"),
+    (["a"], {"max_batch_tokens": -5}, "max_batch_tokens must be >= 1, got -5"),
+    (["ok", "bad \ud800 text"], {}, r"texts\[1\] holds a lone surrogate '\\ud800' at character 4"),
+    (["ok"], {"instruction": "Find \udfff"}, "instruction holds a lone surrogate '\\\\udfff' at character 5"),
+    (["ok", ""], {}, r"texts\[1\] is empty \(1 empty text\(s\) in all\)"),
+    ("", {}, r"texts\[0\] is empty"),
+    (["ok", " \n\t"], {}, r"texts\[1\] is empty"),
+    (["ok"], {"on_empty": "zero"}, "unknown on_empty 'zero'; choose one of: error, skip"),
 ])
 def test_bad_input(tiny, texts, kwargs, message):
     with pytest.raises(Decoder2VecError, match=message):
@@ -331,3 +361,48 @@ def test_bad_max_length(tmp_path):
         Encoder.from_pretrained(folder, max_length=0)
     with pytest.raises(Decoder2VecError, match="unknown pooling 'sum'"):
         Encoder.from_pretrained(folder, pooling="sum")
+
+
+# ----------------------------------------------------------------- nothing to pool (issue 13 point 2)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_on_empty_skip_returns_the_kept_rows_in_order(pooling):
+    encoder = tiny_encoder("llama", pooling=pooling)
+    texts = ["", TEXTS[0], "   ", TEXTS[1], "\n"]
+    with pytest.warns(UserWarning, match=r"left out 3 empty text\(s\) at input index 0, 2, 4"):
+        out = encoder.encode(texts, on_empty="skip", normalize_embeddings=True)
+    np.testing.assert_allclose(out, encoder.encode(TEXTS[:2], normalize_embeddings=True), atol=1e-6)
+    with pytest.warns(UserWarning, match="left out 1"):
+        assert encoder.encode([""], on_empty="skip").shape == (0, encoder.dimension)
+    with pytest.raises(Decoder2VecError, match=r"texts\[0\] is empty"):
+        encoder.encode(texts, normalize_embeddings=True)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_an_instruction_that_fills_max_length_is_cut_not_the_text(pooling):
+    # 12 tokens of room; the instruction alone is longer. The text keeps its tokens (all of
+    # them, it is short) and the vector is the text's, never zero, never the instruction's.
+    encoder = tiny_encoder("llama", pooling=pooling, max_length=12)
+    instruction = "Represent the sentence for retrieval of passages that answer the question " * 3
+    text = "Paris is the capital"
+    ids, masks, truncated = encoder.tokenize([text], [instruction])
+    plain_ids, plain_masks, _ = encoder.tokenize([text])
+    assert truncated == 1 and len(ids[0]) == 12
+    text_ids = [t for t, m in zip(plain_ids[0], plain_masks[0]) if m]
+    assert [t for t, m in zip(ids[0], masks[0]) if m] == text_ids  # every text token kept, and pooled
+    assert ids[0][-len(text_ids):] == text_ids  # ... after what fits of the instruction
+    with pytest.warns(UserWarning, match="truncated, the instruction first"):
+        vector = encoder.encode([text], instruction=instruction, normalize_embeddings=True)[0]
+    assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_a_text_longer_than_max_length_drops_the_whole_instruction(pooling):
+    encoder = tiny_encoder("llama", pooling=pooling, max_length=6)
+    text = " ".join(TEXTS)
+    ids, masks, _ = encoder.tokenize([text], ["Find the answer to this question"])
+    plain_ids, plain_masks, _ = encoder.tokenize([text])
+    assert ids == plain_ids and [list(m) for m in masks] == [list(m) for m in plain_masks]
+    assert sum(masks[0]) >= 1
+    with pytest.warns(UserWarning):
+        out = encoder.encode([text], instruction="Find the answer to this question")
+    assert np.abs(out).sum() > 0

@@ -480,8 +480,8 @@ class Encoder:
         check_precision(precision)
         _check_int("batch_size", batch_size)
         _check_int("max_batch_tokens", max_batch_tokens, optional=True)
-        _check_int("truncate_dim", truncate_dim, optional=True)
-        if truncate_dim is not None and truncate_dim > self.dimension:
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, (int, np.integer))
+                                         or not 0 < truncate_dim <= self.dimension):
             raise Decoder2VecError(f"truncate_dim must be in 1..{self.dimension}, got {truncate_dim}")
         dim = truncate_dim or self.dimension
         ranges = self._ranges(precision, calibration_embeddings, normalize_embeddings, dim)

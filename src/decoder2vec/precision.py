@@ -70,12 +70,3 @@ def empty(dim: int, precision: str) -> np.ndarray:
     dtype = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
     return np.zeros((0, width), dtype=dtype[precision])
 
-
-def quantize(embeddings: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
-    """Transitional: corpus/run.py still calls this (its owner moves it to quantize_embeddings);
-    without ranges it calibrates on `embeddings` themselves. Remove once nothing imports it."""
-    if ranges is None and precision in CALIBRATED and len(embeddings) >= 2:
-        ranges = calibration_ranges(embeddings)
-    if ranges is None and precision in CALIBRATED:
-        return empty(np.asarray(embeddings).shape[-1], precision)
-    return quantize_embeddings(embeddings, precision, ranges)
