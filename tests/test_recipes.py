@@ -10,6 +10,7 @@ import yaml
 from decoder2vec import Decoder2VecError
 from decoder2vec.data.corpora import packaged_corpora
 from decoder2vec.data.pairs import packaged_pairs
+from decoder2vec.data.paper import is_paper_source
 from decoder2vec.training.config import STAGE_CONFIGS, load_recipe
 
 # Training recipes: every YAML file except evaluation suites (suite.yaml) that sit beside them.
@@ -30,15 +31,64 @@ def test_recipe_is_valid(path):
     assert config.recipe == str(path)
     assert config.training_args == {}  # shipped recipes use only named keys
     packaged = packaged_pairs() if config.stage == "supervised" else packaged_corpora()
-    assert all(source in packaged for source in config.data), config.data
+    assert all(source in packaged or is_paper_source(source) for source in config.data), config.data
 
 
 @pytest.mark.parametrize("model", sorted({p.parent for p in RECIPES}), ids=lambda p: p.relative_to(p.parents[1]).as_posix())
 def test_stages_chain(model):
     configs = {p.stem: load_recipe(p) for p in RECIPES if p.parent == model}
+    if model.parent.name == "paper":
+        # LLM2Vec's chain: SimCSE (the unsupervised model) and supervised both start from MNTP.
+        assert configs["simcse"].model == configs["supervised"].model == configs["mntp"].output_dir
+        return
     stages = [s for s in ORDER if s in configs]
     for previous, stage in zip(stages, stages[1:]):
         assert configs[stage].model == configs[previous].output_dir
+
+
+# ------------------------------------------------------------------ the paper's recipes
+PAPER = sorted({p.parent for p in RECIPES if p.parent.parent.name == "paper"})
+# The reference's train_configs/{mntp,simcse,supervised}/*.json (and its scripts' defaults: lr 5e-5
+# and 3 epochs from TrainingArguments, LoRA alpha = 2 r, dropout 0.05, supervised loss_scale 50).
+REFERENCE = {
+    "mntp": dict(data=["wikitext-103"], train_max_length=512, per_device_train_batch_size=32, max_steps=1000,
+                 learning_rate=5e-5, warmup_steps=0, lr_schedule_epochs=3, packing="blocks", save_steps=200),
+    "simcse": dict(data=["wiki1m"], train_max_length=128, per_device_train_batch_size=128, max_steps=1000,
+                   learning_rate=3e-5, warmup_steps=0, lr_schedule_epochs=3, scale=20.0, attention_dropout=0.3,
+                   hidden_dropout=0.0, pooling="mean", save_steps=200),
+    "supervised": dict(data=["e5:cache/echo-data"], train_max_length=512, per_device_train_batch_size=64,
+                       max_steps=1000, learning_rate=2e-4, warmup_steps=300, lr_schedule_epochs=3, scale=50.0,
+                       pooling="mean", batch_per_task=True, hard_negatives=True, instruction_template="{instruction}; ",
+                       attention_dropout=0.0, hidden_dropout=0.0, save_steps=200),
+}
+COMMON = dict(lora_r=16, lora_alpha=32, lora_dropout=0.05, gradient_checkpointing=True, dtype="bfloat16",
+              gradient_accumulation_steps=1, seed=42)
+MNTP_MASKING = {  # (mask_probability, mask_policy): Mistral's config uses all_mask at 0.8
+    "mistral-7b-instruct-v0.2": (0.8, "all-mask"),
+}
+# How many GPUs each stage's launch line uses: the paper's single GPU, and 8 x 64 = 512 for supervised.
+GPUS = {"mntp": 1, "simcse": 1, "supervised": 8}
+
+
+def test_paper_recipes_cover_the_papers_models_and_two_current_ones():
+    models = {yaml.safe_load((m / "mntp.yaml").read_text())["model"] for m in PAPER}
+    assert {"princeton-nlp/Sheared-LLaMA-1.3B", "meta-llama/Llama-2-7b-chat-hf", "mistralai/Mistral-7B-Instruct-v0.2",
+            "meta-llama/Meta-Llama-3-8B-Instruct"} < models
+    assert any(m.startswith("Qwen/Qwen3-") for m in models) and any(m.startswith("google/gemma-3-") for m in models)
+    assert all(sorted(p.stem for p in m.glob("*.yaml")) == ["mntp", "simcse", "supervised"] for m in PAPER)
+
+
+@pytest.mark.parametrize("model", PAPER, ids=lambda p: p.name)
+@pytest.mark.parametrize("stage", ORDER)
+def test_paper_recipe_has_the_references_settings(model, stage):
+    path = model / f"{stage}.yaml"
+    config = load_recipe(path)
+    for key, value in {**REFERENCE[stage], **COMMON}.items():
+        assert getattr(config, key) == value, (key, getattr(config, key), value)
+    if stage == "mntp":
+        assert (config.mask_probability, config.mask_policy) == MNTP_MASKING.get(model.name, (0.2, "80-10-10"))
+    launch = f"torchrun --nproc_per_node {GPUS[stage]} $(which decoder2vec) train recipes/paper/{model.name}/{stage}.yaml"
+    assert launch in path.read_text()
 
 
 def test_overrides_and_unknown_keys(tmp_path):
