@@ -10,8 +10,7 @@ hostile clients got, and the server's own /metrics counts (model calls, texts en
     .venv/bin/python benchmarks/serve_load.py                       # real default model (SmolLM2-135M)
     .venv/bin/python benchmarks/serve_load.py --clients 16 --seconds 300 --inputs 4 --hostile 2
     .venv/bin/python benchmarks/serve_load.py --clients 2 --seconds 5   # a quick check that it runs
-    decoder2vec export --to onnx runs/smollm2-onnx && \
-    .venv/bin/python benchmarks/serve_load.py --onnx --model runs/smollm2-onnx
+    .venv/bin/python benchmarks/serve_load.py --backend onnx          # or openvino (exported once, cached)
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from decoder2vec import Encoder
-from decoder2vec.onnx_backend import OnnxEncoder
+from decoder2vec.backends import BACKENDS
 from decoder2vec.serving import BackgroundServer, ServeSettings
 
 WORDS = ("the cat sat on a mat while a dog barked at the mailman near an old red house by the river "
@@ -115,8 +114,7 @@ def server_counts(url: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="default: the packaged SmolLM2-135M")
-    p.add_argument("--onnx", action="store_true",
-                   help="--model is a folder from `decoder2vec export --to onnx`: serve it with onnxruntime")
+    p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--hostile", type=int, default=1, help="hostile clients (surrogates, hang-ups); 0 for none")
     p.add_argument("--hang-up-inputs", dest="hang_up_inputs", type=int, default=256,
@@ -131,7 +129,7 @@ def main() -> None:
     p.add_argument("--request-timeout", dest="request_timeout", type=float, default=ServeSettings.request_timeout)
     args = p.parse_args()
 
-    encoder = OnnxEncoder.from_pretrained(args.model) if args.onnx else Encoder.from_pretrained(args.model)
+    encoder = Encoder.from_pretrained(args.model, backend=args.backend)
     encoder.encode(["warm up"] * 4)
     direct = direct_baseline(encoder, args)
     settings = ServeSettings(model_name="bench", max_wait_ms=args.max_wait_ms, max_batch_tokens=args.max_batch_tokens,
@@ -151,7 +149,7 @@ def main() -> None:
     def answered(status: int) -> int:
         return int(counts.get(("decoder2vec_requests_total", (("path", "/v1/embeddings"), ("status", str(status)))), 0))
 
-    backend = "onnxruntime" if args.onnx else f"torch, {torch.get_num_threads()} threads"
+    backend = f"torch, {torch.get_num_threads()} threads" if args.backend == "torch" else args.backend
     print(f"model {encoder.config.base_model} on {encoder.device} ({backend}); "
           f"{args.clients} clients + {args.hostile} hostile x {args.seconds:g} s, {args.inputs} input(s) of "
           f"{args.min_words}-{args.max_words} words per request, max_wait_ms={args.max_wait_ms:g}, "

@@ -1,9 +1,13 @@
 """The OpenAI-compatible server, driven by the real `openai` client over loopback."""
 
 import asyncio
+import base64
 import http.client
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,11 +15,14 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tiny import tiny_encoder
 
 from decoder2vec import Decoder2VecError
 from decoder2vec.cli import main
 from decoder2vec.serving import BackgroundServer, MicroBatcher, ServeSettings, check_bind, create_app
+from decoder2vec.serving.batcher import split
+from decoder2vec.serving.server import free_port
 
 KEY = "test-key-123"
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "A dog.", "Paris is the capital of France."]
@@ -40,8 +47,6 @@ def client(server):
 
 
 def vectors(response):
-    import base64
-
     rows = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
     # The client decodes base64 itself only when it chose the format; asked for, it hands back the string.
     return np.array([np.frombuffer(base64.b64decode(r), dtype="<f4") if isinstance(r, str) else r for r in rows])
@@ -58,8 +63,6 @@ def test_vectors_equal_encode(client, encoder, encoding_format):
 
 
 def test_base64_is_little_endian_float32(server, encoder):
-    import base64
-
     body = httpx.post(f"{server}/v1/embeddings", json={"input": "A dog.", "encoding_format": "base64"},
                       headers={"Authorization": f"Bearer {KEY}"}).json()
     raw = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
@@ -239,12 +242,6 @@ def test_cli_refuses_pickled_weights(tmp_path, capsys):
 
 def test_cli_serve_process_and_sigterm(tmp_path, encoder):
     """`decoder2vec serve FOLDER` as a real process: it answers, and SIGTERM stops it cleanly."""
-    import signal
-    import subprocess
-    import sys
-
-    from decoder2vec.serving.server import free_port
-
     folder = encoder.save_pretrained(tmp_path / "enc")
     port = free_port()
     code = "import sys; from decoder2vec.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -317,8 +314,6 @@ def wait_until(condition, what: str, timeout_s: float = 30) -> None:
 
 def scrape(url: str, headers=None) -> dict:
     """/metrics as {(name, labels...): value}, parsed with prometheus_client's own parser."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return {(s.name, *sorted(s.labels.items())): s.value
@@ -499,8 +494,6 @@ def test_request_timeout_is_504_and_drops_the_rest():
 
 
 def test_split_into_pieces_and_a_text_no_call_can_hold(encoder):
-    from decoder2vec.serving.batcher import split
-
     assert split([3, 3, 3, 5, 1], 6) == [(0, 2, 6), (2, 3, 3), (3, 5, 6)]
     assert split([9, 2], 6) == [(0, 1, 9), (1, 2, 2)]  # a lone text over the budget is a piece alone
     long_text = "Paris is the capital of France, Berlin the capital of Germany."
@@ -556,6 +549,9 @@ def test_cli_refuses_bad_flags_before_the_model_load(capsys):
             (["--max-wait-ms", "-1"], "max_wait_ms (--max-wait-ms) must be a number >= 0, got -1.0"),
             (["--max-batch-tokens", "0"], "max_batch_tokens (--max-batch-tokens) must be an integer >= 1, got 0"),
             (["--max-length", "0"], "--max-length must be >= 1, got 0"),
+            (["--threads", "0"], "--threads must be >= 1, got 0"),
+            (["--backend", "onnx", "--compile"], "--compile/--device/--dtype apply to the torch backend, not "
+                                                 "--backend onnx"),
         ]
         for flags, message in cases:
             assert main(["serve", "no/such/model", *flags]) == 2, flags

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..backends import BACKENDS
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..loading import DEFAULT_MODEL, resolve_model
-from ..onnx_backend import OnnxEncoder
 from ..serving import API_KEY_ENV, ServeSettings, check_bind, check_port, serve
 from . import add_model_argument, add_speed_arguments
 
@@ -41,9 +41,10 @@ def add_arguments(p):
     p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
     p.add_argument("--max-length", dest="max_length", type=int, default=None)
-    p.add_argument("--onnx", action="store_true",
-                   help="run the folder's onnx/model.onnx with onnxruntime on CPU (decoder2vec export --to onnx)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="what runs the model: torch (CPU/GPU), onnx or openvino (CPU; exported once, then "
+                        "cached; a folder from `decoder2vec export --to onnx` is used as is)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the backend (default: all cores)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
     add_speed_arguments(p)
@@ -68,13 +69,14 @@ def check_safetensors(model: str | None) -> None:
 
 def run(args):
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    # Every flag is checked before the (slow) model load: a typo costs a second, not a minute.
+    # Every flag is checked before the model is even resolved (a hub id downloads) or loaded: a typo
+    # costs a second, not a minute. Encoder.from_pretrained checks these too, but only later.
     for name in ("max_length", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise Decoder2VecError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.onnx and (args.quantize or args.compile):
-        raise Decoder2VecError("--quantize/--compile apply to the PyTorch model, not to --onnx")
+    if args.backend != "torch" and (args.compile or args.device not in (None, "cpu") or args.dtype):
+        raise Decoder2VecError(f"--compile/--device/--dtype apply to the torch backend, not --backend {args.backend}")
     settings = ServeSettings(
         model_name=args.model_name or model_name_for(args.model), api_key=api_key, max_inputs=args.max_inputs,
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
@@ -84,13 +86,11 @@ def run(args):
     check_bind(args.host, api_key, args.allow_insecure)
     check_port(args.host, args.port)
     check_safetensors(args.model)
-    if args.onnx:
-        encoder = OnnxEncoder.from_pretrained(resolve_model(args.model), threads=args.threads,
-                                              max_length=args.max_length)
-    else:
-        encoder = Encoder.from_pretrained(args.model, max_length=args.max_length, device=args.device,
-                                          dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                                          quantize=args.quantize, compile=args.compile)
-    print(f"serving {settings.model_name!r} (dimension {encoder.dimension}) on http://{args.host}:{args.port}/v1 "
+    encoder = Encoder.from_pretrained(args.model, backend=args.backend, max_length=args.max_length,
+                                      device=args.device, dtype=args.dtype, threads=args.threads,
+                                      trust_remote_code=args.trust_remote_code, quantize=args.quantize,
+                                      compile=args.compile)
+    print(f"serving {settings.model_name!r} (dimension {encoder.dimension}, {args.backend} on {encoder.device}) "
+          f"on http://{args.host}:{args.port}/v1 "
           f"{'with' if api_key else 'without'} an API key; metrics at /metrics")
     serve(encoder, host=args.host, port=args.port, settings=settings, allow_insecure=args.allow_insecure)
