@@ -119,3 +119,82 @@ def test_packaged_names_are_listed():
     assert set(corpora.packaged_corpora()) >= {"wikipedia-en", "libreoffice-help-en", "libreoffice-help-da",
                                                "libreoffice-help-de", "manpages-da"}
     assert set(pairs.packaged_pairs()) >= {"stsb-en-train", "stsb-de-train", "libreoffice-en-da", "libreoffice-en-de"}
+
+
+# ------------------------------------------------------------------ the paper's data (data/paper.py)
+from decoder2vec.data import paper  # noqa: E402
+
+
+def _e5_folder(root):
+    folder = root / "echo-data"
+    folder.mkdir()
+    rows = {
+        "allnli_split1": [("A man plays a guitar.", "A person makes music.", "Nobody plays.")],
+        "allnli_split2": [("A dog runs.", "An animal moves.", "A cat sleeps.")],
+        "msmarco_passage": [("what is rope", "RoPE rotates query and key vectors.", "Ropes are made of fibre.")],
+    }
+    for name, items in rows.items():
+        with open(folder / f"{name}.jsonl", "w") as f:
+            for q, p, n in items:
+                f.write(json.dumps({"query": q, "positive": p, "negative": n}) + "\n")
+    return folder
+
+
+def test_e5_reader_gives_each_dataset_its_instruction_and_merges_split_halves(tmp_path):
+    got = {p.query: p for p in paper.read_e5(_e5_folder(tmp_path))}
+    nli1, nli2, marco = got["A man plays a guitar."], got["A dog runs."], got["what is rope"]
+    assert nli1.instruction == "Given a premise, retrieve a hypothesis that is entailed by the premise"
+    assert nli2.instruction == "Retrieve semantically similar text"
+    assert (nli1.task, nli2.task, marco.task) == ("allnli", "allnli", "msmarco_passage")  # one task, two instructions
+    assert nli1.document_instruction is None and nli2.document_instruction == nli2.instruction  # symmetric half
+    assert marco.instruction.startswith("Given a web search query") and marco.document_instruction is None
+    assert marco.positive == "RoPE rotates query and key vectors." and marco.negatives == ["Ropes are made of fibre."]
+
+
+def test_e5_reader_names_the_bad_file_and_line(tmp_path):
+    folder = _e5_folder(tmp_path)
+    (folder / "nq.jsonl").write_text('{"query": "q", "positive": "p"}\n{"query": "only"}\n')
+    with pytest.raises(Decoder2VecError, match=r"nq.jsonl:2: not an E5 row"):
+        paper.read_e5(folder)
+    (folder / "nq.jsonl").unlink()
+    (folder / "mydata.jsonl").write_text("{}\n")
+    with pytest.raises(Decoder2VecError, match=r"mydata.jsonl is not an E5 dataset \(known: allnli_split1"):
+        paper.read_e5(folder)
+    with pytest.raises(Decoder2VecError, match="not a folder"):
+        paper.paper_pairs(f"e5:{tmp_path / 'missing'}")
+
+
+def test_wikitext_and_wiki1m_loaders_read_the_hub_formats(tmp_path, monkeypatch):
+    table = pd.DataFrame({"text": ["", " = Valkyria Chronicles III = \n", "", " Senjō no Valkyria 3 is a game . \n"]})
+    parts = [tmp_path / "train-00000-of-00002.parquet", tmp_path / "train-00001-of-00002.parquet"]
+    table.iloc[:2].to_parquet(parts[0])
+    table.iloc[2:].to_parquet(parts[1])
+    lines = tmp_path / "wiki1m_for_simcse.txt"
+    lines.write_text("YMCA in South Australia\n\n  The engine was rebuilt in 1950. \n", encoding="utf-8")
+    monkeypatch.setattr(paper, "_wikitext_files", lambda: [str(p) for p in parts])
+    monkeypatch.setattr(paper, "_wiki1m_file", lambda: str(lines))
+    # Wikitext lines stay as they are, empty ones included: the reference packs their BOS too.
+    assert paper.paper_texts("wikitext-103") == table["text"].tolist()
+    assert paper.paper_texts("wiki1m") == ["YMCA in South Australia", "The engine was rebuilt in 1950."]
+    assert paper.is_paper_source("e5:cache/echo-data") and not paper.is_paper_source("stsb-en-train")
+
+
+def test_supervised_stage_trains_on_the_e5_layout(tmp_path):
+    from test_training_support import FAST, encoder_folder
+
+    from decoder2vec.training import train
+    from decoder2vec.training.config import make_config
+    from decoder2vec.training.supervised import SupervisedStage
+
+    folder = _e5_folder(tmp_path)
+    with open(folder / "msmarco_passage.jsonl", "a") as f:
+        for i in range(7):
+            f.write(json.dumps({"query": f"question {i}", "positive": f"answer number {i}", "negative": f"other {i}"}) + "\n")
+    values = {"stage": "supervised", "model": str(encoder_folder(tmp_path)), "data": [f"e5:{folder}"],
+              "output_dir": str(tmp_path / "out"), "eval_examples": 0, **FAST, "per_device_train_batch_size": 2}
+    stage = SupervisedStage(make_config(values))
+    stage.load()
+    items = stage.dataset()
+    assert all(len({p.task for p in item}) == 1 and len(item) == 2 for item in items)
+    assert {p.task for item in items for p in item} == {"allnli", "msmarco_passage"}
+    assert train(values, max_steps=2).is_dir()
