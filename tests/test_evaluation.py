@@ -311,6 +311,8 @@ def test_evaluate_with_an_empty_task_list_is_an_error():
         evaluate(FakeEncoder(lambda n: np.ones((n, 2))), tasks=[], verbose=False)
     with pytest.raises(Decoder2VecError, match="no task named"):
         load_tasks("default", [""])
+    with pytest.raises(Decoder2VecError, match=r"not the string 'stsb-en,stsb-de' \(did you mean \['stsb-en', 'stsb-de'\]"):
+        load_tasks("default", "stsb-en,stsb-de")
 
 
 def test_cli_evaluate_runs_a_model_folder(encoder, private_cache, tmp_path, capsys):

@@ -66,6 +66,9 @@ def load_tasks(suite: str = "default", tasks: list[str] | None = None) -> list[T
     """
     overrides = suite_tasks(suite)
     specs = task_specs()
+    if isinstance(tasks, str):
+        raise Decoder2VecError(f"tasks must be a list of task names, not the string {tasks!r} "
+                               f"(did you mean {[t.strip() for t in tasks.split(',')]!r}?)")
     if tasks is not None and (not tasks or not all(isinstance(t, str) and t.strip() for t in tasks)):
         # An empty list (e.g. `--tasks ""`) is a mistake, never "the whole suite".
         raise Decoder2VecError(f"no task named in tasks={list(tasks)!r}; choose from {', '.join(specs)}")
