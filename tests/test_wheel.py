@@ -61,14 +61,13 @@ def test_installed_wheel_finds_its_recipes_and_suites_outside_the_repository(ins
     python, bin_dir, _ = installed
     assert "usage: decoder2vec info" in _run([bin_dir / "decoder2vec", "info", "--help"], cwd=tmp_path)
     script = (
-        "import decoder2vec, argparse\n"
-        "from decoder2vec.cli import run\n"
+        "import decoder2vec\n"
+        "from decoder2vec.cli import main\n"
         "from decoder2vec.evaluation import load_tasks, suite_names\n"
         "print(decoder2vec.__file__)\n"
         "print(sorted(suite_names()))\n"
         "print([t.name for t in load_tasks('quick')])\n"
-        "p = argparse.ArgumentParser(); run.add_arguments(p)\n"
-        "run.run(p.parse_args(['smollm2-135m/quick', '--dry-run']))\n"
+        "raise SystemExit(main(['run', 'smollm2-135m/quick', '--dry-run']))\n"  # = decoder2vec run ...
     )
     out = _run([python, "-c", script], cwd=tmp_path).splitlines()
     installed_at = Path(out[0]).resolve()

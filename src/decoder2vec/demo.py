@@ -28,17 +28,17 @@ REFERENCES = {"all-MiniLM-L6-v2": "minilm"}  # the small encoder users compare a
 
 @dataclass
 class Demo:
-    model: str = "smollm2-135m"  # a packaged recipe folder: recipes/<model>/ (and quick/)
+    recipes: str = "smollm2-135m"  # a packaged recipe folder (its quick/ flavour with quick)
     # Default runs/demo, or runs/demo-quick: the quick flavour's stages must never be mistaken
     # for the full demo's finished stages.
     output_dir: Path | None = None
-    quick: bool = False  # the quick recipes (recipes/<model>/quick/) and the quick suite
+    quick: bool = False  # the quick recipes (<recipes>/quick) and the quick suite
     suite: str | None = None  # default: "quick" with quick, else "default"
 
     def run(self) -> dict:
         suite = self.suite or ("quick" if self.quick else "default")
         output_dir = Path(self.output_dir or ("runs/demo-quick" if self.quick else "runs/demo"))
-        pipeline = Pipeline(f"{self.model}/quick" if self.quick else self.model, output_dir=output_dir,
+        pipeline = Pipeline(f"{self.recipes}/quick" if self.quick else self.recipes, output_dir=output_dir,
                             suite=suite, baselines=BASELINES, references=REFERENCES)
         done = pipeline.run()
         rows = done["rows"]

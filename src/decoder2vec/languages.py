@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.languages import language
+from .data.languages import get_language
 from .pipeline import SUITE_FILE, Pipeline, recipe_folder
 
 __all__ = ["adapt", "language_recipes", "evaluation_suite"]
@@ -21,18 +21,18 @@ __all__ = ["adapt", "language_recipes", "evaluation_suite"]
 
 def language_recipes(code: str, quick: bool = False) -> Path:
     """The language's packaged recipe folder (its quick/ flavour with quick)."""
-    name = language(code).recipes
+    name = get_language(code).recipes
     return recipe_folder(f"{name}/quick" if quick else name)
 
 
 def evaluation_suite(code: str, quick: bool = False) -> str:
     """The suite `adapt` scores after each stage: the language's suite, or with quick the smaller
     samples in recipes/<language>/quick/suite.yaml."""
-    return str(language_recipes(code, quick=True) / SUITE_FILE) if quick else language(code).suite
+    return str(language_recipes(code, quick=True) / SUITE_FILE) if quick else get_language(code).suite
 
 
 def adapt(
-    language_code: str,
+    language: str,
     *,
     model: str = "gemma3-270m",
     quick: bool = False,
@@ -47,7 +47,7 @@ def adapt(
     made (`<output_dir>/results/`); `<output_dir>/results.json` sums them up. `overrides` apply to
     every stage (e.g. {"max_steps": 2} for a smoke run).
     """
-    lang = language(language_code)
+    lang = get_language(language)
     pipeline = Pipeline(language_recipes(lang.code, quick), model=model,
                         output_dir=output_dir or f"runs/adapt-{lang.code}{'-quick' if quick else ''}",
                         suite=evaluation_suite(lang.code, quick), evaluate=evaluate, stages=stages,

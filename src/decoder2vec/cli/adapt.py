@@ -11,7 +11,7 @@ from .run import parse_overrides
 
 
 def add_arguments(p):
-    p.add_argument("--language", dest="language_code", required=True, choices=sorted(LANGUAGES),
+    p.add_argument("--language", required=True, choices=sorted(LANGUAGES),
                    help="da (Danish) or de (German)")
     p.add_argument("--model", default="gemma3-270m", help="base model (default: the packaged gemma3-270m)")
     p.add_argument("--quick", action="store_true", help="the quick recipes (~20 min on a 2-core CPU)")
@@ -26,7 +26,7 @@ def add_arguments(p):
 
 
 def run(args):
-    final = adapt(args.language_code, model=args.model, quick=args.quick, output_dir=args.output_dir,
+    final = adapt(args.language, model=args.model, quick=args.quick, output_dir=args.output_dir,
                   evaluate=args.evaluate, stages=tuple(args.stages) if args.stages else None,
                   overrides=parse_overrides(args.overrides))
     results = final.parent / "results.json"

@@ -34,7 +34,7 @@ LANGUAGES = {
 }
 
 
-def language(code: str) -> Language:
+def get_language(code: str) -> Language:
     if code not in LANGUAGES:
         raise choices_error("language", code, LANGUAGES)
     return LANGUAGES[code]
