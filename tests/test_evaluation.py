@@ -306,6 +306,13 @@ def test_cli_evaluate_empty_task_names_are_an_error_not_the_whole_suite(tasks, c
     assert len(err.splitlines()) == 1 and "empty task name" in err and "help-bitext-en-da" in err
 
 
+def test_evaluate_output_that_is_a_directory_fails_before_encoding(tmp_path):
+    fake = FakeEncoder(lambda n: np.ones((n, 2)))
+    with pytest.raises(Decoder2VecError, match=f"--output {tmp_path} is a directory"):
+        evaluate(fake, tasks=STS_ONLY, output=tmp_path, verbose=False)
+    assert fake.instructions == []  # nothing was encoded
+
+
 def test_evaluate_with_an_empty_task_list_is_an_error():
     with pytest.raises(Decoder2VecError, match=r"no task named in tasks=\[\]; choose from stsb-en"):
         evaluate(FakeEncoder(lambda n: np.ones((n, 2))), tasks=[], verbose=False)

@@ -88,6 +88,9 @@ def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | N
     "scores", "sizes", "seconds"}}, "averages": {"en", "da", "de", "all"}, "seconds"}.
     """
     task_list = load_tasks(suite, tasks)  # validate names before loading a model
+    if output is not None and Path(output).is_dir():
+        raise Decoder2VecError(f"--output {output} is a directory; give a results file path such as "
+                               f"{Path(output) / 'results.json'}")
     load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
     if encoder_or_model is None or isinstance(encoder_or_model, (str, os.PathLike)):
         encoder = load_encoder(encoder_or_model, **load_kwargs)
