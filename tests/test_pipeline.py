@@ -109,6 +109,11 @@ def test_run_trains_evaluates_each_row_writes_results_and_resumes(chain, monkeyp
     again = Pipeline(recipes, output_dir=out, baselines={"causal": {"bidirectional": False}, "base": {}}).run()
     assert again["rows"] == done["rows"] and again["final"] == done["final"]
 
+    # A finished stage whose recipe changed is not silently skipped: training names the keys.
+    monkeypatch.undo()
+    with pytest.raises(Decoder2VecError, match=r"mntp: .*different recipe.*max_steps: 2 -> 3"):
+        Pipeline(recipes, output_dir=out, overrides={"max_steps": 3}, evaluate=False).run()
+
 
 def test_cli_run_dry_run_validates_without_training(chain, capsys, monkeypatch):
     root, base, recipes = chain

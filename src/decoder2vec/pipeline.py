@@ -11,8 +11,9 @@ its results are reported on. Each stage starts from the previous stage's folder;
 Rows: `baselines` (untrained models, evaluated first), the stages, then `references` (other
 models for comparison). Each row's evaluation is written to `<output_dir>/results/<suite>/<row>.json`
 and summarised in `<output_dir>/results.json` ({row: {model, suite, average, tasks, seconds}}).
-Re-running skips what is finished: trained stages (their folder records the stage) and
-evaluations (their results file exists), so a killed run resumes.
+Re-running skips what is finished: trained stages (their folder records the stage with the same
+recipe; a changed recipe is training's error naming the keys, or with `force: true` a retrain)
+and evaluations (their results file exists), so a killed run resumes.
 
 The demo (demo.py) and `adapt` (languages.py) are this runner with their own rows and folders.
 """
@@ -31,6 +32,7 @@ from .errors import Decoder2VecError, choices_error
 from .folder import last_stage
 from .results import read_results, write_results
 from .training.config import STAGE_CONFIGS, load_recipe
+from .training.engine import recipe_differences
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +129,19 @@ class Pipeline:
         return result
 
     def train_stage(self, stage: str, previous: str) -> Path:
+        """Train one stage into <output_dir>/<stage>; a stage finished there with the same recipe is
+        skipped, one finished with another recipe goes to training, which names the differing
+        keys (or, with force: true, trains again)."""
         output = self.output_dir / stage
+        values = {**self.overrides, "model": str(previous), "output_dir": str(output)}
         done = last_stage(output)
-        if done is not None and done.get("stage") == stage:
+        if done is not None and done.get("stage") == stage and not recipe_differences(
+                done, load_recipe(self.chain[stage], **values)):
             log.warning("%s already finished in %s, skipping", stage, output)
             return output
         print(f"[pipeline] {stage}: training from {previous} -> {output}", flush=True)
         started = time.perf_counter()
-        folder = training.train(str(self.chain[stage]), **{**self.overrides, "model": str(previous),
-                                                           "output_dir": str(output)})
+        folder = training.train(str(self.chain[stage]), **values)
         self.timings[f"train {stage}"] = time.perf_counter() - started
         return Path(folder)
 
