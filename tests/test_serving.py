@@ -490,6 +490,15 @@ def test_request_timeout_is_504_and_drops_the_rest():
         assert response.json()["error"]["message"] == "no answer within 0.5 s (--request-timeout)"
         recorder.gate.set()
         assert httpx.post(f"{url}/v1/embeddings", json={"input": "A dog."}, timeout=30).status_code == 200
+        # A body declared (100 bytes) but never sent whole is 408 after the same time.
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"input\": ")
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            assert answer.status == 408
+            assert json.loads(answer.read())["error"]["message"] == ("the request body did not arrive within 0.5 s "
+                                                                     "(--request-timeout)")
     assert len(recorder.calls) == 2 and recorder.calls[1] == ["A dog."]
 
 

@@ -145,7 +145,12 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         deadline = time.monotonic() + settings.request_timeout
-        req = parse_request(await read_json(request, settings.max_request_bytes), settings, dimension)
+        try:  # a client that declares a body and never sends it must not hold a request open forever
+            body = await asyncio.wait_for(read_json(request, settings.max_request_bytes), settings.request_timeout)
+        except asyncio.TimeoutError:
+            return error_response(408, f"the request body did not arrive within {settings.request_timeout:g} s "
+                                       "(--request-timeout)", code="timeout")
+        req = parse_request(body, settings, dimension)
         lengths = await count_tokens(req)
         job = asyncio.ensure_future(batcher.submit(req.texts, req.instructions, lengths))
         gone = asyncio.ensure_future(_client_gone(request))

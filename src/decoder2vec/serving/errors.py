@@ -9,7 +9,7 @@ from starlette.responses import Response
 # status -> OpenAI's error type for it
 _TYPES = {
     400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-    413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+    408: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
     499: "invalid_request_error", 500: "server_error", 503: "server_error", 504: "server_error",
 }
 
