@@ -69,8 +69,9 @@ def test_defaults_come_from_the_recipes_and_the_plan_chains_the_stages(chain):
     assert list(configs) == ["mntp", "simcse"]
     assert configs["mntp"].model == str(base) and configs["mntp"].output_dir == str(root / "default-run" / "mntp")
     assert configs["simcse"].model == str(root / "default-run" / "mntp")
-    # A subset starts from the chain's previous stage folder; unknown stages list the folder's.
-    assert Pipeline(recipes, stages=("simcse",)).configs()["simcse"].model == str(root / "default-run" / "mntp")
+    # A subset starts from the base model while the chain's previous stage is not finished there
+    # (the run test checks that it continues a finished one); unknown stages list the folder's.
+    assert Pipeline(recipes, stages=("simcse",)).configs()["simcse"].model == str(base)
     with pytest.raises(Decoder2VecError, match=r"'supervised'.*mntp, simcse"):
         Pipeline(recipes, stages=("supervised",))
     # Overrides reach every stage and are validated there.
@@ -108,6 +109,9 @@ def test_run_trains_evaluates_each_row_writes_results_and_resumes(chain, monkeyp
     monkeypatch.setattr("decoder2vec.evaluation.evaluate", lambda *a, **k: pytest.fail("evaluated twice"))
     again = Pipeline(recipes, output_dir=out, baselines={"causal": {"bidirectional": False}, "base": {}}).run()
     assert again["rows"] == done["rows"] and again["final"] == done["final"]
+
+    # A subset continues the finished stage before it.
+    assert Pipeline(recipes, output_dir=out, stages=("simcse",)).configs()["simcse"].model == str(out / "mntp")
 
     # A finished stage whose recipe changed is not silently skipped: training names the keys.
     monkeypatch.undo()

@@ -81,7 +81,7 @@ class Pipeline:
     overrides: dict = field(default_factory=dict)  # recipe keys applied to every stage
     baselines: dict[str, dict] = field(default_factory=lambda: {"base": {}})  # row -> Encoder load kwargs
     references: dict[str, str] = field(default_factory=dict)  # row -> model, evaluated after the stages
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict, init=False)  # seconds per step of run()
 
     def __post_init__(self):
         self.folder = recipe_folder(self.recipes)
@@ -91,7 +91,10 @@ class Pipeline:
         if bad:
             raise choices_error("stage", bad[0], list(self.chain))
         self.stages = tuple(s for s in self.chain if s in chosen)  # always in chain order
-        first = load_recipe(next(iter(self.chain.values())), **self.overrides)
+        first_recipe = next(iter(self.chain.values()))
+        first = load_recipe(first_recipe, **self.overrides)
+        if not (self.model or first.model):
+            raise Decoder2VecError(f"{first_recipe} names no model; pass model= (--model)")
         self.model = str(self.model or first.model)
         self.output_dir = Path(self.output_dir or Path(first.output_dir).parent)
         if self.suite is None:
@@ -104,16 +107,22 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the plan
     def configs(self) -> dict:
-        """{stage: validated StageConfig} as the run will train them (model and output_dir set)."""
+        """{stage: validated StageConfig} as run() would train them now (model and output_dir set)."""
         out, previous = {}, self.model
         for stage in self.stages:
-            index = list(self.chain).index(stage)
-            if index and stage == self.stages[0]:
-                previous = str(self.output_dir / list(self.chain)[index - 1])
+            previous = self._start(stage, previous)
             out[stage] = load_recipe(self.chain[stage], **{**self.overrides, "model": str(previous),
                                                            "output_dir": str(self.output_dir / stage)})
             previous = out[stage].output_dir
         return out
+
+    def _start(self, stage: str, previous) -> str:
+        """What a stage starts from: the chain's stage before it when that one is finished here (so
+        `stages=("simcse", "supervised")` continues an earlier MNTP run), else `previous`."""
+        chain = list(self.chain)
+        index = chain.index(stage)
+        before = self.output_dir / chain[index - 1] if index else None
+        return str(before) if before is not None and last_stage(before) is not None else str(previous)
 
     # ------------------------------------------------------------------ steps
     def evaluate_row(self, row: str, model, **load_kwargs) -> dict:
@@ -159,16 +168,9 @@ class Pipeline:
 
         for row, load_kwargs in self.baselines.items():
             record(row, self.model, **load_kwargs)
-        chain = list(self.chain)
         previous = self.model
         for stage in self.stages:
-            # A stage starts from the chain's stage before it when that one is finished here, so
-            # `stages=("simcse", "supervised")` continues an earlier MNTP run.
-            index = chain.index(stage)
-            before = self.output_dir / chain[index - 1] if index else None
-            if before is not None and last_stage(before) is not None:
-                previous = before
-            previous = self.train_stage(stage, str(previous))
+            previous = self.train_stage(stage, self._start(stage, previous))
             record(stage, previous)
         for row, model in self.references.items():
             record(row, model)
