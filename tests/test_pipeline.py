@@ -131,3 +131,42 @@ def test_cli_run_dry_run_validates_without_training(chain, capsys, monkeypatch):
     with pytest.raises(Decoder2VecError, match="KEY=VALUE"):
         run_verb.parse_overrides(["max_steps"])
     assert run_verb.parse_overrides(["max_steps=3", "data=[a, b]"]) == {"max_steps": 3, "data": ["a", "b"]}
+
+
+def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypatch):
+    """The demo's rows, calls and files, with training and evaluation replaced by recorders."""
+    from decoder2vec.demo import BASELINES, Demo
+
+    trained, evaluated = [], []
+
+    def fake_train(recipe, *, model, output_dir, **overrides):
+        trained.append((str(recipe), model, output_dir))
+        return output_dir
+
+    def fake_evaluate(model, *, suite, name, output, **load_kwargs):
+        evaluated.append((model, name, load_kwargs))
+        score = 0.1 * len(evaluated)
+        result = {"model": name, "suite": suite, "seconds": 1.0, "averages": {"en": score, "all": score},
+                  "tasks": {"stsb-en": {"type": "sts", "language": "en", "metric": "spearman", "main_score": score,
+                                        "scores": {"spearman": score}, "sizes": {}, "seconds": 1.0}}}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr("decoder2vec.training.train", fake_train)
+    monkeypatch.setattr("decoder2vec.evaluation.evaluate", fake_evaluate)
+    out = tmp_path / "demo"
+    summary = Demo(quick=True, output_dir=out).run()
+
+    quick = packaged_recipes() / "smollm2-135m" / "quick"
+    assert trained == [(str(quick / "mntp.yaml"), "smollm2-135m", str(out / "mntp")),
+                       (str(quick / "simcse.yaml"), str(out / "mntp"), str(out / "simcse")),
+                       (str(quick / "supervised.yaml"), str(out / "simcse"), str(out / "supervised"))]
+    assert evaluated == [("smollm2-135m", name, kwargs) for name, kwargs in BASELINES.items()] + [
+        (str(out / s), s, {}) for s in ("mntp", "simcse", "supervised")] + [("minilm", "all-MiniLM-L6-v2", {})]
+    assert list(summary["rows"]) == [*BASELINES, "mntp", "simcse", "supervised", "all-MiniLM-L6-v2"]
+    assert summary["suite"] == "quick" and summary["model"] == "smollm2-135m" and summary["quick"] is True
+    assert json.loads((out / "demo-quick.json").read_text())["rows"] == summary["rows"]
+    assert (out / "demo-quick.png").is_file()
+    assert sorted(p.name for p in (out / "results" / "quick").iterdir()) == sorted(
+        f"{row}.json" for row in summary["rows"])
