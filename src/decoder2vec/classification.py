@@ -1,0 +1,95 @@
+"""A converted model as a bidirectional transformers classifier, for fine-tuning.
+
+An Encoder folder is a transformers model folder whose config.json says `is_causal: false`, and
+transformers (>= 5.2) honours that: `AutoModelForSequenceClassification.from_pretrained(folder,
+num_labels=3)` and `AutoModelForTokenClassification.from_pretrained(folder, num_labels=9)` give
+classifiers whose attention is bidirectional, for every family in tests/tiny.py that has such a
+class (tests/test_classification.py checks each: change the last token and the first position
+changes).
+
+`load_for_classification` is the loader for the rest and for every folder decoder2vec loads:
+- families transformers has no class for (today: token classification for Gemma-3 text models
+  and OPT) get transformers' own generic head (`GenericFor{Sequence,Token}Classification`, the
+  one Llama, Qwen, Mistral ... use) on the family's pretrained-model class;
+- attention follows the folder (decoder2vec_config.json's `bidirectional`, else config.json's
+  `is_causal`), with the attention modules' flags set too (bidirectional.set_causal), and the
+  family's quirks (Gemma-2: eager attention);
+- a sequence classifier gets a pad token id when the config has none, so batches work (it pools
+  the last non-pad token).
+A classifier saved with `model.save_pretrained(dir)` loads back with `load_for_classification(dir,
+task)` (or transformers' Auto class, where the family has one) and predicts the same.
+"""
+
+from __future__ import annotations
+
+import os
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+from transformers.modeling_layers import GenericForSequenceClassification, GenericForTokenClassification
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+from .bidirectional import quirks_for, set_causal
+from .errors import Decoder2VecError
+from .folder import read_config
+from .loading import resolve_model
+
+TASKS = {
+    "sequence": (AutoModelForSequenceClassification, GenericForSequenceClassification, "ForSequenceClassification"),
+    "token": (AutoModelForTokenClassification, GenericForTokenClassification, "ForTokenClassification"),
+}
+
+
+def classifier_class(config, task: str) -> type:
+    """transformers' class for `task` on `config`'s family, or its generic head on the family's
+    pretrained-model class where transformers has none."""
+    if task not in TASKS:
+        raise Decoder2VecError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    auto, generic, suffix = TASKS[task]
+    if type(config) in auto._model_mapping:
+        return auto._model_mapping[type(config)]
+    if type(config) not in MODEL_MAPPING:
+        raise Decoder2VecError(f"transformers has no model class for {config.model_type!r}")
+    base = MODEL_MAPPING[type(config)]
+    family = next((c for c in base.__mro__[1:] if issubclass(c, PreTrainedModel) and c is not PreTrainedModel), None)
+    if family is None:
+        raise Decoder2VecError(f"{base.__name__} has no pretrained-model base class to put a {task} head on")
+    # The name ends like transformers' own heads: the loss (`loss_function`) is chosen by that suffix.
+    name = base.__name__.removesuffix("Model") + suffix
+    return type(name, (generic, family), {"config_class": type(config), "__annotations__": {"config": type(config)},
+                                          "__module__": __name__})
+
+
+def load_for_classification(
+    folder: str | os.PathLike,
+    task: str = "sequence",
+    num_labels: int = 2,
+    *,
+    bidirectional: bool | None = None,
+    **from_pretrained_kwargs,
+) -> PreTrainedModel:
+    """A transformers classifier (`task`: "sequence" or "token") with `num_labels` outputs on a
+    converted model: an Encoder folder, a classifier saved from one, or anything decoder2vec loads
+    (a model folder, hub id, .gguf file, packaged name). bidirectional None: what the folder says
+    (decoder2vec_config.json, else config.json's `is_causal`; causal when neither says).
+    The tokenizer is `AutoTokenizer.from_pretrained(folder)`. Other keywords go to from_pretrained."""
+    if num_labels < 1:
+        raise Decoder2VecError(f"num_labels must be >= 1, got {num_labels}")
+    source = resolve_model(folder)
+    config = AutoConfig.from_pretrained(source)
+    if bidirectional is None:
+        encoder_config = read_config(source) if os.path.isdir(source) else None
+        bidirectional = encoder_config.bidirectional if encoder_config else getattr(config, "is_causal", True) is False
+    for key, value in quirks_for(config).items():
+        from_pretrained_kwargs.setdefault(key, value)
+    model = classifier_class(config, task).from_pretrained(source, num_labels=num_labels, **from_pretrained_kwargs)
+    set_causal(model, not bidirectional)
+    if task == "sequence" and model.config.pad_token_id is None:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return model
