@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..data.corpora import load_texts
 from ..data.pairs import load_pairs
-from ..encoder import Encoder
 from ..mining import SAMPLING_STRATEGIES, check_pair_file, mine_hard_negatives, write_pair_file
 from . import add_keyword, add_model_argument
 
@@ -25,7 +24,7 @@ def add_arguments(p):
     add_keyword(p, mine_hard_negatives, "num_negatives", help="negatives mined per query")
     add_keyword(p, mine_hard_negatives, "range_min", help="skip this many of the highest-ranked candidates")
     add_keyword(p, mine_hard_negatives, "range_max", type=int,
-                help="consider candidates ranked below this only (default: as sentence-transformers)")
+                help="consider only the top RANGE_MAX candidates (default: as sentence-transformers)")
     add_keyword(p, mine_hard_negatives, "absolute_margin", type=float,
                 help="drop candidates scoring within this of the positive (likely false negatives)")
     add_keyword(p, mine_hard_negatives, "relative_margin", type=float,
@@ -46,12 +45,12 @@ def add_arguments(p):
 
 
 def run(args):
-    # Everything that can be wrong with the input or output fails before the (slow) model load.
+    # The output, the pairs and (in mine_hard_negatives) the options fail before the (slow) model load.
     check_pair_file(args.output, overwrite=args.overwrite)
     pairs = load_pairs(args.pairs, limit=args.limit)
     corpus = [text for source in args.corpus for text in load_texts(source)] if args.corpus else None
     mined = mine_hard_negatives(
-        pairs, Encoder.from_pretrained(args.model), range_min=args.range_min, range_max=args.range_max,
+        pairs, args.model, range_min=args.range_min, range_max=args.range_max,
         num_negatives=args.num_negatives, absolute_margin=args.absolute_margin,
         relative_margin=args.relative_margin, max_score=args.max_score, min_score=args.min_score,
         sampling_strategy=args.sampling_strategy, corpus=corpus, query_instruction=args.query_instruction,
