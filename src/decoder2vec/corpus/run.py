@@ -40,7 +40,14 @@ class Summary:
     output: str = ""
     dimension: int = 0
     dtype: str = "float32"
-    resumed_at: int = 0
+
+    @classmethod
+    def of(cls, folder: ShardFolder) -> "Summary":
+        """What a shard folder's manifest says was done (over every run that resumed it)."""
+        m = folder.manifest
+        return cls(rows=m["rows"], rows_read=m["rows_read"], skipped_ids=m["skipped_ids"], tokens=m["tokens"],
+                   seconds=m["seconds"], output=str(folder.folder), dimension=m.get("dimension", 0),
+                   dtype=m.get("dtype", "float32"))
 
     def line(self) -> str:
         rate = self.tokens / self.seconds if self.seconds else 0.0
@@ -88,7 +95,7 @@ def encode_corpus(
         show_progress_bar = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     if kind == "shards":
         recorded = {
-            **corpus_settings(encoder, files, text_column=text_column, id_column=id_column, carry=carry,
+            **corpus_settings(encoder.config, files, text_column=text_column, id_column=id_column, carry=carry,
                               instruction=instruction, normalize_embeddings=normalize_embeddings,
                               truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
             **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
@@ -99,17 +106,27 @@ def encode_corpus(
                            id_column is not None)
 
 
-def corpus_settings(encoder, files, **kwargs) -> dict:
-    """What decides the rows of an output: the Encoder as loaded, the inputs (and their sizes, so
-    a changed file is not resumed into), the columns and the encode options."""
-    config = encoder.config
+def corpus_settings(config, files, **kwargs) -> dict:
+    """What decides the rows of an output: the Encoder's config (as loaded, with overrides), the
+    inputs (and their sizes, so a changed file is not resumed into), the columns and the encode
+    options. The local and the Ray engine record the same keys, so either may resume the other."""
     return {
         "base_model": config.base_model, "pooling": config.pooling, "bidirectional": bool(config.bidirectional),
         "max_length": config.max_length, "instruction_template": config.instruction_template,
-        "dimension": encoder.dimension,
         "inputs": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in files],
         **kwargs,
     }
+
+
+def shard_ends(offsets: Sequence[int], shard_rows: int, start_row: int = 0) -> list[int]:
+    """The end row of every shard after `start_row`: shards hold `shard_rows` rows counted from
+    each file's start and never span files (what `read_chunks` yields)."""
+    ends = []
+    for first, end in zip(offsets, offsets[1:]):
+        ends.extend(row for row in range(first + shard_rows, end, shard_rows))
+        if end > first:
+            ends.append(end)
+    return [end for end in ends if end > start_row]
 
 
 def split_empty(chunk: Chunk, on_empty: str) -> tuple[list[int], list]:
@@ -169,7 +186,6 @@ def _progress(total: int, start: int, show: bool):
 
 
 def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precision, on_empty, show) -> Summary:
-    summary = Summary(output=str(folder.folder), resumed_at=folder.next_row)
     total = job["offsets"][-1]
     dtype = None
     if not folder.complete:
@@ -191,11 +207,7 @@ def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precisi
                 dtype = out.dtype
         dimension = folder.schema.field("embedding").type.list_size if folder.schema else encoder.dimension
         folder.finish(dimension, str(dtype or np.dtype(np.float32)))
-    m = folder.manifest
-    summary.rows, summary.rows_read, summary.skipped_ids = m["rows"], m["rows_read"], m["skipped_ids"]
-    summary.tokens, summary.seconds = m["tokens"], m["seconds"]
-    summary.dimension, summary.dtype = m["dimension"], m["dtype"]
-    return summary
+    return Summary.of(folder)
 
 
 def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, on_empty, show,

@@ -1,0 +1,310 @@
+"""Encode a corpus on Ray Data: a pool of Encoder actors (one model load each, one GPU each where
+the cluster has GPUs) maps a Ray Dataset to vectors.
+
+- `encode_dataset(ds, model, ...)` is the building block: any Ray Dataset with a text column in,
+  the same Dataset plus an `embedding` column out (fixed-size list of float32, or the precision's
+  dtype). Write it where you like (`.write_parquet(...)`) or iterate it.
+- `encode_files(...)` is `decoder2vec encode --engine ray`: files are read by Ray tasks with the
+  local reader (same ids, same file:line errors), encoded by the actor pool, and written by the
+  driver as the local engine's shards and manifest, in row order, so a killed job resumes like a
+  local one (and either engine may resume the other's output).
+
+Ray retries the tasks of an actor that dies (Ray Data restarts pool actors and retries their tasks
+by default), so a lost worker costs its batch, not the job. Ray is the optional `ray` extra:
+`pip install 'decoder2vec[ray]'`; only this module imports it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+import ray.data
+from tqdm.auto import tqdm
+
+from .corpus import (ON_EMPTY, ShardFolder, Summary, check_output_path, corpus_settings, first_rows, is_empty,
+                     read_chunks, resolve_inputs, shard_ends)
+from .encoder import Encoder
+from .errors import Decoder2VecError, choices_error
+from .folder import EncoderConfig, read_config
+from .loading import resolve_model
+from .precision import CALIBRATED, check_precision, empty, quantize_embeddings
+
+ROW = "_row"  # the row number over all inputs: orders rows into shards and names a bad row's line
+TOKENS = "_tokens"
+
+
+class EncodeBatches:
+    """A Ray Data actor: one Encoder, loaded once in __init__, encodes the text column of each batch."""
+
+    def __init__(self, model: str, load: dict, text_column: str, options: dict, precision: str, ranges,
+                 on_empty: str, count_tokens: bool):
+        self.encoder = Encoder.from_pretrained(model, **load)
+        self.text_column, self.options, self.precision = text_column, options, precision
+        self.ranges = None if ranges is None else np.asarray(ranges, np.float32)
+        self.on_empty, self.count_tokens = on_empty, count_tokens
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.text_column not in batch.column_names:
+            raise Decoder2VecError(f"the dataset has no column {self.text_column!r} (columns: "
+                                   f"{', '.join(batch.column_names)})")
+        texts = batch.column(self.text_column).to_pylist()
+        keep = [i for i, text in enumerate(texts) if not is_empty(text)]
+        if self.on_empty == "error" and len(keep) < len(texts):
+            bad = next(i for i, text in enumerate(texts) if is_empty(text))
+            where = f"id {batch.column('id')[bad].as_py()!r}" if "id" in batch.column_names else f"batch row {bad}"
+            raise Decoder2VecError(f"empty text in column {self.text_column!r} ({where}); use on_empty='skip'")
+        vectors = self._encode([texts[i] for i in keep])
+        full = np.zeros((len(texts), vectors.shape[1]), vectors.dtype)
+        full[keep] = vectors
+        skipped = np.ones(len(texts), bool)
+        skipped[keep] = False
+        # A skipped row stays, with a null embedding: every input row is accounted for.
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), full.shape[1],
+                                                      mask=pa.array(skipped))
+        out = batch.append_column("embedding", embedding)
+        if self.count_tokens:
+            lengths = np.zeros(len(texts), np.int64)
+            if keep:
+                ids, _, _ = self.encoder.tokenize([texts[i] for i in keep], [self.options["instruction"]] * len(keep))
+                lengths[keep] = [len(x) for x in ids]
+            out = out.append_column(TOKENS, pa.array(lengths))
+        return out
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        dim = self.options["truncate_dim"] or self.encoder.dimension
+        if not texts:
+            return empty(dim, self.precision)
+        common = dict(show_progress_bar=False, **self.options)
+        if self.precision in CALIBRATED and self.ranges is None:
+            # The Encoder's own calibrated ranges (encoder.calibrate), or its one-line error.
+            return self.encoder.encode(texts, precision=self.precision, **common)
+        return quantize_embeddings(self.encoder.encode(texts, precision="float32", **common), self.precision,
+                                   self.ranges)
+
+
+def encode_dataset(
+    ds: ray.data.Dataset,
+    model: str,
+    *,
+    text_column: str = "text",
+    instruction: str | None = None,
+    batch_size: int = 32,
+    normalize_embeddings: bool = False,
+    truncate_dim: int | None = None,
+    precision: str = "float32",
+    ranges=None,
+    on_empty: str = "error",
+    num_workers: int = 1,
+    num_gpus: float | None = None,
+    num_cpus: float | None = None,
+    load: dict | None = None,
+    count_tokens: bool = False,
+) -> ray.data.Dataset:
+    """`ds` plus an `embedding` column, computed by `num_workers` Encoder actors.
+
+    model: a path, hub id or packaged name every worker can load (`Encoder.from_pretrained(model,
+    **load)`, once per actor). batch_size: rows per actor call (and per encode call).
+    num_gpus: per actor; default 1 when the cluster has GPUs, else 0. num_cpus: per actor; default
+    on CPU-only clusters an equal share of all CPUs but one (at most 1 each). int8/uint8 need `ranges`
+    ((2, dim) [min; max]) or a calibrated Encoder, so every worker quantises alike.
+    on_empty: "error" fails the job on an empty or null text; "skip" keeps the row with a null
+    embedding (select them with `ds.filter(expr="embedding is null")`)."""
+    if on_empty not in ON_EMPTY:
+        raise choices_error("on_empty", on_empty, ON_EMPTY)
+    check_precision(precision)
+    for name, value in (("batch_size", batch_size), ("num_workers", num_workers)):
+        if not isinstance(value, int) or value < 1:
+            raise Decoder2VecError(f"{name} must be an integer >= 1, got {value!r}")
+    if not ray.is_initialized():
+        ray.init()
+    resources = ray.cluster_resources()
+    if num_gpus is None:
+        num_gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+    if num_cpus is None and not num_gpus:
+        # Actors that take every CPU starve the read tasks that feed them (the job hangs): leave one.
+        num_cpus = min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / num_workers))
+    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
+                   truncate_dim=truncate_dim)
+    remote = {"num_cpus": num_cpus} if num_cpus is not None else {}
+    return ds.map_batches(
+        EncodeBatches,
+        fn_constructor_kwargs=dict(model=str(model), load=load or {}, text_column=text_column, options=options,
+                                   precision=precision, ranges=None if ranges is None else np.asarray(ranges).tolist(),
+                                   on_empty=on_empty, count_tokens=count_tokens),
+        batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers),
+        num_gpus=num_gpus, **remote,
+    )
+
+
+def read_files(files: Sequence[Path], offsets: Sequence[int], *, text_column: str = "text", id_column=None,
+               carry: Sequence[str] = (), chunk_rows: int = 4096, start_row: int = 0) -> ray.data.Dataset:
+    """The rows of `files` as a Ray Dataset (`_row`, `id`, the text column, carried columns), one
+    read task per file, with the local reader: the same ids, empties and file:line errors."""
+    items = [{"path": str(path), "first_row": offsets[i], "end_row": offsets[i + 1]}
+             for i, path in enumerate(files) if offsets[i + 1] > start_row]
+    kwargs = dict(text_column=text_column, id_column=id_column, carry=list(carry), chunk_rows=chunk_rows,
+                  start_row=start_row)
+    return ray.data.from_items(items, override_num_blocks=max(len(items), 1)).map_batches(
+        _read_rows, batch_size=1, batch_format="pyarrow", fn_kwargs=kwargs)
+
+
+def _read_rows(batch: pa.Table, *, text_column, id_column, carry, chunk_rows, start_row) -> Iterator[pa.Table]:
+    for item in batch.to_pylist():
+        chunks = read_chunks([Path(item["path"])], text_column=text_column, id_column=id_column, carry=carry,
+                             chunk_rows=chunk_rows, start_row=start_row,
+                             offsets=[item["first_row"], item["end_row"]])
+        for chunk in chunks:
+            rows = pa.array(range(chunk.first_row, chunk.first_row + len(chunk)), pa.int64())
+            yield pa.table({ROW: rows, "id": chunk.ids, text_column: pa.array(chunk.texts, pa.string()),
+                            **chunk.columns})
+
+
+def effective_config(model: str, load: dict) -> EncoderConfig:
+    """The EncoderConfig the workers will load (the folder's, with the load overrides), read on the
+    driver without loading weights: it goes into the manifest's settings like the local engine's."""
+    source = resolve_model(model)
+    config = read_config(source) if Path(source).is_dir() else None
+    if config is None:
+        config = EncoderConfig(base_model=str(model))
+    for key in ("pooling", "bidirectional", "max_length", "instruction_template"):
+        if load.get(key) is not None:
+            setattr(config, key, load[key])
+    return config
+
+
+def encode_files(
+    model: str,
+    inputs,
+    output,
+    *,
+    load: dict | None = None,
+    num_workers: int = 1,
+    address: str | None = None,
+    num_gpus: float | None = None,
+    num_cpus: float | None = None,
+    settings: dict | None = None,
+    show_progress_bar: bool = False,
+    text_column: str = "text",
+    id_column: str | None = None,
+    carry: Sequence[str] = (),
+    instruction: str | None = None,
+    batch_size: int = 32,
+    normalize_embeddings: bool = False,
+    truncate_dim: int | None = None,
+    precision: str = "float32",
+    on_empty: str = "error",
+    shard_rows: int = 10_000,
+) -> Summary:
+    """`decoder2vec encode --engine ray`: files in, the local engine's shard folder out (resumable)."""
+    if on_empty not in ON_EMPTY:
+        raise choices_error("on_empty", on_empty, ON_EMPTY)
+    files = resolve_inputs(inputs)
+    path, kind = check_output_path(output)
+    if kind != "shards":
+        raise Decoder2VecError(f"the Ray engine writes Parquet shards into a folder; got {str(output)!r}")
+    load = {k: v for k, v in (load or {}).items() if v is not None}
+    offsets = first_rows(files)
+    carry = list(carry)
+    recorded = {
+        **corpus_settings(effective_config(model, load), files, text_column=text_column, id_column=id_column,
+                          carry=carry, instruction=instruction, normalize_embeddings=normalize_embeddings,
+                          truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+        **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+    }
+    folder = ShardFolder(path, recorded)
+    if folder.complete:
+        return Summary.of(folder)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=address, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    # Output in input order, so the driver cuts the same shards as the local engine.
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    try:
+        rows = read_files(files, offsets, text_column=text_column, id_column=id_column, carry=carry,
+                          chunk_rows=min(shard_rows, 4096), start_row=folder.next_row)
+        # Ray merges a read task's output into large blocks, and an actor takes whole blocks: small
+        # blocks (streamed, not shuffled) let every actor of the pool get work.
+        rows = rows.repartition(target_num_rows_per_block=batch_size * 8)
+        encoded = encode_dataset(rows, model, text_column=text_column, instruction=instruction, batch_size=batch_size,
+                                 normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim,
+                                 precision=precision, on_empty="skip", num_workers=num_workers, num_gpus=num_gpus,
+                                 num_cpus=num_cpus, load=load, count_tokens=True)
+        _write_in_order(encoded, folder, files, offsets, shard_rows, carry, on_empty, show_progress_bar)
+    except Exception as exc:
+        user = _user_error(exc)
+        if user is None:
+            raise
+        raise Decoder2VecError(str(user).strip().splitlines()[-1]) from None
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if started_ray:
+            ray.shutdown()
+    return Summary.of(folder)
+
+
+def _write_in_order(encoded, folder: ShardFolder, files, offsets, shard_rows, carry, on_empty, show) -> None:
+    ends = iter(shard_ends(offsets, shard_rows, folder.next_row))
+    end = next(ends, None)
+    pending, have, started, dtype = [], 0, time.perf_counter(), None
+    with tqdm(total=offsets[-1], initial=folder.next_row, unit="rows", desc="encode", disable=not show) as bar:
+        for batch in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
+            pending.append(batch)
+            have += batch.num_rows
+            bar.update(batch.num_rows)
+            while end is not None and folder.next_row + have >= end:
+                table = pa.concat_tables(pending)
+                size = end - folder.next_row
+                dtype = _write_shard(folder, table.slice(0, size), files, offsets, carry, on_empty,
+                                     time.perf_counter() - started)
+                started = time.perf_counter()
+                pending, have = [table.slice(size)], table.num_rows - size
+                end = next(ends, None)
+    if end is not None or have:
+        raise RuntimeError(f"the Ray job ended at row {folder.next_row + have}, expected row {offsets[-1]}")
+    width = folder.schema.field("embedding").type.list_size if folder.schema else 0
+    folder.finish(width, str(dtype or "float32"))
+
+
+def _write_shard(folder, table: pa.Table, files, offsets, carry, on_empty, seconds):
+    rows = table.column(ROW).to_numpy()
+    first, end = folder.next_row, folder.next_row + table.num_rows
+    if rows[0] != first or rows[-1] != end - 1 or (len(rows) > 1 and (np.diff(rows) != 1).any()):
+        raise RuntimeError(f"rows out of order: expected {first}..{end - 1}, got {rows[0]}..{rows[-1]}")
+    valid = pc.is_valid(table.column("embedding"))
+    skipped = table.filter(pc.invert(valid))
+    if on_empty == "error" and skipped.num_rows:
+        row = skipped.column(ROW)[0].as_py()
+        raise Decoder2VecError(
+            f"{_location(files, offsets, row)}: empty text (id {skipped.column('id')[0].as_py()!r}); pass "
+            "--on-empty skip (on_empty='skip') to skip empty texts, counted and listed in the output")
+    out = table.filter(valid).select(["id", "embedding", *carry])
+    folder.write(out, first_row=first, end_row=end, skipped_ids=skipped.column("id").to_pylist(),
+                 tokens=int(pc.sum(table.column(TOKENS)).as_py() or 0), seconds=seconds)
+    return str(np.dtype(out.schema.field("embedding").type.value_type.to_pandas_dtype()))
+
+
+def _location(files, offsets, row: int) -> str:
+    index = bisect.bisect_right(offsets, row) - 1
+    path, local = files[index], row - offsets[index]
+    return f"{path}:{local + 1}" if path.suffix.lower() in (".txt", ".jsonl") else f"{path} row {local + 1}"
+
+
+def _user_error(exc: BaseException) -> Decoder2VecError | None:
+    """The Decoder2VecError a Ray task raised, found through Ray's wrappers (cause chains)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Decoder2VecError):
+            return exc
+        seen.add(id(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
