@@ -68,7 +68,8 @@ def test_max_score_and_min_score(encoder):
 
 def test_pairs_sharing_a_query_share_their_positives(encoder):
     pairs = [Pair("quick brown fox", FOX), Pair("quick brown fox", FOX_DUPLICATE), Pair("capital", PARIS)]
-    mined = mine_hard_negatives(pairs, encoder, num_negatives=2)
+    with pytest.warns(UserWarning, match="1 of 2 queries got fewer than num_negatives=2"):
+        mined = mine_hard_negatives(pairs, encoder, num_negatives=2)
     # Neither positive is a negative of the shared query; only the third pair's positive is left.
     assert mined[0].negatives == mined[1].negatives == [PARIS]
 

@@ -131,7 +131,9 @@ def mine_hard_negatives(
 def _negatives(row, own, k, range_min, range_max, num_negatives, absolute_margin, relative_margin,
                max_score, min_score, sampling_strategy, rng) -> list[int]:
     """Candidate document indices for one query, hardest first (sentence-transformers' rules)."""
-    top = np.argsort(-row, kind="stable")[:k]
+    # The k best without sorting the whole pool (argpartition), then ordered by score, ties by index.
+    top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+    top = top[np.lexsort((top, -row[top]))]
     scores = row[top].astype(np.float64)
     scores[np.isin(top, own)] = -np.inf
     hardest_positive = float(row[own].min())
