@@ -254,37 +254,26 @@ class Encoder:
 
     @classmethod
     def _exported(cls, source: str, config: EncoderConfig, backend: str, quantize, threads, trust_remote_code):
-        """An Encoder on the onnx/openvino backend: its artifact from the folder or the cache,
-        exported (once) from the torch model when neither has it."""
+        """An Encoder on the onnx/openvino backend, from its artifact in the folder or the cache;
+        built (once) from the fp32 ONNX graph, itself exported (once) from the torch model."""
         weights = quantize or "float32"
-        own_graph = Path(source) / "onnx" / GRAPH  # written by `decoder2vec export --to onnx`
-        key = artifact_key(source, bidirectional=config.bidirectional, weights=weights, engine=backend)
-        folder = artifact_dir(loading.cache_dir(), key)
-        artifact = folder / (GRAPH if backend == "onnx" else IR)
-        if backend == "onnx" and weights == "float32" and own_graph.is_file():
-            artifact = own_graph
-        if not artifact.is_file():
-            net, _ = loading.load_model(source, device="cpu", dtype="float32", trust_remote_code=trust_remote_code)
-            net.eval()
-            set_causal(net, not config.bidirectional)
-            torch_backend = TorchBackend(net, 0)
-            with building(folder) as tmp:
-                if backend == "onnx" and weights == "float32":
-                    export_graph(torch_backend, tmp / GRAPH)
-                else:
-                    graph = own_graph if own_graph.is_file() else export_graph(torch_backend, tmp / "fp32.onnx")
+        graph = _onnx_graph(source, config, trust_remote_code)
+        artifact = graph
+        if (backend, weights) != ("onnx", "float32"):
+            key = artifact_key(source, bidirectional=config.bidirectional, weights=weights, engine=backend)
+            folder = artifact_dir(loading.cache_dir(), key)
+            artifact = folder / (GRAPH if backend == "onnx" else IR)
+            if not artifact.is_file():
+                with building(folder) as tmp:
                     if backend == "onnx":
                         quantize_graph(graph, tmp / GRAPH)
                     else:
                         convert_graph(graph, tmp / IR, weights=weights)
-                    (tmp / "fp32.onnx").unlink(missing_ok=True)
-            del net, torch_backend
         tokenizer = loading.load_tokenizer(source, trust_remote_code=trust_remote_code)
         text_config = loading.load_config(source, trust_remote_code=trust_remote_code).get_text_config()
-        pad_id = tokenizer.pad_token_id
         engine = OnnxBackend if backend == "onnx" else OpenVinoBackend
-        return cls(None, tokenizer, config, backend=engine(artifact, text_config, pad_id, weights=weights,
-                                                           threads=threads))
+        return cls(None, tokenizer, config, backend=engine(artifact, text_config, tokenizer.pad_token_id,
+                                                           weights=weights, threads=threads))
 
     def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write weights (safetensors), tokenizer, decoder2vec_config.json and the
@@ -562,6 +551,23 @@ def _fit(ids: np.ndarray, mask: np.ndarray, special: np.ndarray, limit: int):
     room = limit - len(specials) - len(text_kept)
     keep = np.sort(np.concatenate([np.asarray(specials, dtype=np.int64), text_kept, instruction[:room]]))
     return ids[keep].tolist(), mask[keep]
+
+
+def _onnx_graph(source: str, config: EncoderConfig, trust_remote_code: bool) -> Path:
+    """The fp32 ONNX graph every exported backend starts from: the folder's own (`decoder2vec
+    export --to onnx`), else the cached one, exported from the torch model on first use."""
+    own = Path(source) / "onnx" / GRAPH
+    if own.is_file():
+        return own
+    key = artifact_key(source, bidirectional=config.bidirectional, weights="float32", engine="onnx")
+    folder = artifact_dir(loading.cache_dir(), key)
+    if not (folder / GRAPH).is_file():
+        net, _ = loading.load_model(source, device="cpu", dtype="float32", trust_remote_code=trust_remote_code)
+        net.eval()
+        set_causal(net, not config.bidirectional)
+        with building(folder) as tmp:
+            export_graph(TorchBackend(net, 0), tmp / GRAPH)
+    return folder / GRAPH
 
 
 def _read_ranges(source) -> dict | None:
