@@ -3,7 +3,7 @@ sequence/token classifier whose attention stays bidirectional, on every tiny fam
 
 import pytest
 import torch
-from tiny import FAMILIES, tiny_encoder
+from tiny import FAMILIES, tiny_encoder, tiny_model
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from decoder2vec import Decoder2VecError, Encoder
@@ -85,6 +85,16 @@ def test_predictions_equal_after_save_and_load(family, task, tmp_path):
         with torch.no_grad():
             auto = AUTO[task].from_pretrained(tmp_path / "classifier").eval()
             torch.testing.assert_close(auto(input_ids=batch, attention_mask=mask).logits, before, rtol=0, atol=1e-6)
+
+
+def test_a_plain_model_folder_is_bidirectional_unless_its_config_says_causal(tmp_path):
+    """Like Encoder.from_pretrained: a decoder's own folder (no is_causal) loads bidirectional."""
+    plain = tiny_model("llama")
+    plain.save_pretrained(tmp_path / "plain")
+    assert sees_the_last_token(load_for_classification(tmp_path / "plain", "token", num_labels=3).eval())
+    plain.config.is_causal = True
+    plain.save_pretrained(tmp_path / "causal")
+    assert not sees_the_last_token(load_for_classification(tmp_path / "causal", "token", num_labels=3).eval())
 
 
 def test_a_padded_batch_classifies_each_text_as_alone(tmp_path):

@@ -12,7 +12,7 @@ changes).
   and OPT) get transformers' own generic head (`GenericFor{Sequence,Token}Classification`, the
   one Llama, Qwen, Mistral ... use) on the family's pretrained-model class;
 - attention follows the folder (decoder2vec_config.json's `bidirectional`, else config.json's
-  `is_causal`), with the attention modules' flags set too (bidirectional.set_causal), and the
+  `is_causal`; bidirectional when neither says, as for an Encoder), with the attention modules' flags set too (bidirectional.set_causal), and the
   family's quirks (Gemma-2: eager attention);
 - a sequence classifier gets a pad token id when the config has none, so batches work (it pools
   the last non-pad token).
@@ -76,7 +76,8 @@ def load_for_classification(
     """A transformers classifier (`task`: "sequence" or "token") with `num_labels` outputs on a
     converted model: an Encoder folder, a classifier saved from one, or anything decoder2vec loads
     (a model folder, hub id, .gguf file, packaged name). bidirectional None: what the folder says
-    (decoder2vec_config.json, else config.json's `is_causal`; causal when neither says).
+    (decoder2vec_config.json, else config.json's `is_causal`), and bidirectional when neither says,
+    as `Encoder.from_pretrained` would load it.
     The tokenizer is `AutoTokenizer.from_pretrained(folder)`. Other keywords go to from_pretrained."""
     if num_labels < 1:
         raise Decoder2VecError(f"num_labels must be >= 1, got {num_labels}")
@@ -84,7 +85,8 @@ def load_for_classification(
     config = AutoConfig.from_pretrained(source)
     if bidirectional is None:
         encoder_config = read_config(source) if os.path.isdir(source) else None
-        bidirectional = encoder_config.bidirectional if encoder_config else getattr(config, "is_causal", True) is False
+        said = getattr(config, "is_causal", None)  # absent from a plain model's config.json
+        bidirectional = encoder_config.bidirectional if encoder_config else said is not True
     for key, value in quirks_for(config).items():
         from_pretrained_kwargs.setdefault(key, value)
     model = classifier_class(config, task).from_pretrained(source, num_labels=num_labels, **from_pretrained_kwargs)
