@@ -40,9 +40,9 @@ def _inputs(tmp_path):
     return [str(tmp_path / name) for name in ("a.txt", "b.jsonl", "c.csv", "d.parquet")]
 
 
-def _error_line(capsys) -> str:
+def _error_line(err) -> str:
     """The error: one line, after any progress bars (\r-separated), with no traceback."""
-    err = capsys.readouterr().err
+    err = err if isinstance(err, str) else err.readouterr().err
     assert "Traceback" not in err
     last = err.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith("decoder2vec encode: error: "), err
@@ -128,6 +128,8 @@ def test_parquet_output_has_ids_and_skips_are_listed(folder, tmp_path, capsys):
     ("in.jsonl", b'{"text": "a"}\n{"text": "b"\n', [], "in.jsonl:2: not a JSON object (Expecting ',' delimiter at column 13)"),
     ("in.jsonl", b'{"text": "a"}\n{"text": 5}\n', [], "in.jsonl:2: 'text' is int, not a string"),
     ("in.jsonl", b'{"text": "a"}\n{"body": "b"}\n', [], "in.jsonl:2 has no column 'text' (columns: body)"),
+    ("in.jsonl", b'{"body": "b"}\n', [], "in.jsonl:1 has no column 'text' (columns: body); name it with --text-column"),
+    ("in.parquet", None, ["--id-column", "doc"], "in.parquet has no id column 'doc' (columns: text)"),
     ("in.jsonl", b'{"text": null}\n', [], "in.jsonl:1: null text (id 0)"),
     ("in.txt", "caf\u00e9\nna\u00efve\n".encode("latin-1"), [], "in.txt:1: not UTF-8 (byte 0xe9 at column 4)"),
     ("in.csv", "text\nok\ncaf\u00e9\n".encode("latin-1"), [], "in.csv row 2: column 'text' is not UTF-8"),
@@ -143,7 +145,10 @@ def test_parquet_output_has_ids_and_skips_are_listed(folder, tmp_path, capsys):
 ])
 def test_bad_input_is_one_line(folder, tmp_path, capsys, monkeypatch, name, content, extra, message):
     """Every bad input or output is one line naming it, found before the model is loaded where it can be."""
-    (tmp_path / name).write_bytes(content)
+    if content is None:
+        pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / name)
+    else:
+        (tmp_path / name).write_bytes(content)
     (tmp_path / "OUTDIR.npy").mkdir()
     (tmp_path / "AFILE").write_text("x")
     (tmp_path / "USERDIR").mkdir()
@@ -152,7 +157,10 @@ def test_bad_input_is_one_line(folder, tmp_path, capsys, monkeypatch, name, cont
     output = extra[1] if extra[:1] == ["--output"] else "v.npy"
     extra = [] if extra[:1] == ["--output"] else extra
     code = main(["encode", "--model", folder, "--input", name, "--output", output, "--device", "cpu", *extra])
-    assert code == 2 and message in _error_line(capsys)
+    err = capsys.readouterr().err
+    assert code == 2 and message in _error_line(err)
+    if not any(found_later in message for found_later in ("in.jsonl:2", "null text", "not UTF-8")):
+        assert len(err.splitlines()) == 1, "found before the model load, so nothing else is printed"
     assert (tmp_path / "USERDIR" / "notes.md").read_text() == "mine"
 
 

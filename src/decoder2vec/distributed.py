@@ -28,7 +28,7 @@ import ray
 import ray.data
 from tqdm.auto import tqdm
 
-from .corpus import (ON_EMPTY, ShardFolder, Summary, check_output_path, corpus_settings, first_rows, is_empty,
+from .corpus import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, corpus_settings, first_rows, is_empty,
                      read_chunks, resolve_inputs, shard_ends)
 from .encoder import Encoder
 from .errors import Decoder2VecError, choices_error
@@ -206,6 +206,7 @@ def encode_files(
     if on_empty not in ON_EMPTY:
         raise choices_error("on_empty", on_empty, ON_EMPTY)
     files = resolve_inputs(inputs)
+    check_inputs(files, text_column=text_column, id_column=id_column, carry=carry)
     path, kind = check_output_path(output)
     if kind != "shards":
         raise Decoder2VecError(f"the Ray engine writes Parquet shards into a folder; got {str(output)!r}")

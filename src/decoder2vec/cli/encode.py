@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..corpus import ON_EMPTY, check_output_path, encode_corpus, ids_file, resolve_inputs
+from ..corpus import ON_EMPTY, check_inputs, check_output_path, encode_corpus, ids_file, resolve_inputs
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..loading import DEFAULT_MODEL
@@ -77,7 +77,7 @@ def check_ints(args) -> None:
 def run(args):
     check_ints(args)
     # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
-    resolve_inputs(args.input)
+    check_inputs(resolve_inputs(args.input), text_column=args.text_column, id_column=args.id_column, carry=args.carry)
     path, kind = check_output_path(args.output)
     if args.engine == "ray" and kind != "shards":
         raise Decoder2VecError(f"--engine ray writes Parquet shards into a folder; got {args.output!r}")

@@ -81,6 +81,47 @@ def resolve_inputs(inputs: str | Sequence[str]) -> list[Path]:
     return files
 
 
+def check_inputs(files: Sequence[Path], *, text_column: str = "text", id_column: str | None = None,
+                 carry: Sequence[str] = ()) -> None:
+    """Each file has the columns asked for, judged from its header (.csv), schema (.parquet) or
+    first line (.jsonl), so a wrong name is reported before a model is loaded."""
+    for path in files:
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            _check_txt_columns(path, text_column, id_column, carry)
+            continue
+        if suffix == ".jsonl":
+            first = next(_jsonl_rows(path, text_column), None)
+            names = list(first) if first is not None else None
+        else:
+            names = _arrow_names(path)
+        if names is not None:
+            _check_names(path, names, text_column, id_column, carry)
+
+
+def _check_txt_columns(path, text_column, id_column, carry) -> None:
+    if text_column != "text" or id_column or any(c != "text" for c in carry):
+        raise Decoder2VecError(f"{path}: a .txt file has one column, 'text' (one text per line); --text-column, "
+                               "--id-column and --carry other than 'text' need .jsonl, .csv or .parquet")
+
+
+def _check_names(path, names, text_column, id_column, carry) -> None:
+    for name in (text_column, id_column, *carry):
+        if name is not None and name not in names:
+            what = "column" if name == text_column else "id column" if name == id_column else "column to carry"
+            hint = "; name it with --text-column" if name == text_column else ""
+            raise Decoder2VecError(f"{path} has no {what} {name!r} (columns: {', '.join(names)}){hint}")
+
+
+def _arrow_names(path: Path) -> list[str]:
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pq.ParquetFile(path).schema_arrow.names
+        return pa_csv.open_csv(path, convert_options=pa_csv.ConvertOptions(check_utf8=False)).schema.names
+    except (pa.ArrowException, OSError) as exc:
+        raise Decoder2VecError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
 def count_rows(path: Path) -> int:
     """Rows in one input: Parquet metadata, newlines for .txt/.jsonl, a pyarrow parse for .csv
     (quoted cells may hold newlines). Exact, so it gives the progress total and each file's first
@@ -149,15 +190,14 @@ def _tail(chunk: Chunk, skip: int) -> Chunk:
 def _read_file(path, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        if text_column != "text" or id_column or any(c != "text" for c in carry):
-            raise Decoder2VecError(f"{path}: a .txt file has one column, 'text' (one text per line); "
-                                   "--text-column, --id-column and --carry other than 'text' need .jsonl, .csv or .parquet")
+        _check_txt_columns(path, text_column, id_column, carry)
         rows = ({"text": text} for text in _txt_lines(path))
         yield from _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row)
     elif suffix == ".jsonl":
         yield from _chunks_of_rows(path, _jsonl_rows(path, text_column), text_column, id_column, carry,
                                    chunk_rows, first_row)
     else:
+        _check_names(path, _arrow_names(path), text_column, id_column, carry)
         yield from _chunks_of_batches(path, _arrow_batches(path, text_column), text_column, id_column, carry,
                                       chunk_rows, first_row)
 
@@ -241,12 +281,6 @@ def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows,
     chunk = _empty_chunk(path, first_row, 0, carry)
     local = 0
     for batch in batches:
-        names = batch.schema.names
-        for name in (text_column, id_column, *carry):
-            if name is not None and name not in names:
-                what = "column" if name == text_column else "id column" if name == id_column else "column to carry"
-                hint = "; name it with --text-column" if name == text_column else ""
-                raise Decoder2VecError(f"{path} has no {what} {name!r} (columns: {', '.join(names)}){hint}")
         texts = _texts_of(path, batch.column(text_column), text_column, local)
         ids = batch.column(id_column).to_pylist() if id_column else range(first_row + local, first_row + local + len(texts))
         carried = {name: texts if name == text_column else batch.column(name).to_pylist() for name in carry}

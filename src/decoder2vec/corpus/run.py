@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..errors import Decoder2VecError, choices_error
 from ..precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
-from .reading import Chunk, first_rows, is_empty, read_chunks, resolve_inputs
+from .reading import Chunk, check_inputs, first_rows, is_empty, read_chunks, resolve_inputs
 from .shards import ShardFolder, check_output_path, read_shards, shard_table, write_atomic
 
 ON_EMPTY = ("error", "skip")
@@ -85,8 +85,9 @@ def encode_corpus(
     if shard_rows < 1:
         raise Decoder2VecError(f"shard_rows must be >= 1, got {shard_rows}")
     files = resolve_inputs(inputs)
-    path, kind = check_output_path(output)
     carry = list(carry)
+    check_inputs(files, text_column=text_column, id_column=id_column, carry=carry)
+    path, kind = check_output_path(output)
     offsets = first_rows(files)
     job = dict(text_column=text_column, id_column=id_column, carry=carry, chunk_rows=shard_rows, offsets=offsets)
     options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
