@@ -182,11 +182,15 @@ class MNTPStage(Stage):
             inputs["input_ids"], inputs["attention_mask"], mask_id=self.mask_id, vocab_size=len(self.tokenizer),
             probability=self.config.mask_probability, policy=self.config.mask_policy, generator=generator,
             special_ids=self.special_ids)
-        device = inputs["input_ids"].device
-        model(input_ids=masked.to(device), attention_mask=inputs["attention_mask"], **self.forward_kwargs)
+        return self.predict(model, masked, inputs["attention_mask"], labels)
+
+    def predict(self, model, masked: torch.Tensor, attention: torch.Tensor, labels: torch.Tensor):
+        """(logits, targets) of the masked positions: position i-1 predicts the token at position i.
+        The loss is their cross-entropy (benchmarks/reference_training.py compares it with LLM2Vec's)."""
+        device = attention.device
+        model(input_ids=masked.to(device), attention_mask=attention, **self.forward_kwargs)
         states, labels = self._states, labels.to(self._states.device)
         self._states = None
-        # Position i-1 predicts the (masked) token at position i.
         target = labels[:, 1:]
         chosen = target != -100
         logits = self.lm_head(states[:, :-1][chosen])

@@ -1,0 +1,90 @@
+"""The reference llm2vec 0.2.3's training losses on given inputs. Runs inside the reference venv
+(setup.sh); benchmarks/reference_training.py writes the inputs and compares.
+
+    $(bash benchmarks/reference/setup.sh) benchmarks/reference/training_worker.py --model DIR --inputs in.json --output out.json
+
+- MNTP: LlamaBiForMNTP (llm2vec's bidirectional Llama with its LM head) called with the given
+  masked ids and labels; its loss is transformers 4.44's shifted cross-entropy, as run_mntp.py trains.
+- SimCSE / supervised: LLM2Vec.tokenize + forward (mean pooling over the text after the
+  separator) and llm2vec.loss.HardNegativeNLLLoss, as run_simcse.py / run_supervised.py call them
+  (queries, positives and negatives encoded as three separate batches). Eval mode: no dropout.
+- Blocks: run_mntp.py's preprocessing (tokenize every text with its special tokens, then
+  group_texts over datasets.map's default batches of 1,000 texts) written out again here, since
+  the script is not part of the package; the function itself is a few lines.
+- Pooled tokens: the ids of the positions LLM2Vec pools (its embed_mask) for E5-formatted texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import chain
+
+import torch
+from llm2vec import LLM2Vec
+from llm2vec.loss.HardNegativeNLLLoss import HardNegativeNLLLoss
+from llm2vec.models import LlamaBiForMNTP
+from transformers import AutoTokenizer
+
+MAP_BATCH = 1000  # datasets.Dataset.map(batched=True)'s default batch_size
+
+
+def group_texts(tokenizer, texts: list[str], block: int) -> list[list[int]]:
+    blocks = []
+    for start in range(0, len(texts), MAP_BATCH):
+        examples = tokenizer(texts[start:start + MAP_BATCH], return_special_tokens_mask=True)
+        concatenated = list(chain(*examples["input_ids"]))
+        total = (len(concatenated) // block) * block
+        blocks += [concatenated[i:i + block] for i in range(0, total, block)]
+    return blocks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    inputs = json.loads(open(args.inputs, encoding="utf-8").read())
+    out = {}
+    torch.manual_seed(0)
+
+    if "mntp" in inputs:
+        mntp = LlamaBiForMNTP.from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
+        with torch.no_grad():
+            m = inputs["mntp"]
+            result = mntp(input_ids=torch.tensor(m["masked"]), attention_mask=torch.tensor(m["attention"]),
+                          labels=torch.tensor(m["labels"]))
+        out["mntp"] = float(result.loss)
+        del mntp
+    if "blocks" in inputs:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        out["blocks"] = group_texts(tokenizer, inputs["blocks"]["texts"], inputs["blocks"]["length"])
+
+    model = LLM2Vec.from_pretrained(args.model, enable_bidirectional=True, pooling_mode="mean",
+                                    max_length=inputs["max_length"], torch_dtype=torch.float32,
+                                    attn_implementation="sdpa")
+    model.eval()
+
+    def reps(texts: list[str]) -> torch.Tensor:
+        features = model.tokenize([model.prepare_for_tokenization(t) for t in texts])
+        return model(features)
+
+    with torch.no_grad():
+        if "simcse" in inputs:
+            s = inputs["simcse"]
+            vectors = reps(s["texts"])
+            out["simcse"] = float(HardNegativeNLLLoss(scale=s["scale"])(vectors, vectors))
+        if "supervised" in inputs:
+            v = inputs["supervised"]
+            out["supervised"] = float(HardNegativeNLLLoss(scale=v["scale"])(
+                reps(v["queries"]), reps(v["positives"]), reps(v["negatives"])))
+    if "pooled" in inputs:
+        features = model.tokenize([model.prepare_for_tokenization(t) for t in inputs["pooled"]["texts"]])
+        out["pooled"] = [ids[mask.bool()].tolist() for ids, mask in zip(features["input_ids"], features["embed_mask"])]
+    with open(args.output, "w", encoding="utf-8") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main()
