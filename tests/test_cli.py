@@ -20,7 +20,7 @@ def tiny_folder(tmp_path_factory):
 
 def _write_inputs(folder, texts):
     txt = folder / "in.txt"
-    txt.write_text("\n".join(texts[:1] + [""] + texts[1:]) + "\n")  # a blank line is skipped
+    txt.write_text("\n".join(texts) + "\n")
     jsonl = folder / "in.jsonl"
     jsonl.write_text("".join(json.dumps({"id": i, "sentence": t}) + "\n" for i, t in enumerate(texts)))
     csv = folder / "in.csv"
@@ -32,25 +32,30 @@ def _read(path):
     if path.suffix == ".npy":
         return np.load(path)
     frame = pd.read_parquet(path)
-    return np.stack(frame["embedding"].to_numpy()), frame["text"].tolist()
+    return np.stack(frame["embedding"].to_numpy()), frame["sentence"].tolist(), frame["id"].tolist()
 
 
 def test_encode_formats(tiny_folder, tmp_path, capsys):
     txt, jsonl, csv = _write_inputs(tmp_path, TEXTS)
     expected = Encoder.from_pretrained(tiny_folder, device="cpu").encode(
         TEXTS, instruction="Find:", normalize_embeddings=True)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n".join(TEXTS[:1] + [""] + TEXTS[1:]) + "\n")
+    argv = ["encode", "--model", tiny_folder, "--input", str(blank), "--output", str(tmp_path / "blank.npy")]
+    assert main(argv) == 2
+    assert f"{blank}:2: empty text (id 1)" in capsys.readouterr().err
     for source, extra, output in [
-        (txt, [], tmp_path / "a.npy"),
-        (jsonl, ["--text-column", "sentence"], tmp_path / "b.parquet"),
+        (blank, ["--on-empty", "skip"], tmp_path / "a.npy"),
+        (jsonl, ["--text-column", "sentence", "--carry", "sentence"], tmp_path / "b.parquet"),
         (csv, [], tmp_path / "c.npy"),
     ]:
         argv = ["encode", "--model", tiny_folder, "--input", str(source), "--output", str(output),
-                "--instruction", "Find:", "--normalize", "--device", "cpu", *extra]
+                "--instruction", "Find:", "--normalize-embeddings", "--device", "cpu", *extra]
         assert main(argv) == 0
         got = _read(output)
         if output.suffix == ".parquet":
-            got, texts = got
-            assert texts == TEXTS
+            got, texts, ids = got
+            assert texts == TEXTS and ids == [0, 1, 2]  # row i is input i
         np.testing.assert_allclose(got, expected, atol=1e-5)
     assert f"wrote 3 vectors of dimension 32 (float32) to {tmp_path / 'c.npy'}" in capsys.readouterr().out
 
@@ -61,7 +66,7 @@ def test_encode_options(tiny_folder, tmp_path):
     argv = ["encode", "--model", tiny_folder, "--input", str(txt), "--output", str(out), "--device", "cpu"]
     assert main([*argv, "--truncate-dim", "8", "--precision", "ubinary"]) == 0
     assert np.load(out).shape == (3, 1) and np.load(out).dtype == np.uint8
-    assert main([*argv, "--pooling", "last_token", "--causal"]) == 0
+    assert main([*argv, "--pooling", "last_token", "--no-bidirectional"]) == 0
     causal = Encoder.from_pretrained(tiny_folder, pooling="last_token", bidirectional=False, device="cpu")
     np.testing.assert_allclose(np.load(out), causal.encode(TEXTS), atol=1e-5)
 

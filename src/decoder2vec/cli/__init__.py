@@ -36,6 +36,8 @@ VERBS = {
     "demo": ("demo", "the main job: LLM2Vec end to end on the packaged SmolLM2-135M"),
     "adapt": ("adapt", "run a language recipe (MNTP, SimCSE, supervised) for Danish or German"),
     "run": ("run", "run a chain of recipe stages, evaluating after each (a folder or a packaged recipe)"),
+    "merge": ("merge", "average the weights of compatible models into one Encoder folder (e.g. MNTP with its base)"),
+    "mine": ("mine", "mine hard negatives for (query, positive) pairs into a pair file the supervised stage reads"),
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..data.languages import LANGUAGES
 from ..languages import adapt
 from ..training.config import STAGE_CONFIGS
-from .run import parse_overrides
+from . import add_set_argument, parse_overrides
+
+KEYWORDS_OF = (adapt,)
+CLI_ONLY = {}
 
 
 def add_arguments(p):
@@ -19,10 +23,9 @@ def add_arguments(p):
                    help="where each stage's Encoder folder and results.json go (default: runs/adapt-LANG[-quick])")
     p.add_argument("--stages", nargs="+", choices=list(STAGE_CONFIGS), default=None,
                    help="stages to run, in order (default: all)")
-    p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
-                   help="skip the language suite after each stage")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key in every stage (repeatable), e.g. --set max_steps=2")
+    p.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
+                   help="the language suite after each stage (--no-evaluate: skip it)")
+    add_set_argument(p)
 
 
 def run(args):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..demo import Demo
 
+KEYWORDS_OF = (Demo,)
+CLI_ONLY = {}
+
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="the quick recipes (RECIPES/quick) and the quick suite")

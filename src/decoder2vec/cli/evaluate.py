@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..errors import Decoder2VecError
 from ..evaluation import compare, evaluate
+from ..evaluation.runner import load_encoder
 from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
 from ..pooling import POOLINGS
+
+
+KEYWORDS_OF = (evaluate, load_encoder)
+CLI_ONLY = {"list_tasks": "list suites and tasks"}
 
 
 def add_arguments(p):
@@ -18,14 +25,17 @@ def add_arguments(p):
     p.add_argument("--sentence-transformers", dest="sentence_transformers", action="store_true", default=None,
                    help="load MODEL with sentence-transformers (auto-detected from modules.json)")
     p.add_argument("--pooling", choices=POOLINGS, default=None)
-    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="attention direction (default: what the model folder says; bidirectional otherwise)")
     p.add_argument("--max-length", dest="max_length", type=int, default=None)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("--no-cache", dest="cache", action="store_false", help="do not read or write cached vectors")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="read and write cached vectors (--no-cache: neither)")
     p.add_argument("--name", default=None, help="the model's name in the results (default: derived)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16")
-    p.add_argument("--list", dest="list_tasks", action="store_true", help="list suites and tasks, then exit")
+    p.add_argument("--list-tasks", "--list", dest="list_tasks", action="store_true",
+                   help="list suites and tasks, then exit")
 
 
 def task_list(value: str | None) -> list[str] | None:
@@ -54,7 +64,7 @@ def run(args):
     results = evaluate(
         args.model, suite=args.suite, tasks=tasks, batch_size=args.batch_size, cache=args.cache,
         output=args.output, name=args.name, sentence_transformers=args.sentence_transformers,
-        pooling=args.pooling, bidirectional=False if args.causal else None, max_length=args.max_length,
+        pooling=args.pooling, bidirectional=args.bidirectional, max_length=args.max_length,
         device=args.device, dtype=args.dtype,
     )
     print(compare([results]))

@@ -53,7 +53,7 @@ def run(args):
     results = read_results(args.results) if args.results else None  # fail before the model load
     if fmt == "onnx":
         folder = export_onnx(args.model, out, overwrite=args.overwrite)
-        print(f"wrote an Encoder folder with onnx/model.onnx to {folder} (decoder2vec serve {folder} --onnx)")
+        print(f"wrote an Encoder folder with onnx/model.onnx to {folder} (decoder2vec serve {folder} --backend onnx)")
         return
     folder = export_sentence_transformers(args.model, out, results, instructions=instructions,
                                           model_name=args.model_name or args.push_to_hub, exact=args.exact,

@@ -7,22 +7,16 @@ evaluates after each; finished stages and evaluations are skipped, so a killed r
 
 from __future__ import annotations
 
+import argparse
 import json
 
-from ..errors import Decoder2VecError
 from ..pipeline import Pipeline, packaged_recipe_names
-from ..training.config import STAGE_CONFIGS, parse_value
+from ..training.config import STAGE_CONFIGS
+from . import add_set_argument, parse_overrides
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """--set KEY=VALUE items -> {key: YAML-parsed value}."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise Decoder2VecError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = parse_value(value)
-    return overrides
+KEYWORDS_OF = (Pipeline,)
+CLI_ONLY = {"dry_run": "validate and print the plan"}
 
 
 def add_arguments(p):
@@ -33,11 +27,11 @@ def add_arguments(p):
                    help="where stage folders and results go (default: the folder of the recipes' output_dir)")
     p.add_argument("--suite", default=None,
                    help="evaluation suite after each stage (default: the folder's suite.yaml, else 'default')")
-    p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="train only")
+    p.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
+                   help="evaluate after every stage (--no-evaluate: train only)")
     p.add_argument("--stages", nargs="+", choices=list(STAGE_CONFIGS), default=None,
                    help="stages to run, in chain order (default: every stage the folder has)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key in every stage (repeatable), e.g. --set max_steps=2")
+    add_set_argument(p)
     p.add_argument("--dry-run", action="store_true",
                    help="validate every stage's recipe and print the plan; train nothing")
 

@@ -13,6 +13,10 @@ from ..serving import API_KEY_ENV, ServeSettings, check_bind, check_port, serve
 from . import add_model_argument, add_speed_arguments
 
 
+KEYWORDS_OF = (serve, ServeSettings, Encoder.from_pretrained)
+CLI_ONLY = {}
+
+
 def add_arguments(p):
     d = ServeSettings()
     add_model_argument(p, positional=True)
