@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/reference_equality.py             # 500 Wikipedia paragraphs
     .venv/bin/python benchmarks/reference_equality.py --texts 50  # quick
+    .venv/bin/python benchmarks/reference_equality.py --json runs/bench/reference_equality.json
 
 Both encode the packaged SmolLM2-135M (bidirectional attention, mean pooling, no instruction):
 llm2vec in its own venv (transformers 4.44.2, built by benchmarks/reference/setup.sh, ~2 min the
@@ -13,6 +14,8 @@ length up to which llm2vec leaves a document untouched (its doc_max_length).
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=500, help="how many Wikipedia paragraphs")
     parser.add_argument("--target", type=float, default=0.9999)
+    parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
     from decoder2vec import Encoder
@@ -41,6 +45,13 @@ def main() -> None:
     for i in worst:
         print(f"  worst {cos[i]:.6f}: {texts[i][:70]!r}")
     print("PASS" if cos.min() >= args.target else "FAIL", f"min cosine >= {args.target}")
+    if args.json:
+        report = {"texts": len(texts), "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
+                  "below_target": int((cos < args.target).sum()), "target": args.target,
+                  "passed": bool(cos.min() >= args.target),
+                  "worst": [{"cosine": float(cos[i]), "text": texts[i][:70]} for i in worst]}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
