@@ -4,14 +4,18 @@ load -> make bidirectional -> train (MNTP -> SimCSE -> supervised) -> Encoder ->
 """
 
 from .bidirectional import is_bidirectional, make_bidirectional, make_causal
+from .classification import load_for_classification
 from .encoder import Encoder, EncoderConfig
 from .errors import Decoder2VecError
 from .loading import DEFAULT_MODEL, load_model, resolve_model
+from .merge import merge
+from .mining import mine_hard_negatives
 from .pooling import POOLINGS
 from .precision import PRECISIONS
 
 __version__ = "0.1.0"
 __all__ = [
     "Encoder", "EncoderConfig", "Decoder2VecError", "make_bidirectional", "make_causal", "is_bidirectional",
-    "load_model", "resolve_model", "DEFAULT_MODEL", "POOLINGS", "PRECISIONS",
+    "load_model", "resolve_model", "DEFAULT_MODEL", "POOLINGS", "PRECISIONS", "merge", "mine_hard_negatives",
+    "load_for_classification",
 ]
