@@ -18,7 +18,7 @@ def test_compiled_encoder_gives_the_eager_vectors(int8):
     compiled = encoder.encode(texts, batch_size=3)
     cos = (eager * compiled).sum(1) / np.linalg.norm(eager, axis=1) / np.linalg.norm(compiled, axis=1)
     assert cos.min() >= 0.9999
-    assert encoder._compiled is not None
+    assert encoder.backend.compiled is not None
 
 
 def test_training_never_runs_the_compiled_graph():

@@ -77,17 +77,47 @@ def test_unknown_scheme_is_a_clear_error():
 
 def test_outlier_channel_runs_in_float():
     # One "massive activation" channel 1000x the rest: per-token scales alone would round the
-    # other 63 channels of that token to zero; the float side keeps them.
+    # other 63 channels of that token to zero; the fixed float channel keeps them.
     torch.manual_seed(0)
     linear = nn.Linear(64, 32, bias=False)
     x = torch.randn(4, 64)
     x[0, 7] = 1000.0
-    q = Int8Linear(linear)
-    assert q.outlier_count == 2  # 64 / 32
+    q = Int8Linear(linear, outliers=torch.tensor([7, 30]))
     expected = linear(x).detach()
     rest = expected - x[:, 7:8] * linear.weight[:, 7].detach()  # the output without channel 7
     error = q(x) - expected
     assert error[0].abs().max() < 0.05 * rest[0].abs().max()
+    # Without the float channel the same token is rounded to almost nothing but channel 7.
+    plain = Int8Linear(linear)(x) - expected
+    assert plain[0].abs().max() > 0.2 * rest[0].abs().max()
+
+
+def test_int8_rows_do_not_depend_on_the_other_rows():
+    # The batch-dependence of the old layer: outlier channels chosen from the batch. Now a row's
+    # output is a function of that row alone (bit for bit: int8 matmul rows are exact).
+    torch.manual_seed(0)
+    q = Int8Linear(nn.Linear(64, 32), outliers=torch.tensor([3, 9]))
+    x = torch.randn(6, 64)
+    x[5, 40] = 500.0  # a massive activation in another row must not change row 0
+    alone = q(x[:1])
+    assert torch.allclose(q(x)[:1], alone, atol=1e-6)
+    assert torch.allclose(q(x.flip(0))[-1:], alone, atol=1e-6)
+
+
+def test_calibration_fixes_the_outlier_channels_of_an_encoder():
+    encoder = tiny_encoder("llama")
+    with torch.no_grad():  # a massive-activation channel, as real LLMs have
+        encoder.model.embed_tokens.weight[:, 5] *= 200
+    quantize_model(encoder, "int8")
+    first = encoder.model.layers[0].self_attn.q_proj
+    assert first.outliers.numel() == 1 and int(first.outliers[0]) == 5
+
+
+def test_quantizing_frees_each_fp32_weight_as_it_goes():
+    encoder = tiny_encoder("llama")
+    linear = encoder.model.layers[0].mlp.up_proj
+    quantize_model(encoder, "int8")
+    assert linear.weight is None  # the replaced layer no longer holds its fp32 weight
 
 
 def test_from_pretrained_quantize_int8(tmp_path):
