@@ -1,7 +1,20 @@
-"""Encoding speed: decoder2vec (fp32, int8) against llm2vec 0.2.3 and sentence-transformers.
+"""Encoding speed: every decoder2vec backend (torch eager/compiled, onnx, openvino; fp32 and int8
+weights) against llm2vec 0.2.3 and sentence-transformers (torch, onnx, openvino backends).
 
-    .venv/bin/python benchmarks/encode_speed.py                 # 1,000 Wikipedia paragraphs, 3 rounds
-    .venv/bin/python benchmarks/encode_speed.py --texts 100 --rounds 1 --no-stsb   # quick look
+    .venv/bin/python benchmarks/encode_speed.py --json perf.json   # 1,000 Wikipedia paragraphs, 3 rounds
+    .venv/bin/python benchmarks/encode_speed.py --texts 20 --rounds 1 --no-stsb   # proves it runs
+
+--json OUT writes {"engines": {NAME: {"tokens_per_s", "x_llm2vec", "peak_rss_mib", "min_cos_llm2vec",
+"weights", "ours", "stsb_dev", "load_s", "warmup_s"}}}. stsb_dev: STS-B dev Spearman x100 of
+--stsb-model (a trained encoder, e.g. runs/demo/supervised) through that engine (ours only; null
+with --no-stsb). sentence-transformers' onnx/openvino backends need optimum-onnx / optimum-intel:
+where they are not installed (they pin other transformers versions, so they are not in .venv) the
+engine is reported as skipped with the reason; --st-python runs those engines with another
+interpreter that has them. Note that optimum exports the checkpoint as it is (causal attention),
+so its vectors are not the bidirectional ones (min_cos_llm2vec shows by how much).
+load_s: model load (+ export on the first use of an exported backend: later loads read the
+cached artifact); warmup_s: the first encode calls (torch.compile's compile, OpenVINO/ORT first
+shapes), neither counted in tokens/s.
 
 Same weights (the packaged SmolLM2-135M, fp32), same texts, bidirectional attention, mean
 pooling, batch_size 32, on the CPU. Every engine runs in its own process (so peak RSS is its
@@ -32,79 +45,93 @@ from common import (
     run_worker, scratch_dir, wiki_texts,
 )
 
-ENGINES = ("llm2vec", "sentence-transformers", "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8",
-           "decoder2vec-int8-compiled")
+ENGINES = ("llm2vec", "sentence-transformers", "sentence-transformers-onnx", "sentence-transformers-openvino",
+           "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled",
+           "decoder2vec-onnx", "decoder2vec-onnx-int8", "decoder2vec-openvino", "decoder2vec-openvino-int8")
 BATCH_SIZE = 32
 
 
+def engine_options(engine: str) -> dict:
+    """decoder2vec engine name -> Encoder.from_pretrained keywords."""
+    backend = next((b for b in ("onnx", "openvino") if f"-{b}" in engine), "torch")
+    return {"backend": backend, "quantize": "int8" if "int8" in engine else None,
+            "compile": engine.endswith("-compiled")}
+
+
 # ---------------------------------------------------------------- workers (one process each)
-def load_engine(engine: str):
-    """-> (encode function texts -> vectors, tokens of texts)."""
+def load_engine(engine: str, model: str | None = None):
+    """-> encode function texts -> vectors."""
     import torch
 
     from decoder2vec import Encoder, make_bidirectional
     from decoder2vec.loading import resolve_model
 
-    if engine == "sentence-transformers":
+    if engine.startswith("sentence-transformers"):
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-        body = Transformer(resolve_model(None), max_seq_length=512, model_kwargs={"dtype": torch.float32})
+        backend = engine.rpartition("-")[2] if engine != "sentence-transformers" else "torch"
+        kwargs = {"dtype": torch.float32} if backend == "torch" else {}
+        body = Transformer(resolve_model(model), max_seq_length=512, model_kwargs=kwargs, backend=backend)
         # sentence-transformers 6 renders plain texts through the tokenizer's chat template when it
         # has one (SmolLM2-Instruct does): ~20 extra tokens per text and different vectors. The
         # other engines encode the bare text, so this one must too.
         body.modality_config.pop("message", None)
-        make_bidirectional(body.auto_model)
-        model = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
-        return lambda texts: model.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
-    encoder = Encoder.from_pretrained(pooling="mean", bidirectional=True, max_length=512, device="cpu",
-                                      quantize="int8" if "int8" in engine else None,
-                                      compile=engine.endswith("-compiled"))
+        if backend == "torch":
+            make_bidirectional(body.auto_model)
+        st = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
+        return lambda texts: st.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
+    options = engine_options(engine)
+    if options["backend"] == "torch":
+        options["device"] = "cpu"
+    encoder = Encoder.from_pretrained(model, pooling="mean", bidirectional=True, max_length=512, **options)
     return lambda texts: encoder.encode(texts, batch_size=BATCH_SIZE)
 
 
-def worker(engine: str, texts_file: str, output: str, warmup: int = 8) -> None:
+def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_model: str | None = None) -> None:
     import torch
 
     texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
-    encode = load_engine(engine)
+    started = time.perf_counter()
+    try:
+        encode = load_engine(engine)
+    except ImportError as exc:  # sentence-transformers' onnx/openvino backends without optimum
+        print(json.dumps({"engine": engine, "skipped": f"{type(exc).__name__}: {exc}"[:300]}))
+        return
+    load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     encode(texts[:warmup])
-    if engine.endswith("-compiled"):
-        # torch.compile specialises on the first shape and goes dynamic on the second: warm both
-        # (the one-time compile is reported, not counted in tokens/s).
-        encode(texts[warmup:2 * warmup + 3])
+    # torch.compile specialises on the first shape and goes dynamic on the second; the exported
+    # engines plan per shape: warm a second shape for all (reported, not counted in tokens/s).
+    encode(texts[warmup:2 * warmup + 3])
     warmup_seconds = time.perf_counter() - started
     start = time.perf_counter()
     vectors = encode(texts)
     seconds = time.perf_counter() - start
     np.save(output, np.asarray(vectors, dtype=np.float32))
     tokens = count_tokens(texts)
-    print(json.dumps({
+    report = {
         "engine": engine, "texts": len(texts), "tokens": tokens, "seconds": seconds,
-        "tokens_per_s": tokens / seconds, "warmup_seconds": warmup_seconds, "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
-    }))
+        "tokens_per_s": tokens / seconds, "load_seconds": load_seconds, "warmup_seconds": warmup_seconds,
+        "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
+        "weights": "int8" if "int8" in engine else "float32",
+    }
+    if stsb_model is not None and engine.startswith("decoder2vec"):
+        report["stsb_dev"] = stsb_spearman(load_engine(engine, stsb_model))
+    print(json.dumps(report))
 
 
 # ---------------------------------------------------------------- STS-B (fp32 vs int8)
-def stsb_spearman(limit: int | None = None, model: str | None = None) -> dict[str, float]:
+def stsb_spearman(encode, limit: int | None = None) -> float:
+    """STS-B en dev Spearman x100 of cosine vs gold, through one engine's encode."""
     from scipy.stats import spearmanr
 
-    from decoder2vec import Encoder
     from decoder2vec.data.sources import stsb
-    from decoder2vec.quantization import quantize_model
 
     pairs = stsb("en", "dev")[:limit]
     left, right, gold = [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
-    encoder = Encoder.from_pretrained(model, pooling="mean", bidirectional=True)
-    scores = {}
-    for name in ("decoder2vec", "decoder2vec-int8"):
-        if name == "decoder2vec-int8":
-            quantize_model(encoder, "int8")
-        vectors = encoder.encode(left + right, batch_size=BATCH_SIZE)
-        cos = cosines(vectors[: len(left)], vectors[len(left):])
-        scores[name] = 100 * spearmanr(cos, gold).statistic
-    return scores
+    vectors = np.asarray(encode(left + right))
+    return float(100 * spearmanr(cosines(vectors[: len(left)], vectors[len(left):]), gold).statistic)
 
 
 # ---------------------------------------------------------------- the run
@@ -114,8 +141,9 @@ def worker_main() -> None:
     parser.add_argument("--worker", required=True, choices=ENGINES[1:])
     parser.add_argument("--texts", required=True, help="JSON list of strings")
     parser.add_argument("--output", required=True, help=".npy file for the vectors")
+    parser.add_argument("--stsb-model", dest="stsb_model")
     args = parser.parse_args()
-    worker(args.worker, args.texts, args.output)
+    worker(args.worker, args.texts, args.output, stsb_model=args.stsb_model)
 
 
 def main() -> None:
@@ -123,12 +151,16 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1000, help="how many Wikipedia paragraphs")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every engine, alternated")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
-    parser.add_argument("--no-stsb", dest="stsb", action="store_false", help="skip the STS-B int8 check")
-    parser.add_argument("--stsb-pairs", dest="stsb_pairs", type=int, help="first N STS-B dev pairs (default all)")
-    parser.add_argument("--stsb-model", dest="stsb_model", default=None,
-                        help="model for the STS-B int8 check (default: the packaged SmolLM2, untrained, which "
-                             "scores near 0 on STS-B; a trained encoder such as runs/demo/supervised says more)")
+    parser.add_argument("--no-stsb", dest="stsb", action="store_false", help="skip the STS-B check")
+    parser.add_argument("--stsb-model", dest="stsb_model", default="runs/demo/supervised",
+                        help="trained encoder for the per-engine STS-B dev Spearman (default runs/demo/supervised; "
+                             "the packaged SmolLM2 is untrained and scores near 0)")
+    parser.add_argument("--json", dest="json_out", help="write the table as JSON here")
+    parser.add_argument("--st-python", dest="st_python", default=sys.executable,
+                        help="python with optimum-onnx/optimum-intel for sentence-transformers' onnx/openvino engines")
     args = parser.parse_args()
+    if args.stsb and not Path(args.stsb_model).exists():
+        raise SystemExit(f"--stsb-model {args.stsb_model} does not exist (train it: decoder2vec demo) or pass --no-stsb")
     if "llm2vec" not in args.engines:
         raise SystemExit("the reference engine llm2vec is needed: ratios and cosines are measured against it")
 
@@ -145,7 +177,9 @@ def main() -> None:
     print(f"{len(texts)} Wikipedia paragraphs, {tokens} tokens; torch threads {torch.get_num_threads()}; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s; load average {load_before:.1f}", flush=True)
 
-    commands = {name: [sys.executable, __file__, "--worker", name] for name in args.engines if name != "llm2vec"}
+    stsb = ["--stsb-model", args.stsb_model] if args.stsb else []
+    commands = {name: [args.st_python if name.startswith("sentence-transformers-") else sys.executable, __file__,
+                       "--worker", name] + stsb for name in args.engines if name != "llm2vec"}
     commands["llm2vec"] = reference_command()
     runs: dict[str, list[dict]] = {name: [] for name in args.engines}
     vectors: dict[str, np.ndarray] = {}
@@ -153,35 +187,50 @@ def main() -> None:
         order = args.engines[r % len(args.engines):] + args.engines[: r % len(args.engines)]
         for name in order:
             report, vecs = run_worker(commands[name], texts, workdir, f"{name}-{r}")
+            if "skipped" in report:
+                print(f"  round {r + 1} {name:30s} skipped: {report['skipped']}", flush=True)
+                continue
             runs[name].append(report)
             vectors.setdefault(name, vecs)
-            print(f"  round {r + 1} {name:22s} {report['tokens_per_s']:7.0f} tokens/s  "
+            print(f"  round {r + 1} {name:30s} {report['tokens_per_s']:7.0f} tokens/s  "
                   f"{report['peak_rss_mib']:6.0f} MiB", flush=True)
     peak = max(peak, matmul_peak_gflops())
     load_after = os.getloadavg()[0]
 
     reference_speed = statistics.median(run["tokens_per_s"] for run in runs["llm2vec"])
     print(f"\nload average before {load_before:.1f}, after {load_after:.1f}; fp32 matmul peak {peak:.0f} GFLOP/s")
-    header = (f"{'engine':26s} {'tokens/s':>9s} {'x ref':>6s} {'peak RSS MiB':>13s} {'% peak':>7s} "
-              f"{'min cos vs ref':>15s} {'warm-up s':>10s}")
+    header = (f"{'engine':32s} {'tokens/s':>9s} {'x ref':>6s} {'peak RSS MiB':>13s} {'% peak':>7s} "
+              f"{'min cos vs ref':>15s} {'load s':>7s} {'warm-up s':>10s} {'STS-B':>6s}")
     print(header + "\n" + "-" * len(header))
+    table = {}
     for name in args.engines:
+        if not runs[name]:
+            continue
         speed = statistics.median(run["tokens_per_s"] for run in runs[name])
         rss = max(run["peak_rss_mib"] for run in runs[name])
         mfu = 100 * speed * flops_per_token / (peak * 1e9)
-        cos = cosines(vectors[name], vectors["llm2vec"]).min()
-        warm = max(run.get("warmup_seconds", 0.0) for run in runs[name])
-        print(f"{name:26s} {speed:9.0f} {speed / reference_speed:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f} {warm:10.1f}")
+        cos = float(cosines(vectors[name], vectors["llm2vec"]).min())
+        stsb = runs[name][0].get("stsb_dev")
+        table[name] = {
+            "tokens_per_s": speed, "x_llm2vec": speed / reference_speed, "peak_rss_mib": rss,
+            "min_cos_llm2vec": cos, "weights": runs[name][0].get("weights", "float32"),
+            "ours": name.startswith("decoder2vec"), "stsb_dev": stsb,
+            "load_s": runs[name][0].get("load_seconds"),  # the first round's: an export happens there
+            "warmup_s": max(run.get("warmup_seconds", 0.0) for run in runs[name]),
+        }
+        row = table[name]
+        print(f"{name:32s} {speed:9.0f} {row['x_llm2vec']:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f} "
+              f"{row['load_s'] or 0:7.1f} {row['warmup_s']:10.1f} {'' if stsb is None else f'{stsb:6.2f}':>6s}")
     print()
-    for name in ("decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled"):
-        if "decoder2vec" in vectors and name in vectors:
+    for name in args.engines:
+        if name.startswith("decoder2vec-") and name in vectors and "decoder2vec" in vectors:
             cos = cosines(vectors[name], vectors["decoder2vec"])
             print(f"{name} vs decoder2vec fp32 cosine: min {cos.min():.4f}  mean {cos.mean():.4f}")
-    if args.stsb:
-        scores = stsb_spearman(args.stsb_pairs, args.stsb_model)
-        drop = scores["decoder2vec"] - scores["decoder2vec-int8"]
-        print(f"STS-B en dev ({args.stsb_pairs or 'all'} pairs, {args.stsb_model or 'packaged SmolLM2'}) Spearman x100: fp32 {scores['decoder2vec']:.2f}  int8 {scores['decoder2vec-int8']:.2f}  "
-              f"(drop {drop:.2f})")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"engines": table, "texts": len(texts), "tokens": tokens,
+                                                   "rounds": args.rounds, "load_average": [load_before, load_after]},
+                                                  indent=2) + "\n")
+        print(f"wrote {args.json_out}")
 
 
 if __name__ == "__main__":
