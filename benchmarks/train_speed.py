@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--max-length", dest="max_length", type=int, default=64)
+    parser.add_argument("--train-max-length", dest="train_max_length", type=int, default=64)
     parser.add_argument("--stages", nargs="+", default=["mntp", "simcse", "supervised"])
     args = parser.parse_args()
 
@@ -39,14 +39,14 @@ def main() -> None:
         for stage in args.stages:
             out = train(RECIPES / f"{stage}.yaml", model="smollm2-135m", output_dir=f"{tmp}/{stage}",
                         max_steps=args.steps, logging_steps=1, save_steps=10_000, report_to="none",
-                        per_device_train_batch_size=args.batch, max_length=args.max_length,
-                        data_limit=max(64, args.batch * args.steps), **({"eval_texts": 8} if stage == "mntp" else {}))
+                        per_device_train_batch_size=args.batch, train_max_length=args.train_max_length,
+                        data_limit=max(64, args.batch * args.steps), **({"eval_examples": 8} if stage == "mntp" else {}))
             with open(out / "logs" / "log.csv", newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("tokens_per_s")]
             timed = rows[1:] or rows
             rate = sum(float(r["tokens_per_s"]) for r in timed) / len(timed)
             share = sum(float(r["peak_percent"]) for r in timed) / len(timed)
-            print(f"{stage:11} batch {args.batch:3} max_length {args.max_length:4}: {rate:8.1f} tokens/s "
+            print(f"{stage:11} batch {args.batch:3} train_max_length {args.train_max_length:4}: {rate:8.1f} tokens/s "
                   f"({share:.1f}% of peak) over steps 2..{args.steps}")
 
 
