@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray")
 from decoder2vec import Encoder  # noqa: E402
 from decoder2vec.corpus import MANIFEST, encode_corpus, read_output  # noqa: E402
 from decoder2vec.distributed import encode_dataset, encode_files  # noqa: E402
+from decoder2vec.errors import Decoder2VecError  # noqa: E402
 
 TEXTS = [f"{CORPUS[i % 6]} number {i}" for i in range(400)]
 
@@ -102,3 +103,12 @@ def test_killed_worker_is_retried(folder, tmp_path):
     assert table["id"].to_pylist() == list(range(1200)) and summary.rows == 1200
     expected = Encoder.from_pretrained(folder, device="cpu").encode(TEXTS * 3)
     assert _cosines(_vectors(table), expected).min() >= 0.9999
+
+
+def test_empty_text_names_its_line(folder, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS[:10] + [" "] + TEXTS[10:20]) + "\n")
+    with pytest.raises(Decoder2VecError, match=f"^{source}:11: empty text \\(id 10\\); pass --on-empty skip"):
+        encode_files(folder, str(source), tmp_path / "ray", load={"device": "cpu"}, shard_rows=8, batch_size=8)
+    # The shards before it are complete: the same call with on_empty="skip" resumes after them.
+    assert [s["end_row"] for s in json.loads((tmp_path / "ray" / MANIFEST).read_text())["shards"]] == [8]

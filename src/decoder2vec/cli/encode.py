@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..backends import BACKENDS
 from ..corpus import ON_EMPTY, check_inputs, check_output_path, encode_corpus, ids_file, resolve_inputs
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
@@ -49,6 +50,8 @@ def add_arguments(p):
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
     p.add_argument("--shard-rows", dest="shard_rows", default="10000",
                    help="rows per Parquet shard, also the rows held in memory at once")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="the engine that runs the model (docs/performance.md); onnx/openvino run on the CPU")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: fp32 on CPU, bf16 on GPU)")
     p.add_argument("--engine", choices=ENGINES, default="local",
@@ -84,14 +87,15 @@ def run(args):
     if args.engine == "local" and (args.address or args.num_workers != 1):
         raise Decoder2VecError("--address and --num-workers need --engine ray")
     load = dict(pooling=args.pooling, bidirectional=args.bidirectional, max_length=args.max_length,
-                device=args.device, dtype=args.dtype, quantize=args.quantize)
+                device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile,
+                backend=args.backend)
     model = args.model or DEFAULT_MODEL
     options = dict(text_column=args.text_column, id_column=args.id_column, carry=args.carry,
                    instruction=args.instruction, batch_size=args.batch_size,
                    normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
                    precision=args.precision, on_empty=args.on_empty, shard_rows=args.shard_rows)
     settings = {"model": str(Path(model).resolve()) if Path(model).exists() else model,
-                "dtype": args.dtype, "quantize": args.quantize}
+                "dtype": args.dtype, "quantize": args.quantize, "backend": args.backend}
     if args.engine == "ray":
         # Imported only here: Ray is an optional extra and takes seconds to import.
         from ..distributed import encode_files
@@ -99,7 +103,7 @@ def run(args):
         summary = encode_files(model, args.input, path, load=load, num_workers=args.num_workers,
                                address=args.address, settings=settings, show_progress_bar=True, **options)
     else:
-        encoder = Encoder.from_pretrained(model, compile=args.compile, **load)
+        encoder = Encoder.from_pretrained(model, **load)
         summary = encode_corpus(encoder, args.input, path, settings=settings, show_progress_bar=True, **options)
     print(f"wrote {summary.rows} vectors of dimension {summary.dimension} ({summary.dtype}) to {args.output}")
     if summary.skipped_ids:

@@ -191,7 +191,7 @@ def _read_file(path, text_column, id_column, carry, chunk_rows, first_row) -> It
     suffix = path.suffix.lower()
     if suffix == ".txt":
         _check_txt_columns(path, text_column, id_column, carry)
-        rows = ({"text": text} for text in _txt_lines(path))
+        rows = ({"text": text} for text in _decoded_lines(path))
         yield from _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row)
     elif suffix == ".jsonl":
         yield from _chunks_of_rows(path, _jsonl_rows(path, text_column), text_column, id_column, carry,
@@ -216,10 +216,6 @@ def _decoded_lines(path: Path) -> Iterator[str]:
                     f"{path}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
                     "convert the file, e.g. iconv -f latin1 -t utf-8"
                 ) from None
-
-
-def _txt_lines(path: Path) -> Iterator[str]:
-    yield from _decoded_lines(path)
 
 
 def _jsonl_rows(path: Path, text_column: str) -> Iterator[dict]:

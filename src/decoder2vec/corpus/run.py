@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ..encoder import ON_EMPTY  # the Encoder's empty-text policies, the same names here
 from ..errors import Decoder2VecError, choices_error
 from ..precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
 from .reading import Chunk, check_inputs, first_rows, is_empty, read_chunks, resolve_inputs
 from .shards import ShardFolder, check_output_path, read_shards, shard_table, write_atomic
 
-ON_EMPTY = ("error", "skip")
 
 
 @dataclass
