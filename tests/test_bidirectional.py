@@ -102,13 +102,13 @@ def test_chunked_attention_equals_sdpa(family, bidirectional, monkeypatch):
 
 def test_long_batches_switch_to_chunks(family, monkeypatch):
     from decoder2vec import chunked_attention as ca
-    from decoder2vec import encoder as encoder_module
+    from decoder2vec.backends import torch as torch_backend
 
     encoder = tiny_encoder(family)
     texts = ["word " * 20, "short"]
     plain = encoder.encode(texts)
     seen = []
-    monkeypatch.setattr(encoder_module, "CHUNKED_ATTENTION_ABOVE", 100)
+    monkeypatch.setattr(torch_backend, "CHUNKED_ATTENTION_ABOVE", 100)
     original = ca.chunked_sdpa_attention
     monkeypatch.setattr(ca, "chunked_sdpa_attention", lambda *a, **k: seen.append(1) or original(*a, **k))
     ca._registered = False  # re-register the patched function

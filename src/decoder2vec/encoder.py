@@ -136,7 +136,8 @@ class Encoder:
         check_pooling(self.config.pooling)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        # Right padding everywhere: backends return right-padded states, pool masks follow.
+        # Either side gives the same vectors (positions are computed from the mask); encode's
+        # backends pad on the right, and collate follows this for training batches.
         self.padding_side = "right"
         if backend is None:
             set_causal(model, not self.config.bidirectional)
@@ -401,15 +402,17 @@ class Encoder:
         return ids_out, masks_out, truncated
 
     def collate(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> Batch:
-        """Pad a list of token id lists into a (right-padded) Batch."""
+        """Pad a list of token id lists into a Batch (on `padding_side`; encode's backends always
+        pad on the right, training may choose either: positions follow the mask)."""
         n, width = len(ids), max(len(x) for x in ids)
         input_ids = np.full((n, width), self.tokenizer.pad_token_id, dtype=np.int64)
         attention = np.zeros((n, width), dtype=np.int64)
         pooled = np.zeros((n, width), dtype=np.int64)
         for row, (x, m) in enumerate(zip(ids, pool_masks)):
-            input_ids[row, :len(x)] = x
-            attention[row, :len(x)] = 1
-            pooled[row, :len(x)] = m
+            span = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
+            input_ids[row, span] = x
+            attention[row, span] = 1
+            pooled[row, span] = m
         return Batch(torch.from_numpy(input_ids), torch.from_numpy(attention), torch.from_numpy(pooled))
 
     # ----------------------------------------------------------------- forward
