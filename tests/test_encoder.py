@@ -406,3 +406,33 @@ def test_a_text_longer_than_max_length_drops_the_whole_instruction(pooling):
     with pytest.warns(UserWarning):
         out = encoder.encode([text], instruction="Find the answer to this question")
     assert np.abs(out).sum() > 0
+
+
+# ----------------------------------------------------------------- precision of the forward (issue 15 point 9)
+def test_pooling_runs_in_float32_on_bf16_states():
+    from decoder2vec.pooling import pool
+
+    torch.manual_seed(0)
+    states = torch.randn(2, 300, 16).to(torch.bfloat16)
+    mask = torch.ones(2, 300, dtype=torch.long)
+    pooled = pool(states, mask, mask, "mean")
+    assert pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled, states.float().mean(1), rtol=0, atol=1e-6)
+
+
+def test_pooling_refuses_a_row_with_nothing_to_pool():
+    from decoder2vec.pooling import pool
+
+    mask = torch.tensor([[1, 1], [0, 0]])
+    with pytest.raises(Decoder2VecError, match="row 1 of the batch has no text token to pool"):
+        pool(torch.ones(2, 2, 4), mask, torch.ones(2, 2, dtype=torch.long), "mean")
+
+
+def test_encoding_forwards_build_no_kv_cache(monkeypatch):
+    encoder = tiny_encoder("llama")
+    seen = []
+    original = encoder.model.forward
+    monkeypatch.setattr(encoder.model, "forward", lambda *a, **k: seen.append(k.get("use_cache")) or original(*a, **k))
+    encoder.encode(TEXTS[:3])
+    encoder.encode(TEXTS[:3], unpadded=True)
+    assert seen and all(flag is False for flag in seen)
