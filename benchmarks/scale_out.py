@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import psutil  # noqa: E402
 from common import scratch_dir, wiki_texts  # noqa: E402
 from tiny import tiny_encoder  # noqa: E402
 
@@ -62,7 +63,6 @@ def worker(job: dict) -> dict:
         return dict(seconds=seconds, rows=summary.rows, tokens=summary.tokens, rss_mib=peak_rss_mib())
     # Imported only in Ray workers: Ray's import alone adds tens of MiB that would count in the
     # local engine's peak RSS.
-    import psutil
     import ray
 
     from decoder2vec.distributed import encode_files
