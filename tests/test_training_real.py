@@ -11,7 +11,7 @@ import pytest
 from decoder2vec import Encoder
 from decoder2vec.training import train
 
-RECIPES = Path(__file__).parents[1] / "recipes" / "smollm2-135m"
+RECIPES = Path(__file__).resolve().parents[1] / "src" / "decoder2vec" / "recipes" / "smollm2-135m"
 TEXTS = ["A man is playing a guitar.", "The capital of France is Paris."]
 
 
