@@ -36,7 +36,7 @@ def _recipe(tmp_path, stage: str, output: str) -> dict:
               "output_dir": str(tmp_path / output)}
     if stage == "mntp":
         return {"stage": "mntp", "model": str(causal_lm_folder(tmp_path)), "data": [str(corpus_file(tmp_path))],
-                "eval_texts": 4, **common}
+                "eval_examples": 4, **common}
     return {"stage": "simcse", "model": str(encoder_folder(tmp_path)), "data": [str(corpus_file(tmp_path))],
             "min_words": 3, **common}
 
