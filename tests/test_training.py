@@ -367,3 +367,17 @@ def test_hidden_dropout_hooks_sublayers_not_the_residual_stream(family):
         out = model(input_ids=ids).last_hidden_state
     restore()
     assert out.abs().sum() > 0
+
+
+def test_a_record_written_before_the_renames_compares_under_the_new_names():
+    from decoder2vec.training.engine import recipe_differences
+
+    config = make_config({"stage": "mntp", "model": "m", "data": ["x.txt"], "output_dir": "o", "train_max_length": 64,
+                          "eval_examples": 32, "packing": "per-text"})
+    record = {"model": "m", "hyperparameters": {**dataclasses_dict(config)}}
+    for key in ("train_max_length", "eval_examples", "packing", "lr_schedule_epochs", "gradient_checkpointing"):
+        record["hyperparameters"].pop(key)
+    record["hyperparameters"].update(max_length=64, eval_texts=32)  # session-2 names; per-text was the only packing
+    assert recipe_differences(record, config) == []
+    blocks = make_config({**dataclasses_dict(config), "packing": "blocks"})
+    assert recipe_differences(record, blocks) == ["packing: 'per-text' -> 'blocks'"]

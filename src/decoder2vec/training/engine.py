@@ -233,11 +233,22 @@ NOT_RECIPE = ("logging_steps", "save_steps", "save_total_limit", "report_to", "k
               "output_dir")
 
 
+RENAMED_RECORD_KEYS = {"max_length": "train_max_length", "eval_texts": "eval_examples"}
+# What a stage did before these keys existed: a record without them was trained that way.
+BEHAVIOUR_BEFORE_KEY = {"packing": "per-text", "mask_false_negatives": False, "instruction_template": None,
+                        "lr_schedule_epochs": None, "gradient_checkpointing": False}
+
+
 def recipe_differences(done: dict, config: StageConfig) -> list[str]:
     """`key: recorded -> now` for every training key that differs from a finished stage's record.
     A key the record lacks (added to decoder2vec later) differs only when set to a non-default."""
     recorded = dict(done.get("hyperparameters") or {})
     recorded["model"] = done.get("model")
+    for old, new in RENAMED_RECORD_KEYS.items():  # folders trained before a key was renamed
+        if old in recorded and new not in recorded:
+            recorded[new] = recorded.pop(old)
+    for key, value in BEHAVIOUR_BEFORE_KEY.items():
+        recorded.setdefault(key, value)
     now = {**_hyperparameters(config), "model": str(config.model) if config.model else None}
     defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                 for f in dataclasses.fields(type(config))}
