@@ -257,3 +257,18 @@ def test_a_recipe_with_gradient_checkpointing_trains_through_chunked_attention(t
     record = json.loads((out / "decoder2vec_config.json").read_text())["stages"][-1]
     assert record["steps"] == 2 and record["hyperparameters"]["gradient_checkpointing"] is True
     assert armed and set(armed) == {2}  # every training forward ran chunked with both layers re-armed
+
+
+def test_source_instructions_give_each_source_its_query_instruction(tmp_path):
+    first, second = pairs_file(tmp_path), tmp_path / "more.jsonl"
+    second.write_text("\n".join(json.dumps({"query": f"question {i}", "positive": f"answer {i}",
+                                            "instruction": "Own" if i == 0 else ""}) for i in range(8)) + "\n")
+    stage = _stage(SupervisedStage, tmp_path, stage="supervised", data=[str(first), str(second)],
+                   batch_per_task=False, eval_examples=0, source_instructions={str(first): "Find a paraphrase"})
+    pairs = stage.dataset()
+    by_query = {p.query: p.instruction for p in pairs}
+    assert by_query["question 0"] == "Own"  # the row's own column comes first
+    assert {by_query[f"question {i}"] for i in range(1, 8)} == {None}  # no map entry: query_instruction (none)
+    assert {p.instruction for p in pairs if not p.query.startswith("question")} == {"Find a paraphrase"}
+    with pytest.raises(Exception, match="source_instructions names 'other.jsonl'"):
+        make_config({"stage": "supervised", "data": ["x"], "output_dir": "o", "source_instructions": {"other.jsonl": "I"}})

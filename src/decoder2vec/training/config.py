@@ -109,6 +109,9 @@ class SupervisedConfig(ContrastiveConfig):
     scale: float = _help("logit scale of the InfoNCE loss (1 / temperature); LLM2Vec's loss_scale is 50", 50.0)
     query_instruction: str | None = _help("instruction before every query (attended to, not pooled)", None)
     document_instruction: str | None = _help("instruction before every positive/negative", None)
+    source_instructions: dict = _help(
+        "query instruction per data source ({source: instruction}); a row's own instruction column comes first, "
+        "query_instruction last", factory=dict)
     instruction_template: str | None = _help(
         "how an instruction joins the text while training, e.g. '{instruction}; ' (LLM2Vec's E5 training); "
         "null: the Encoder's own template. The saved Encoder keeps its template", None)
@@ -217,6 +220,9 @@ def validate(config: StageConfig) -> None:
             need(0 <= getattr(config, key) < 1, f"{key} must be in [0, 1), got {getattr(config, key)}")
     if isinstance(config, SupervisedConfig):
         need(config.mini_batch_size >= 0, f"mini_batch_size must be >= 0, got {config.mini_batch_size}")
+        unknown = [k for k in config.source_instructions if k not in config.data]
+        need(not unknown, f"source_instructions names {unknown[0] if unknown else ''!r}, which is not in data "
+                          f"({', '.join(map(str, config.data))})")
         template = config.instruction_template
         need(template is None or "{instruction}" in template,
              f"instruction_template must contain {{instruction}}, got {template!r}")

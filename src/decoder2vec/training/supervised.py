@@ -49,6 +49,9 @@ class SupervisedStage(EncoderStage):
         for source in cfg.data:
             got = paper_pairs(source) if is_paper_source(source) else load_pairs(
                 source, min_score=cfg.min_score, negative_max_score=cfg.negative_max_score if cfg.hard_negatives else None)
+            if source in cfg.source_instructions:
+                for pair in got:
+                    pair.instruction = pair.instruction or cfg.source_instructions[source]
             pairs.extend(got)
         if not cfg.hard_negatives:
             for pair in pairs:
