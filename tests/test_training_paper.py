@@ -272,3 +272,17 @@ def test_source_instructions_give_each_source_its_query_instruction(tmp_path):
     assert {p.instruction for p in pairs if not p.query.startswith("question")} == {"Find a paraphrase"}
     with pytest.raises(Exception, match="source_instructions names 'other.jsonl'"):
         make_config({"stage": "supervised", "data": ["x"], "output_dir": "o", "source_instructions": {"other.jsonl": "I"}})
+
+
+def test_chunked_attention_switches_the_model_inside_a_ddp_style_wrapper():
+    from decoder2vec.chunked_attention import NAME, chunked_attention
+
+    class Wrapper(torch.nn.Module):  # what DDP/FSDP look like from outside: .module, no .config
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    model = tiny_model("llama")
+    with chunked_attention(Wrapper(model)):
+        assert model.config._attn_implementation == NAME
+    assert model.config._attn_implementation == "sdpa"

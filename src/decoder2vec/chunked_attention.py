@@ -161,12 +161,26 @@ def supports_chunking(model) -> bool:
 _lock = threading.Lock()
 
 
+def _unwrap(model):
+    """The transformers model inside training wrappers: DDP and FSDP keep it as `.module` and have
+    no `.config`; peft models hand it out with get_base_model()."""
+    while True:
+        if hasattr(model, "get_base_model") and model is not model.get_base_model():
+            model = model.get_base_model()
+        elif not hasattr(model, "config") and isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            return model
+
+
 @contextlib.contextmanager
 def chunked_attention(model):
     """Within this block the model's SDPA attention runs in query chunks (see the module docstring).
 
     Nesting or overlapping blocks on one model are counted, so the switch back to SDPA happens only
-    when the last one ends (a forward that began chunked must not end on plain SDPA)."""
+    when the last one ends (a forward that began chunked must not end on plain SDPA). A wrapped
+    model (DDP/FSDP's `.module`, peft's base model) is switched at the transformers model inside."""
+    model = _unwrap(model)
     if not supports_chunking(model):
         yield model
         return
