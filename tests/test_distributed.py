@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 from decoder2vec import Encoder  # noqa: E402
 from decoder2vec.corpus import MANIFEST, encode_corpus, read_output  # noqa: E402
 from decoder2vec.distributed import encode_dataset, encode_files  # noqa: E402
-from decoder2vec.errors import Decoder2VecError  # noqa: E402
+from decoder2vec.cli import main  # noqa: E402
 
 TEXTS = [f"{CORPUS[i % 6]} number {i}" for i in range(400)]
 
@@ -105,10 +105,16 @@ def test_killed_worker_is_retried(folder, tmp_path):
     assert _cosines(_vectors(table), expected).min() >= 0.9999
 
 
-def test_empty_text_names_its_line(folder, tmp_path):
+def test_cli_engine_ray_names_an_empty_line(folder, tmp_path, capsys):
+    """`decoder2vec encode --engine ray`: an empty text is one error line naming its file and line,
+    after the shards before it were written."""
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS[:10] + [" "] + TEXTS[10:20]) + "\n")
-    with pytest.raises(Decoder2VecError, match=f"^{source}:11: empty text \\(id 10\\); pass --on-empty skip"):
-        encode_files(folder, str(source), tmp_path / "ray", load={"device": "cpu"}, shard_rows=8, batch_size=8)
-    # The shards before it are complete: the same call with on_empty="skip" resumes after them.
+    argv = ["encode", "--model", folder, "--input", str(source), "--output", str(tmp_path / "ray"), "--device", "cpu",
+            "--engine", "ray", "--shard-rows", "8", "--batch-size", "8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(
+        f"decoder2vec encode: error: {source}:11: empty text (id 10); pass --on-empty skip")
+    assert "Traceback" not in err
     assert [s["end_row"] for s in json.loads((tmp_path / "ray" / MANIFEST).read_text())["shards"]] == [8]
