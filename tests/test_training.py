@@ -167,7 +167,8 @@ def pipeline(tmp_path_factory):
     out["simcse"] = train(out["simcse_recipe"])
     out["supervised"] = train({"stage": "supervised", "model": str(out["simcse"]), "data": [str(pairs)],
                                "output_dir": str(root / "supervised"), "learning_rate": 3e-3,
-                               "query_instruction": "Find a paraphrase:"}, **{**FAST, "max_steps": 12})
+                               "query_instruction": "Find a paraphrase:", "scale": 20.0},  # 50 rounds 2 examples to 0
+                              **{**FAST, "max_steps": 12})
     out["root"] = root
     return out
 
