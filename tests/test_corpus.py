@@ -131,6 +131,7 @@ def test_parquet_output_has_ids_and_skips_are_listed(folder, tmp_path, capsys):
     ("in.jsonl", b'{"body": "b"}\n', [], "in.jsonl:1 has no column 'text' (columns: body); name it with --text-column"),
     ("in.parquet", None, ["--id-column", "doc"], "in.parquet has no id column 'doc' (columns: text)"),
     ("in.jsonl", b'{"text": null}\n', [], "in.jsonl:1: null text (id 0)"),
+    ("in.jsonl", b'{"text": "a"}\n{"text": "b \\ud800 c"}\n', [], "in.jsonl:2: 'text' holds a lone surrogate ('\\ud800' at character 3)"),
     ("in.txt", "caf\u00e9\nna\u00efve\n".encode("latin-1"), [], "in.txt:1: not UTF-8 (byte 0xe9 at column 4)"),
     ("in.csv", "text\nok\ncaf\u00e9\n".encode("latin-1"), [], "in.csv row 2: column 'text' is not UTF-8"),
     ("in.csv", b"body\nx\n", [], "has no column 'text' (columns: body); name it with --text-column"),

@@ -240,6 +240,12 @@ def _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first
         if text is not None and not isinstance(text, str):
             raise Decoder2VecError(f"{path}:{local + 1}: {text_column!r} is {type(text).__name__}, not a string: "
                                    f"{text!r:.60}")
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a JSON "\ud800" escape: a lone surrogate is no text
+                raise Decoder2VecError(f"{path}:{local + 1}: {text_column!r} holds a lone surrogate "
+                                       f"({text[exc.start]!r} at character {exc.start + 1}); fix the escape") from None
         if id_column is not None and row.get(id_column) is None:
             raise Decoder2VecError(f"{path}:{local + 1} has no id in column {id_column!r}")
         chunk.texts.append(text)
