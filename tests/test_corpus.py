@@ -170,9 +170,14 @@ def test_resume_refuses_other_settings(folder, tmp_path, capsys):
     source.write_text("\n".join(TEXTS) + "\n")
     argv = ["encode", "--model", folder, "--input", str(source), "--output", str(tmp_path / "v"), "--device", "cpu"]
     assert main(argv) == 0
+    capsys.readouterr()
     assert main([*argv, "--instruction", "Find:", "--normalize-embeddings"]) == 2
-    err = _error_line(capsys)
+    err = capsys.readouterr().err
     assert "holds a run with other settings (instruction: None -> 'Find:'; normalize_embeddings: False -> True)" in err
+    assert len(err.splitlines()) == 1, "refused before the model load"
+    # Keys known only once the model is loaded are compared then (here: the folder's pooling).
+    assert main([*argv, "--pooling", "last_token"]) == 2
+    assert "(pooling: 'mean' -> 'last_token')" in _error_line(capsys)
     # The same command again: already complete, nothing re-encoded.
     shard = tmp_path / "v" / "shard-000000.parquet"
     before = shard.stat().st_mtime_ns

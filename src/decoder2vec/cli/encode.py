@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from ..backends import BACKENDS
-from ..corpus import ON_EMPTY, check_inputs, check_output_path, encode_corpus, ids_file, resolve_inputs
+from ..corpus import (ON_EMPTY, check_inputs, check_output_path, check_resumable, corpus_settings, encode_corpus,
+                      ids_file, resolve_inputs)
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..loading import DEFAULT_MODEL
@@ -80,7 +81,8 @@ def check_ints(args) -> None:
 def run(args):
     check_ints(args)
     # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
-    check_inputs(resolve_inputs(args.input), text_column=args.text_column, id_column=args.id_column, carry=args.carry)
+    files = resolve_inputs(args.input)
+    check_inputs(files, text_column=args.text_column, id_column=args.id_column, carry=args.carry)
     path, kind = check_output_path(args.output)
     if args.engine == "ray" and kind != "shards":
         raise Decoder2VecError(f"--engine ray writes Parquet shards into a folder; got {args.output!r}")
@@ -96,6 +98,9 @@ def run(args):
                    precision=args.precision, on_empty=args.on_empty, shard_rows=args.shard_rows)
     settings = {"model": str(Path(model).resolve()) if Path(model).exists() else model,
                 "dtype": args.dtype, "quantize": args.quantize, "backend": args.backend}
+    if kind == "shards":
+        known = {k: v for k, v in options.items() if k not in ("on_empty", "batch_size")}
+        check_resumable(path, {**corpus_settings(None, files, **known), **settings})
     if args.engine == "ray":
         # Imported only here: Ray is an optional extra and takes seconds to import.
         from ..distributed import encode_files

@@ -10,10 +10,10 @@ shards (or one .npy/.parquet file for small inputs). `decoder2vec encode` is a t
 
 from .reading import FORMATS, Chunk, check_inputs, count_rows, first_rows, is_empty, read_chunks, resolve_inputs
 from .run import ON_EMPTY, Quantizer, Summary, corpus_settings, encode_corpus, ids_file, read_output, shard_ends, split_empty
-from .shards import MANIFEST, ShardFolder, check_output_path, embedding_array, read_shards, shard_table
+from .shards import MANIFEST, ShardFolder, check_output_path, check_resumable, embedding_array, read_shards, shard_table
 
 __all__ = [
-    "FORMATS", "MANIFEST", "ON_EMPTY", "Chunk", "Quantizer", "ShardFolder", "Summary", "check_inputs", "check_output_path", "corpus_settings",
+    "FORMATS", "MANIFEST", "ON_EMPTY", "Chunk", "Quantizer", "ShardFolder", "Summary", "check_inputs", "check_output_path", "check_resumable", "corpus_settings",
     "count_rows", "embedding_array", "encode_corpus", "first_rows", "ids_file", "is_empty", "read_chunks",
     "read_output", "read_shards", "resolve_inputs", "shard_ends", "shard_table", "split_empty",
 ]

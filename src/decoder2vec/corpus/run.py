@@ -110,13 +110,14 @@ def encode_corpus(
 def corpus_settings(config, files, **kwargs) -> dict:
     """What decides the rows of an output: the Encoder's config (as loaded, with overrides), the
     inputs (and their sizes, so a changed file is not resumed into), the columns and the encode
-    options. The local and the Ray engine record the same keys, so either may resume the other."""
-    return {
+    options. The local and the Ray engine record the same keys, so either may resume the other.
+    config=None leaves the Encoder's keys out (what is known before a model is loaded)."""
+    model = {} if config is None else {
         "base_model": config.base_model, "pooling": config.pooling, "bidirectional": bool(config.bidirectional),
         "max_length": config.max_length, "instruction_template": config.instruction_template,
-        "inputs": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in files],
-        **kwargs,
     }
+    return {**model, "inputs": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in files],
+            **kwargs}
 
 
 def shard_ends(offsets: Sequence[int], shard_rows: int, start_row: int = 0) -> list[int]:

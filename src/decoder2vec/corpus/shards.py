@@ -113,8 +113,9 @@ class ShardFolder:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise Decoder2VecError(f"{self.path}: not a readable manifest ({type(exc).__name__}); "
                                        "choose a new output folder") from None
+            check_resumable(self.folder, settings)
             differing = settings_differ(recorded, settings)
-            if differing:
+            if differing:  # a key only one side has (e.g. written by another decoder2vec version)
                 raise Decoder2VecError(
                     f"{self.folder} holds a run with other settings ({'; '.join(differing)}); "
                     "run the same command to resume it, or choose a new output folder"
@@ -172,6 +173,20 @@ class ShardFolder:
         self.manifest.update(complete=True, dimension=dimension, dtype=dtype, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json_atomic(self.path, self.manifest)
         record_output(self.folder, KIND)
+
+
+def check_resumable(folder: str | os.PathLike, settings: dict) -> None:
+    """Before any model load: refuse to resume an output recorded with other values of `settings`
+    (only the keys given are compared; ShardFolder compares them all once the model is loaded)."""
+    path = Path(folder) / MANIFEST
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no run to resume, or ShardFolder names the unreadable manifest
+    differing = settings_differ({k: v for k, v in recorded.items() if k in settings}, settings)
+    if differing:
+        raise Decoder2VecError(f"{folder} holds a run with other settings ({'; '.join(differing)}); "
+                               "run the same command to resume it, or choose a new output folder")
 
 
 def settings_differ(recorded: dict, current: dict) -> list[str]:
