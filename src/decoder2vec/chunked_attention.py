@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from transformers import AttentionInterface
+from transformers import masking_utils as mu
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, and_masks, padding_mask_function
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 NAME = "decoder2vec_chunked_sdpa"
@@ -46,8 +50,6 @@ class LazyMask:
     local_size: int | None  # sliding window: keys further than this from a query are never seen
 
     def block(self, q0: int, q1: int, k0: int, k1: int, device) -> torch.Tensor:
-        from transformers.masking_utils import and_masks, padding_mask_function
-
         fn = self.mask_function
         if self.padding_mask is not None:
             fn = and_masks(fn, padding_mask_function(self.padding_mask))
@@ -73,8 +75,6 @@ def lazy_sdpa_mask(
     **kwargs,
 ):
     """Same contract as transformers' `sdpa_mask`, but returns None (mask-free SDPA) or a LazyMask."""
-    from transformers import masking_utils as mu
-
     call = dict(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
                 kv_offset=kv_offset, attention_mask=attention_mask, local_size=local_size,
                 allow_is_causal_skip=allow_is_causal_skip, allow_is_bidirectional_skip=allow_is_bidirectional_skip,
@@ -93,8 +93,6 @@ def lazy_sdpa_mask(
 
 def chunked_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """Attention over query blocks; plain SDPA when the mask is a tensor or None."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
     if not isinstance(attention_mask, LazyMask):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
@@ -134,9 +132,6 @@ _registered = False
 def _register() -> None:
     global _registered
     if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface
-
         AttentionInterface.register(NAME, chunked_sdpa_attention)
         AttentionMaskInterface.register(NAME, lazy_sdpa_mask)
         _registered = True

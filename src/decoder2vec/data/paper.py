@@ -17,6 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+from huggingface_hub import hf_hub_download, snapshot_download
+
 from ..errors import Decoder2VecError
 from .pairs import Pair
 
@@ -56,8 +59,6 @@ class E5Pair(Pair):
 
 # ------------------------------------------------------------------ fetching (hub)
 def _wikitext_files() -> list[str]:
-    from huggingface_hub import snapshot_download
-
     folder = snapshot_download(WIKITEXT[0], repo_type="dataset", allow_patterns=[f"{WIKITEXT[1]}/train-*.parquet"])
     files = sorted(str(p) for p in Path(folder, WIKITEXT[1]).glob("train-*.parquet"))
     if not files:
@@ -66,8 +67,6 @@ def _wikitext_files() -> list[str]:
 
 
 def _wiki1m_file() -> str:
-    from huggingface_hub import hf_hub_download
-
     return hf_hub_download(WIKI1M[0], WIKI1M[1], repo_type="dataset")
 
 
@@ -75,8 +74,6 @@ def _wiki1m_file() -> str:
 def read_wikitext(files: list[str]) -> list[str]:
     """Wikitext-103's parquet files (column `text`), every line as it is: the reference tokenizes
     empty lines too (each gives a lone BOS in the packed blocks)."""
-    import pyarrow.parquet as pq
-
     texts = []
     for file in files:
         table = pq.read_table(file, columns=["text"])

@@ -7,18 +7,17 @@ Encoder folder (merged weights) that the next stage loads and adapts again.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 from .config import MNTPConfig, SimCSEConfig, StageConfig, SupervisedConfig, load_recipe, make_config
+from .engine import run_stage
 
 
 def train(recipe_or_config, *, callbacks: list | None = None, **overrides) -> Path:
     """Run one stage from a recipe file, a dict, or a stage config; keyword arguments override
     recipe keys. Returns the output folder (an Encoder folder)."""
-    import dataclasses
-
-    from .engine import run_stage
-
     if isinstance(recipe_or_config, StageConfig):
         config = make_config({**dataclasses.asdict(recipe_or_config), **overrides})
     else:

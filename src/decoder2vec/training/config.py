@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from transformers import TrainingArguments
 
 from ..errors import Decoder2VecError, choices_error
+from ..pooling import check_pooling
 
 
 def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
@@ -139,8 +141,6 @@ RENAMED = {
 
 
 def _training_argument_names() -> set[str]:
-    from transformers import TrainingArguments
-
     return {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
@@ -212,8 +212,6 @@ def validate(config: StageConfig) -> None:
         if config.packing not in PACKINGS:
             raise choices_error("packing", config.packing, PACKINGS)
     if isinstance(config, (SimCSEConfig, SupervisedConfig)):
-        from ..pooling import check_pooling
-
         check_pooling(config.pooling)
         need(config.scale > 0, f"scale must be > 0, got {config.scale}")
         for key in ("attention_dropout", "hidden_dropout"):

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
@@ -31,6 +32,9 @@ from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
 from .config import StageConfig
 from .lora import add_lora, merge_lora, trainable_parameters
+from .mntp import MNTPStage
+from .simcse import SimCSEStage
+from .supervised import SupervisedStage
 from .losses import world
 from .stage import Stage
 from .throughput import Throughput, layer_parameters, measure_peak_flops
@@ -39,10 +43,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 
 
 def stage_class(name: str) -> type[Stage]:
-    from .mntp import MNTPStage
-    from .simcse import SimCSEStage
-    from .supervised import SupervisedStage
-
     return {"mntp": MNTPStage, "simcse": SimCSEStage, "supervised": SupervisedStage}[name]
 
 
@@ -222,8 +222,6 @@ def _is_main() -> bool:
 
 
 def _barrier() -> None:
-    import torch.distributed as dist
-
     if world()[1] > 1:
         dist.barrier()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch.nn as nn
+from peft import LoraConfig, get_peft_model
 
 from ..errors import Decoder2VecError
 
@@ -37,8 +38,6 @@ def default_target_modules(model: nn.Module) -> list[str]:
 def add_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules=None,
              trainable_token_indices: list[int] | None = None):
     """Wrap `model` in a fresh peft LoRA adapter (base weights frozen)."""
-    from peft import LoraConfig, get_peft_model
-
     targets = list(target_modules) if target_modules else default_target_modules(model)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in present]

@@ -6,14 +6,14 @@ import hashlib
 import os
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.nn.functional import all_gather
 
 
 def world() -> tuple[int, int]:
     """(rank, world size): from torch.distributed, or before it starts (the Trainer starts it) from
     the RANK / WORLD_SIZE variables that torchrun and accelerate launch set; (0, 1) otherwise."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -27,8 +27,6 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     rank, size = world()
     if size == 1:
         return x, [x.shape[0]]
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_gather
 
     count = torch.tensor([x.shape[0]], device=x.device)
     counts = [torch.zeros_like(count) for _ in range(size)]
@@ -53,8 +51,6 @@ def gather_keys(keys: torch.Tensor) -> torch.Tensor:
     """Concatenate a 1-D key tensor from every process (no gradient), in rank order."""
     if world()[1] == 1:
         return keys
-    import torch.distributed as dist
-
     count = torch.tensor([keys.shape[0]], device=keys.device)
     counts = [torch.zeros_like(count) for _ in range(world()[1])]
     dist.all_gather(counts, count)

@@ -10,6 +10,7 @@ import torch
 from ..encoder import CONFIG_NAME, EncoderConfig
 from ..errors import Decoder2VecError
 from .config import StageConfig
+from .losses import world
 
 
 class Stage:
@@ -70,8 +71,6 @@ def previous_encoder_config(source: str) -> EncoderConfig | None:
 
 
 def check_enough(items: list, config: StageConfig, what: str) -> list:
-    from .losses import world
-
     _, size = world()
     need = config.per_device_train_batch_size * size
     if not items:

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from .lora import decoder_layers
+
 
 FLOPS_PER_PARAM_TOKEN = 4
 
@@ -35,8 +37,6 @@ def measure_peak_flops(device: torch.device | str = "cpu", dtype=torch.float32, 
 
 def layer_parameters(model: torch.nn.Module) -> int:
     """N for the FLOPs formula: parameters inside the decoder layers."""
-    from .lora import decoder_layers
-
     return sum(p.numel() for p in decoder_layers(model).parameters())
 
 
