@@ -26,7 +26,7 @@ from ..training.config import parse_value  # noqa: E402
 
 # verb -> (module, one-line help)
 VERBS = {
-    "encode": ("encode", "encode texts from a file into vectors (.npy or .parquet)"),
+    "encode": ("encode", "encode files or globs into vectors: resumable Parquet shards, or one .npy/.parquet file"),
     "info": ("info", "describe a model: family, size, max length, bidirectional"),
     "train": ("train", "train a stage (MNTP, SimCSE, supervised) from a YAML recipe"),
     "evaluate": ("evaluate", "run the offline evaluation suite (or chosen tasks) on a model"),
