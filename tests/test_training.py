@@ -272,8 +272,12 @@ def test_force_trains_a_changed_recipe_again_and_replaces_the_output(tmp_path, p
     out = tmp_path / "simcse"
     shutil.copytree(pipeline["simcse"], out)
     recipe = {**pipeline["simcse_recipe"], "output_dir": str(out)}
+    (out / "NOTES.md").write_text("my notes")  # a user's file in a stage folder survives the replacement
     folder = train(recipe, max_steps=2, force=True)
     assert folder == out
+    assert (out / "NOTES.md").read_text() == "my notes"
+    assert (out / "adapter").is_dir() and (out / "logs" / "log.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     record = _stages(out)[-1]
     assert record["steps"] == 2 and record["hyperparameters"]["max_steps"] == 2
     assert not (tmp_path / "simcse.checkpoints").exists()

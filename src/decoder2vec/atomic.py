@@ -100,7 +100,7 @@ def atomic_folder(target, *, kind: str, overwrite: bool = False, keep_existing: 
         record_output(tmp, kind)
         if target.exists() and keep_existing:
             return
-        _swap_in(tmp, target)
+        swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -112,8 +112,8 @@ def _own_files(folder: Path) -> set[str]:
         return {MARKER}
 
 
-def _swap_in(new: Path, target: Path) -> None:
-    """Make `new` the target: the old folder is renamed aside, `new` renamed in, then every file
+def swap_in(new: Path, target: Path) -> None:
+    """Make the complete folder `new` (a sibling of `target`, or on its filesystem) the target: the old folder is renamed aside, `new` renamed in, then every file
     of the old folder that decoder2vec did not write and `new` does not replace is moved back.
     A kill between the steps is finished by the next write (`_finish_or_remove_leftovers`)."""
     if not target.exists():

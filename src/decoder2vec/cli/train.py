@@ -11,17 +11,19 @@ from pathlib import Path
 from ..errors import Decoder2VecError, choices_error
 from ..training import train
 from ..pipeline import packaged_recipes
-from ..training.config import STAGE_CONFIGS, help_table
+from ..training.config import STAGE_CONFIGS, StageConfig, help_table
 from . import add_set_argument, parse_overrides
 
 
-KEYWORDS_OF = (train,)
+KEYWORDS_OF = (train, StageConfig)
 CLI_ONLY = {"keys": "list the keys a stage takes"}
 
 
 def add_arguments(p):
     p.add_argument("recipe", nargs="?", help="YAML recipe: a file, or a packaged one (e.g. smollm2-135m/mntp)")
     add_set_argument(p)
+    p.add_argument("--force", action="store_true", default=None,
+                   help="train again over a finished stage whose recipe differs (the recipe key force: true)")
     p.add_argument("--keys", dest="keys", default=None, metavar="STAGE",
                    help="list the keys a stage takes (mntp, simcse, supervised) and exit")
 
@@ -35,7 +37,10 @@ def run(args):
         return 0
     if not args.recipe:
         raise Decoder2VecError("give a recipe file, e.g. decoder2vec train smollm2-135m/mntp")
-    folder = train(recipe_path(args.recipe), **parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    if args.force:
+        overrides["force"] = True
+    folder = train(recipe_path(args.recipe), **overrides)
     print(folder)
     return 0
 

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
+from ..atomic import record_output, swap_in
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
 from .config import StageConfig
@@ -265,7 +266,6 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     with the same recipe)."""
     output = Path(config.output_dir)
     done = finished_stage(output)
-    replace = False
     if done is not None:
         if done.get("stage") != config.stage:
             raise Decoder2VecError(
@@ -281,7 +281,6 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
                 f"{config.stage}: {output} was finished with a different recipe ({'; '.join(changed)}); "
                 "use another output_dir, or force: true (--set force=true) to train again and replace it")
         log(f"{config.stage}: force: training again ({'; '.join(changed)}); {output} is replaced when done")
-        replace = True
     elif output.exists() and any(output.iterdir()):
         raise Decoder2VecError(f"{config.stage}: output_dir {output} exists and is not a decoder2vec folder")
     _check_model_source(config)
@@ -333,7 +332,7 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         }
         if before or after:
             record["before"], record["after"] = before, after
-        _save_output(stage, trainer.model, output, work, record, replace=replace)
+        _save_output(stage, trainer.model, output, work, record)
         log(f"{config.stage}: done in {trainer.state.global_step} steps, final loss {final_loss}"
             + (f"; after: {after}" if after else "") + f" -> {output}")
     _barrier()
@@ -362,10 +361,9 @@ def _hyperparameters(config: StageConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
-def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dict, *, replace: bool = False) -> None:
-    """Adapter, merged Encoder and logs into one staging folder, then one rename: an output folder
-    either does not exist or is complete. `replace`: output is a finished stage of ours (force),
-    moved aside just before the rename and removed after it."""
+def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dict) -> None:
+    """Adapter, merged Encoder and logs into one staging folder, then swapped in: an output folder
+    either does not exist or is complete."""
     staging = work / "final"
     shutil.rmtree(staging, ignore_errors=True)
     adapter = work / "adapter"
@@ -384,12 +382,8 @@ def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dic
         shutil.copy(work / "log.csv", logs / "log.csv")
     if (work / "runs").is_dir():
         shutil.copytree(work / "runs", logs / "tensorboard")
+    record_output(staging, "encoder")  # adapter/ and logs/ are decoder2vec's files too
     output.parent.mkdir(parents=True, exist_ok=True)
-    old = work / "replaced"
-    if replace:
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(output, old)
-    elif output.exists():  # an empty folder the user made
-        output.rmdir()
-    os.replace(staging, output)
-    shutil.rmtree(old, ignore_errors=True)
+    # One rename when output is new; over a finished stage (force) only decoder2vec's files are
+    # replaced, and a user's files in that folder stay (atomic.py).
+    swap_in(staging, output)
