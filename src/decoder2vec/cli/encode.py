@@ -20,6 +20,8 @@ from ..precision import PRECISIONS
 from . import add_model_argument, add_speed_arguments
 
 ENGINES = ("local", "ray")
+KEYWORDS_OF = (encode_corpus, Encoder.from_pretrained, Encoder.encode)
+CLI_ONLY = {"engine": "local or ray", "address": "the Ray cluster", "num_workers": "Ray actors"}
 # Flags read as text and checked in run(), so a bad value is one line naming the flag (argparse's
 # own type=int error prints the usage block first).
 INT_FLAGS = {"batch_size": 1, "max_length": 1, "truncate_dim": 1, "shard_rows": 1, "num_workers": 1}
@@ -27,7 +29,7 @@ INT_FLAGS = {"batch_size": 1, "max_length": 1, "truncate_dim": 1, "shard_rows": 
 
 def add_arguments(p):
     add_model_argument(p)
-    p.add_argument("--input", required=True, nargs="+",
+    p.add_argument("--inputs", "--input", dest="inputs", required=True, nargs="+",
                    help=".txt (one text per line), .jsonl, .csv or .parquet files, or globs (quote them)")
     p.add_argument("--output", required=True,
                    help="a folder (Parquet shards + manifest.json, resumable), or one .npy / .parquet file")
@@ -81,7 +83,7 @@ def check_ints(args) -> None:
 def run(args):
     check_ints(args)
     # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
-    files = resolve_inputs(args.input)
+    files = resolve_inputs(args.inputs)
     check_inputs(files, text_column=args.text_column, id_column=args.id_column, carry=args.carry)
     path, kind = check_output_path(args.output)
     if args.engine == "ray" and kind != "shards":
@@ -105,11 +107,11 @@ def run(args):
         # Imported only here: Ray is an optional extra and takes seconds to import.
         from ..distributed import encode_files
 
-        summary = encode_files(model, args.input, path, load=load, num_workers=args.num_workers,
+        summary = encode_files(model, args.inputs, path, load=load, num_workers=args.num_workers,
                                address=args.address, settings=settings, show_progress_bar=True, **options)
     else:
         encoder = Encoder.from_pretrained(model, **load)
-        summary = encode_corpus(encoder, args.input, path, settings=settings, show_progress_bar=True, **options)
+        summary = encode_corpus(encoder, args.inputs, path, settings=settings, show_progress_bar=True, **options)
     print(f"wrote {summary.rows} vectors of dimension {summary.dimension} ({summary.dtype}) to {args.output}")
     if summary.skipped_ids:
         shown = ", ".join(map(str, summary.skipped_ids[:10])) + (" ..." if len(summary.skipped_ids) > 10 else "")
