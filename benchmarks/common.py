@@ -71,6 +71,8 @@ def run_worker(command: list[str], texts: list[str], workdir: Path, name: str) -
     if proc.returncode != 0:
         raise SystemExit(f"{name} worker failed:\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skipped" in report:  # an engine whose optional packages are missing: no vectors
+        return report, None
     return report, np.load(vectors_file)
 
 

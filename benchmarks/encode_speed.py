@@ -95,7 +95,9 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_mode
     started = time.perf_counter()
     try:
         encode = load_engine(engine)
-    except ImportError as exc:  # sentence-transformers' onnx/openvino backends without optimum
+    except Exception as exc:  # noqa: BLE001 - ST raises a bare Exception when optimum is missing
+        if not engine.startswith("sentence-transformers-"):
+            raise
         print(json.dumps({"engine": engine, "skipped": f"{type(exc).__name__}: {exc}"[:300]}))
         return
     load_seconds = time.perf_counter() - started
