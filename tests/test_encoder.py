@@ -336,7 +336,8 @@ def test_truncation_warns_once_with_count():
         warnings.simplefilter("always")
         vectors = encoder.encode(texts, batch_size=1)
     messages = [str(w.message) for w in caught if "truncated" in str(w.message)]
-    assert messages == ["3 of 4 texts were longer than max_length=8 tokens and were truncated"]
+    assert messages == ["3 of 4 texts were longer than max_length=8 tokens and were truncated (an instruction is "
+                        "cut first)"]
     assert vectors.shape == (4, encoder.dimension)
     ids, _, _ = encoder.tokenize(texts)
     assert max(map(len, ids)) == 8
@@ -390,7 +391,7 @@ def test_an_instruction_that_fills_max_length_is_cut_not_the_text(pooling):
     text_ids = [t for t, m in zip(plain_ids[0], plain_masks[0]) if m]
     assert [t for t, m in zip(ids[0], masks[0]) if m] == text_ids  # every text token kept, and pooled
     assert ids[0][-len(text_ids):] == text_ids  # ... after what fits of the instruction
-    with pytest.warns(UserWarning, match="truncated, the instruction first"):
+    with pytest.warns(UserWarning, match=r"truncated \(an instruction is cut first\)"):
         vector = encoder.encode([text], instruction=instruction, normalize_embeddings=True)[0]
     assert np.linalg.norm(vector) == pytest.approx(1, abs=1e-5)
 

@@ -485,8 +485,8 @@ class Encoder:
         ids, masks, truncated = self.tokenize(texts, instructions)
         if truncated:
             warnings.warn(
-                f"{truncated} of {len(texts)} texts (with their instruction) were longer than "
-                f"max_length={self.max_length} tokens and were truncated, the instruction first", stacklevel=2,
+                f"{truncated} of {len(texts)} texts were longer than max_length={self.max_length} tokens and were "
+                "truncated (an instruction is cut first)", stacklevel=2,
             )
         order = np.argsort([-len(x) for x in ids], kind="stable")
         batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
