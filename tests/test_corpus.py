@@ -202,6 +202,19 @@ def test_causal_folder_stays_causal(tmp_path, capsys):
     assert not np.allclose(both_ways, as_saved.encode(TEXTS[:4]), atol=1e-3)
 
 
+def _slow_main(argv):
+    """`main` in the forked child, each encode call 0.2 s slower: on an idle machine the whole run
+    would otherwise finish before the parent sees its third shard and kills it."""
+    real = Encoder.encode
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.2)
+        return real(self, *args, **kwargs)
+
+    Encoder.encode = slow
+    main(argv)
+
+
 def test_sigkill_then_same_command_resumes(folder, encoder, tmp_path):
     """Kill -9 mid-run, run the same command: every id once, vectors equal to one encode() call."""
     texts = [f"{CORPUS[i % 6]} number {i}" for i in range(2000)]
@@ -211,7 +224,7 @@ def test_sigkill_then_same_command_resumes(folder, encoder, tmp_path):
     argv = ["encode", "--model", folder, "--input", str(source), "--output", str(out), "--device", "cpu",
             "--shard-rows", "50"]
     # A forked child runs the command (it spares a fresh torch import); SIGKILL is a real kill -9.
-    proc = multiprocessing.get_context("fork").Process(target=main, args=(argv,))
+    proc = multiprocessing.get_context("fork").Process(target=_slow_main, args=(argv,))
     proc.start()
     deadline = time.time() + 120
     shards = 0
@@ -221,6 +234,7 @@ def test_sigkill_then_same_command_resumes(folder, encoder, tmp_path):
             shards = len(json.loads((out / MANIFEST).read_text())["shards"])
         except (OSError, ValueError):
             pass
+    assert proc.is_alive(), f"the run ended before it could be killed (exit code {proc.exitcode})"
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     assert proc.exitcode == -signal.SIGKILL
