@@ -166,29 +166,3 @@ def test_exact_module(tmp_path):
     np.testing.assert_allclose(Encoder.from_pretrained(tmp_path / "resaved").encode(TEXTS), encoder.encode(TEXTS),
                                atol=1e-5)
     assert "trust_remote_code=True" in (out / "README.md").read_text()
-
-
-@pytest.mark.slow
-def test_onnx_export_encodes_and_serves(tmp_path, capsys):
-    """`export --to onnx`: onnxruntime gives Encoder.encode's vectors, and the server can run it."""
-    pytest.importorskip("onnxscript")
-    pytest.importorskip("onnxruntime")
-    import httpx
-
-    from decoder2vec.onnx_backend import OnnxEncoder
-    from decoder2vec.serving import BackgroundServer, ServeSettings
-
-    encoder = tiny_encoder("llama")  # (gemma3_text, gpt2 checked by hand: same to 1e-7)
-    saved = encoder.save_pretrained(tmp_path / "enc")
-    with pytest.raises(Decoder2VecError, match="has no onnx"):
-        OnnxEncoder.from_pretrained(saved)
-    assert main(["export", str(saved), "--to", "onnx", str(tmp_path / "onnx")]) == 0, capsys.readouterr().err
-    onnx = OnnxEncoder.from_pretrained(tmp_path / "onnx")
-    for texts, kwargs in [(TEXTS, {}), (TEXTS[:1], {}), (TEXTS, {"instruction": INSTRUCTION}),
-                          (TEXTS, {"truncate_dim": 8})]:
-        np.testing.assert_allclose(onnx.encode(texts, normalize_embeddings=True, **kwargs),
-                                   encoder.encode(texts, normalize_embeddings=True, **kwargs), atol=1e-5)
-    with BackgroundServer(onnx, ServeSettings(model_name="onnx")) as url:
-        body = httpx.post(f"{url}/v1/embeddings", json={"input": TEXTS}).json()
-    np.testing.assert_allclose([d["embedding"] for d in body["data"]],
-                               encoder.encode(TEXTS, normalize_embeddings=True), atol=1e-5)

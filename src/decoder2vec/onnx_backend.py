@@ -36,16 +36,3 @@ def export_onnx(encoder_or_path, out_dir, *, overwrite: bool = False) -> Path:
         encoder.write_files(folder)
         export_graph(encoder.backend, folder / ONNX_FILE)
     return out
-
-
-class OnnxEncoder:
-    """Transitional name for cli/serve.py (its owner moves to Encoder.from_pretrained(backend="onnx")):
-    not a subclass; it returns an ordinary Encoder on the onnx backend."""
-
-    @staticmethod
-    def from_pretrained(folder, *, threads: int | None = None, **overrides) -> Encoder:
-        folder = Path(folder)
-        if not (folder / ONNX_FILE).is_file():
-            raise Decoder2VecError(f"{folder} has no {ONNX_FILE}; create it with "
-                                   f"`decoder2vec export {folder} --to onnx OUT`")
-        return Encoder.from_pretrained(folder, backend="onnx", threads=threads, **overrides)

@@ -96,8 +96,10 @@ def model_meta(encoder, *, name: str | None = None, revision: str | None = None)
     name = name or f"decoder2vec/{base}" + (f"-{stages}" if stages else "")
     if "/" not in name:
         name = f"decoder2vec/{name}"  # mteb requires "organisation/model"
-    n_params = sum(p.numel() for p in encoder.model.parameters())
-    bytes_per = next(encoder.model.parameters()).element_size()
+    # An exported backend (onnx, openvino) holds no torch module: its size is not known here.
+    weights = list(encoder.model.parameters()) if encoder.model is not None else []
+    n_params = sum(p.numel() for p in weights) or None
+    bytes_per = weights[0].element_size() if weights else None
     return ModelMeta(
         loader=MtebEncoder,
         name=name,
@@ -105,7 +107,7 @@ def model_meta(encoder, *, name: str | None = None, revision: str | None = None)
         release_date=None,
         languages=None,
         n_parameters=n_params,
-        memory_usage_mb=round(n_params * bytes_per / 2**20, 1),
+        memory_usage_mb=round(n_params * bytes_per / 2**20, 1) if n_params else None,
         max_tokens=config.max_length,
         embed_dim=encoder.dimension,
         license=None,
