@@ -49,6 +49,7 @@ ENGINES = ("llm2vec", "sentence-transformers", "sentence-transformers-onnx", "se
            "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled",
            "decoder2vec-onnx", "decoder2vec-onnx-int8", "decoder2vec-openvino", "decoder2vec-openvino-int8")
 BATCH_SIZE = 32
+STSB_PAIRS = 300  # STS-B dev pairs for the fp32/int8 quality check (as in session 2)
 
 
 def engine_options(engine: str) -> dict:
@@ -119,7 +120,7 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_mode
         "weights": "int8" if "int8" in engine else "float32",
     }
     if stsb_model is not None and engine.startswith("decoder2vec"):
-        report["stsb_dev"] = stsb_spearman(load_engine(engine, stsb_model))
+        report["stsb_dev"] = stsb_spearman(load_engine(engine, stsb_model), limit=STSB_PAIRS)
     print(json.dumps(report))
 
 
