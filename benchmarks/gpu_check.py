@@ -17,7 +17,6 @@ so every contrastive batch takes the long path, 2 steps a stage.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import random
@@ -31,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from decoder2vec import Encoder  # noqa: E402
+from decoder2vec.backends import torch as torch_backend  # noqa: E402
 from decoder2vec.loading import load_tokenizer  # noqa: E402
 from decoder2vec.training import train  # noqa: E402
 from decoder2vec.training.throughput import layer_parameters, measure_peak_flops  # noqa: E402
@@ -80,19 +80,12 @@ def tiny_models(folder: Path) -> list[str]:
     return paths
 
 
-def lower_chunked_threshold() -> list:
-    """--cpu: every contrastive batch takes the chunked-attention path (the constant lives with the
-    backend that runs the forward). Returns (module, old value) pairs to put back."""
-    restore = []
-    for name in ("decoder2vec.encoder", "decoder2vec.backends.torch"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "CHUNKED_ATTENTION_ABOVE"):
-            restore.append((module, module.CHUNKED_ATTENTION_ABOVE))
-            module.CHUNKED_ATTENTION_ABOVE = 0
-    return restore
+def lower_chunked_threshold() -> int:
+    """--cpu: every contrastive batch takes the chunked-attention path. Returns the old threshold
+    (it lives with the torch backend, which runs the forward) to put back."""
+    old = torch_backend.CHUNKED_ATTENTION_ABOVE
+    torch_backend.CHUNKED_ATTENTION_ABOVE = 0
+    return old
 
 
 def train_figures(folder: Path) -> dict:
@@ -155,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("no GPU here: run with --cpu for the tiny CPU check")
     root = Path(args.output or tempfile.mkdtemp(prefix="decoder2vec-gpu-check-"))
     root.mkdir(parents=True, exist_ok=True)
-    restore = []
+    restore = None
     if args.cpu:
         restore = lower_chunked_threshold()
         corpus, pairs = write_data(root, long_words=30, lines=60)
@@ -173,8 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
             for step, f in figures.items():
                 print(f"{Path(model).name:<22}{step:<18}{f['tokens_per_s']:>12.1f}{f['peak_percent']:>9.2f}")
     finally:
-        for module, value in restore:
-            module.CHUNKED_ATTENTION_ABOVE = value
+        if restore is not None:
+            torch_backend.CHUNKED_ATTENTION_ABOVE = restore
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

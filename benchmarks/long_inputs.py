@@ -80,10 +80,10 @@ def main(argv=None):
     import torch
 
     from decoder2vec import Encoder
-    from decoder2vec import encoder as encoder_module
+    from decoder2vec.backends import torch as torch_backend
 
     if args.no_chunking:
-        encoder_module.CHUNKED_ATTENTION_ABOVE = float("inf")
+        torch_backend.CHUNKED_ATTENTION_ABOVE = float("inf")
 
     attention = "plain SDPA" if args.no_chunking else "chunked above 2**24 batch*length^2"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attention: {attention}")

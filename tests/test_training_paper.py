@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import decoder2vec.chunked_attention as chunked_module
 from transformers import TrainerCallback
 
+from decoder2vec.backends import torch as torch_backend
 from decoder2vec.data.pairs import Pair
 from decoder2vec.data.paper import E5Pair
 from decoder2vec.training import train
@@ -161,15 +162,7 @@ def test_special_tokens_are_never_masked():
 def _chunk_every_batch(monkeypatch, threshold: int = 0) -> list:
     """Lower the Encoder's chunked-attention threshold (owned by the backend module) and count the
     forwards that re-arm checkpointed layers for a chunked recompute."""
-    import importlib
-
-    for name in ("decoder2vec.encoder", "decoder2vec.backends.torch"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "CHUNKED_ATTENTION_ABOVE"):
-            monkeypatch.setattr(module, "CHUNKED_ATTENTION_ABOVE", threshold)
+    monkeypatch.setattr(torch_backend, "CHUNKED_ATTENTION_ABOVE", threshold)
     armed, original = [], chunked_module._chunked_recompute
 
     def counting(model):
