@@ -3,7 +3,8 @@
 import json
 import os
 import signal
-import multiprocessing
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -202,17 +203,20 @@ def test_causal_folder_stays_causal(tmp_path, capsys):
     assert not np.allclose(both_ways, as_saved.encode(TEXTS[:4]), atol=1e-3)
 
 
-def _slow_main(argv):
-    """`main` in the forked child, each encode call 0.2 s slower: on an idle machine the whole run
-    would otherwise finish before the parent sees its third shard and kills it."""
-    real = Encoder.encode
-
-    def slow(self, *args, **kwargs):
-        time.sleep(0.2)
-        return real(self, *args, **kwargs)
-
-    Encoder.encode = slow
-    main(argv)
+# The command in a fresh interpreter, each encode call 0.2 s slower: on an idle machine the whole
+# run would otherwise finish before the parent sees its third shard and kills it. A fresh process,
+# not a fork: a forked child of a process whose torch thread pools already ran can crash (SIGSEGV).
+SLOW_MAIN = """
+import sys, time
+from decoder2vec import Encoder
+from decoder2vec.cli import main
+real = Encoder.encode
+def slow(self, *args, **kwargs):
+    time.sleep(0.2)
+    return real(self, *args, **kwargs)
+Encoder.encode = slow
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def test_sigkill_then_same_command_resumes(folder, encoder, tmp_path):
@@ -223,21 +227,19 @@ def test_sigkill_then_same_command_resumes(folder, encoder, tmp_path):
     out = tmp_path / "vectors"
     argv = ["encode", "--model", folder, "--input", str(source), "--output", str(out), "--device", "cpu",
             "--shard-rows", "50"]
-    # A forked child runs the command (it spares a fresh torch import); SIGKILL is a real kill -9.
-    proc = multiprocessing.get_context("fork").Process(target=_slow_main, args=(argv,))
-    proc.start()
-    deadline = time.time() + 120
+    # SIGKILL is a real kill -9.
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_MAIN, *argv])
+    deadline = time.time() + 180
     shards = 0
-    while shards < 3 and time.time() < deadline and proc.is_alive():
+    while shards < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
         try:
             shards = len(json.loads((out / MANIFEST).read_text())["shards"])
         except (OSError, ValueError):
             pass
-    assert proc.is_alive(), f"the run ended before it could be killed (exit code {proc.exitcode})"
+    assert proc.poll() is None, f"the run ended before it could be killed (exit code {proc.returncode})"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
-    assert proc.exitcode == -signal.SIGKILL
+    assert proc.wait() == -signal.SIGKILL
     killed_at = json.loads((out / MANIFEST).read_text())
     assert not killed_at["complete"] and 3 <= len(killed_at["shards"]) < 40
     # What a kill during a shard write leaves behind (a dead process's partial file) is cleaned up.
