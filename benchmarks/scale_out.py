@@ -1,10 +1,12 @@
 """Corpus encoding at scale: the local streaming engine against Ray Data with 1 and 2 actors, and the
 local engine's peak memory at two corpus sizes (it should be flat: bounded by --shard-rows).
 
-    .venv/bin/python benchmarks/scale_out.py                          # 20k Wikipedia paragraphs; RSS at 10k vs 200k
+    .venv/bin/python benchmarks/scale_out.py                          # 20k real paragraphs; RSS at 10k vs 200k
+    .venv/bin/python benchmarks/scale_out.py --parts memory           # only the memory table
     .venv/bin/python benchmarks/scale_out.py --texts 200 --rss-texts 500 2000 --max-length 64   # quick look
 
-Throughput: --texts real English Wikipedia paragraphs (benchmarks/common.wiki_texts), the packaged
+Throughput: --texts real English paragraphs (real_texts: the Wikipedia sample's paragraphs, then
+English LibreOffice help paragraphs, since the Wikipedia sample has only about 8,000), the packaged
 SmolLM2-135M (or --model), batch_size 32, fp32 on the CPU, written as Parquet shards. Every engine
 runs in its own process; "seconds" is the wall time of the encode call, which for Ray includes
 starting the actors and loading one model per actor.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -35,7 +38,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import psutil  # noqa: E402
-from common import scratch_dir, wiki_texts  # noqa: E402
+from common import scratch_dir  # noqa: E402
+from decoder2vec.data.libreoffice import help_documents  # noqa: E402
+from decoder2vec.data.sources import wikipedia_en_articles  # noqa: E402
+from decoder2vec.loading import load_tokenizer  # noqa: E402
 from tiny import tiny_encoder  # noqa: E402
 
 from decoder2vec import Encoder  # noqa: E402
@@ -111,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-rows", type=int, default=2_000)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--parts", nargs="+", choices=["throughput", "memory"], default=["throughput", "memory"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -119,15 +126,45 @@ def main() -> None:
 
     work = scratch_dir() / "scale_out"
     work.mkdir(parents=True, exist_ok=True)
-    texts = wiki_texts(args.texts)
+    texts = real_texts(args.texts)
     source = work / f"wiki-{args.texts}.txt"
     source.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n")
     common = dict(model=args.model, batch_size=args.batch_size, shard_rows=args.shard_rows,
                   max_length=args.max_length, input=str(source), ray_cpus=args.ray_cpus)
 
-    print(f"## throughput: {args.texts} Wikipedia paragraphs, {args.model}, batch {args.batch_size}, "
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    if "throughput" in args.parts:
+        throughput(args, common, work)
+    if "memory" in args.parts:
+        memory(args, common, work, texts)
+
+
+def real_texts(n: int, *, min_tokens: int = 4, max_tokens: int = 400) -> list[str]:
+    """n real English paragraphs of min_tokens..max_tokens SmolLM2 tokens: the Wikipedia sample's
+    (seeded order, as common.wiki_texts) first, then LibreOffice help's, each paragraph once."""
+    tokenizer = load_tokenizer(None)
+
+    def fitting(paragraphs: list[str]) -> list[str]:
+        lengths = [len(ids) for ids in tokenizer(paragraphs)["input_ids"]]
+        return [p for p, k in zip(paragraphs, lengths) if min_tokens <= k <= max_tokens]
+
+    wiki = fitting([p.strip() for article in wikipedia_en_articles() for p in article.split("\n") if p.strip()])
+    random.Random(0).shuffle(wiki)
+    if n <= len(wiki):
+        return wiki[:n]
+    seen = set(wiki)
+    help_paragraphs = [p for p in dict.fromkeys(p.strip() for doc in help_documents("en") for p in doc.split("\n"))
+                       if p and p not in seen]
+    texts = wiki + fitting(help_paragraphs)[:n - len(wiki)]
+    if len(texts) < n:
+        raise SystemExit(f"only {len(texts)} real paragraphs of {min_tokens}..{max_tokens} tokens; asked for {n}")
+    return texts
+
+
+def throughput(args, common: dict, work: Path) -> None:
+    print(f"## throughput: {args.texts} real paragraphs, {args.model}, batch {args.batch_size}, "
           f"shards of {args.shard_rows}, CPU\n")
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
     print("| engine | seconds | rows/s | tokens/s | peak RSS (MiB) | actor peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
     jobs = [("local", dict(engine="local"))] + [(f"ray, {n} actor{'s' * (n > 1)}", dict(engine="ray", workers=n))
@@ -140,6 +177,8 @@ def main() -> None:
         print(f"| {name} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:.1f} | {r['tokens'] / r['seconds']:,.0f} | "
               f"{r['rss_mib']:.0f} | {actor} |", flush=True)
 
+
+def memory(args, common: dict, work: Path, texts: list[str]) -> None:
     rss_model = args.rss_model or _tiny_model(work)
     print(f"\n## local streaming memory: {rss_model if args.rss_model else 'tiny random model'}, shards of "
           f"{args.shard_rows}\n")
