@@ -94,17 +94,23 @@ def merge(
     check_output_folder(output_dir, kind="encoder", overwrite=overwrite,
                         sources=[Path(n) for n in names if Path(n).is_dir()])
     first = Encoder.from_pretrained(folders[0])
-    state = first._backbone().state_dict()
-    total = {key: t.float() * weights[0] if t.is_floating_point() else t.clone() for key, t in state.items()}
-    for folder, name, weight in zip(folders[1:], names[1:], weights[1:]):
-        other = Encoder.from_pretrained(folder)
-        check_compatible(first, other, names[0], name)
-        for key, tensor in other._backbone().state_dict().items():
-            if tensor.is_floating_point():
-                total[key] += tensor.float() * weight
-            elif not torch.equal(tensor, total[key]):
-                raise Decoder2VecError(f"cannot merge: integer tensor {key!r} differs between {names[0]} and {name}")
-        del other
-    first._backbone().load_state_dict({key: t.to(state[key].dtype) for key, t in total.items()})
+    average_into(first, names[0], list(zip(folders[1:], names[1:], weights[1:])), weights[0])
     first.config.stages = [*first.config.stages, {"stage": "merge", "sources": names, "weights": weights}]
     return first.save_pretrained(output_dir, overwrite=overwrite)
+
+
+def average_into(first: Encoder, first_name: str, others: Sequence[tuple], first_weight: float) -> None:
+    """Replace `first`'s weights by first_weight * its own + the sum of weight * each other model's,
+    others being (source, name, weight); each is loaded, checked compatible and dropped in turn."""
+    state = first._backbone().state_dict()
+    total = {key: t.float() * first_weight if t.is_floating_point() else t.clone() for key, t in state.items()}
+    for folder, name, weight in others:
+        other = Encoder.from_pretrained(folder)
+        check_compatible(first, other, first_name, name)
+        for key, tensor in other._backbone().state_dict().items():
+            if tensor.is_floating_point():
+                total[key] += tensor.float().to(total[key].device) * weight
+            elif not torch.equal(tensor.to(total[key].device), total[key]):
+                raise Decoder2VecError(f"cannot merge: integer tensor {key!r} differs between {first_name} and {name}")
+        del other
+    first._backbone().load_state_dict({key: t.to(state[key].dtype) for key, t in total.items()})

@@ -14,7 +14,9 @@ from pathlib import Path
 import yaml
 from transformers import TrainingArguments
 
+from ..chat_format import FORMATS
 from ..errors import Decoder2VecError, choices_error
+from ..folder import POOL_SPANS
 from ..pooling import check_pooling
 
 
@@ -28,7 +30,7 @@ def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
 class StageConfig:
     """What every stage takes: the model, the data, LoRA and the Trainer's main knobs."""
 
-    stage: str = _help("mntp | simcse | supervised", "")
+    stage: str = _help("mntp | simcse | supervised | distill", "")
     model: str | None = _help("base model (packaged name, hub id, folder, .gguf) or the previous stage's folder", None)
     data: list = _help("sources: packaged names, local files, or hub dataset ids", factory=list)
     output_dir: str = _help("where the finished Encoder folder is written (checkpoints go to <output_dir>.checkpoints)", "")
@@ -62,10 +64,22 @@ class StageConfig:
         "size the learning-rate schedule for this many passes over the data and stop at max_steps (LLM2Vec: 3 "
         "epochs stopped at 1,000 steps, an almost constant rate); null: the schedule ends at max_steps", None)
     eval_examples: int = _help("held-out examples (MNTP: text blocks) measured before and after training", 64)
+    pool_span: str | None = _help(
+        "which tokens an Encoder pools: offsets (exactly the text's, by character offsets) | llm2vec (the last n "
+        "tokens, n = the text's token count alone, as LLM2Vec); null: the input folder's (offsets for a base "
+        "model). Used while training and saved in the output folder", None)
+    chat_format: str | None = _help(
+        "LLM2Vec chat format the Encoder wraps instruction + text in: llama-2 | mistral | llama-3 | gemma | qwen | "
+        "none; null: the input folder's. Saved in the output folder; supervised training wraps its texts, SimCSE "
+        "does not (as LLM2Vec)", None)
     force: bool = _help("train again when output_dir holds this stage finished with a different recipe", False)
     keep_checkpoints: bool = _help("keep <output_dir>.checkpoints after the stage finished", False)
     training_args: dict = _help("other TrainingArguments keys, passed through", factory=dict)
     recipe: str | None = _help("the recipe file this config came from (recorded in the output)", None)
+    merge_with: str | None = _help(
+        "after training, average the finished weights with this model: input (the stage's own `model`), base "
+        "(the original base model) or a model folder / hub id; null: no merge", None)
+    merge_weight: float = _help("weight of merge_with's model in that average (the trained stage gets 1 - it)", 0.5)
 
 
 @dataclass
@@ -84,11 +98,22 @@ class MNTPConfig(StageConfig):
 
 
 @dataclass
-class ContrastiveConfig(StageConfig):
+class EmbeddingConfig(StageConfig):
+    """What every stage that trains the pooled vector takes (SimCSE, supervised, distill): the
+    pooling it trains and the Matryoshka dimensions."""
+
+    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
+    matryoshka_dims: list = _help(
+        "Matryoshka training: the loss is summed over these prefix lengths of the vector, each renormalised "
+        "(list the full dimension too to train it); []: the full vector only", factory=list)
+    matryoshka_weights: list | None = _help("weight of each matryoshka_dims entry in the sum; null: all 1", None)
+
+
+@dataclass
+class ContrastiveConfig(EmbeddingConfig):
     """What both contrastive stages (SimCSE, supervised) take: the pooling they train and the
     InfoNCE scale."""
 
-    pooling: str = _help("mean | weighted_mean | last_token | first_token", "mean")
     scale: float = _help("logit scale of the InfoNCE loss (1 / temperature)", 20.0)
 
 
@@ -129,7 +154,50 @@ class SupervisedConfig(ContrastiveConfig):
     hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.0)
 
 
-STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig}
+@dataclass
+class DistillConfig(EmbeddingConfig):
+    """Distillation from a teacher embedding model (its vectors computed once before training and
+    cached in <output_dir>.checkpoints). Sentence sources: the student's vector of each text is
+    pulled to the teacher's. Pair sources (query, positive), e.g. translations: the student's
+    vectors of both are pulled to the teacher's vector of the query (Reimers & Gurevych 2020)."""
+
+    stage: str = "distill"
+    teacher: str = _help(
+        "teacher: minilm (the packaged all-MiniLM-L6-v2), a sentence-transformers folder or hub id, or a "
+        "decoder2vec Encoder folder", "minilm")
+    distill_loss: str = _help(
+        "mse: squared distance of the normalised student vector (through a trained linear projection when the "
+        "dimensions differ) to the teacher's | similarity_kl: KL divergence from the teacher's in-batch "
+        "similarity distribution to the student's", "mse")
+    temperature: float = _help("similarity_kl: cosine similarities are divided by this before the softmax", 0.05)
+    save_projection: bool = _help(
+        "mse: write the trained projection to the output folder (distill_projection.safetensors); the Encoder "
+        "never uses it", True)
+    teacher_batch_size: int = _help("texts per teacher forward when computing the teacher vectors", 64)
+    min_words: int = _help("sentence sources: shortest sentence kept (words)", 3)
+    max_words: int = _help("sentence sources: longest sentence kept (words)", 60)
+    attention_dropout: float = _help("dropout on attention weights while training", 0.0)
+    hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.0)
+
+
+@dataclass
+class FinetuneConfig(StageConfig):
+    """A classification head trained on a labelled .jsonl/.csv file, with LoRA (the head trained in
+    full) or every weight (training/finetune.py; the dataclass is here, as every stage's is, so the
+    registry below needs no import of the stage)."""
+
+    stage: str = "finetune"
+    task: str = _help("sequence: one label per text", "sequence")
+    label_column: str = _help("label column of the labelled .jsonl/.csv files", "label")
+    labels: list | None = _help("label names in id order; null: every label in the data, sorted", None)
+    full: bool = _help("train every weight instead of a LoRA adapter (the head is trained in full either way)", False)
+    learning_rate: float = _help("peak learning rate", 5e-4)
+    eval_examples: int = _help("labelled rows held out (seeded) and scored (accuracy) before and after training", 0)
+
+STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig,
+                 "distill": DistillConfig,
+                 "finetune": FinetuneConfig}
+DISTILL_LOSSES = ("mse", "similarity_kl")
 MASK_POLICIES = ("80-10-10", "all-mask")
 MASK_TOKENS = ("auto", "underscore", "eos", "add")
 PACKINGS = ("blocks", "per-text")
@@ -201,6 +269,10 @@ def validate(config: StageConfig) -> None:
     need(config.learning_rate > 0, f"learning_rate must be > 0, got {config.learning_rate}")
     need(0 <= config.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {config.lora_dropout}")
     need(config.eval_examples >= 0, f"eval_examples must be >= 0, got {config.eval_examples}")
+    if config.pool_span is not None and config.pool_span not in POOL_SPANS:
+        raise choices_error("pool_span", config.pool_span, POOL_SPANS)
+    if config.chat_format not in (None, "none") and config.chat_format not in FORMATS:
+        raise choices_error("chat_format", config.chat_format, [*FORMATS, "none"])
     need(config.lr_schedule_epochs is None or config.lr_schedule_epochs > 0,
          f"lr_schedule_epochs must be > 0 or null, got {config.lr_schedule_epochs}")
     if isinstance(config, MNTPConfig):
@@ -211,11 +283,22 @@ def validate(config: StageConfig) -> None:
             raise choices_error("mask_token", config.mask_token, MASK_TOKENS)
         if config.packing not in PACKINGS:
             raise choices_error("packing", config.packing, PACKINGS)
-    if isinstance(config, (SimCSEConfig, SupervisedConfig)):
+    need(0 <= config.merge_weight <= 1, f"merge_weight must be in [0, 1], got {config.merge_weight}")
+    if isinstance(config, EmbeddingConfig):
         check_pooling(config.pooling)
-        need(config.scale > 0, f"scale must be > 0, got {config.scale}")
         for key in ("attention_dropout", "hidden_dropout"):
             need(0 <= getattr(config, key) < 1, f"{key} must be in [0, 1), got {getattr(config, key)}")
+        _check_matryoshka(config)
+    if isinstance(config, ContrastiveConfig):
+        need(config.scale > 0, f"scale must be > 0, got {config.scale}")
+    if isinstance(config, DistillConfig):
+        if config.distill_loss not in DISTILL_LOSSES:
+            raise choices_error("distill_loss", config.distill_loss, DISTILL_LOSSES)
+        need(config.temperature > 0, f"temperature must be > 0, got {config.temperature}")
+        need(isinstance(config.teacher_batch_size, int) and config.teacher_batch_size >= 1,
+             f"teacher_batch_size must be an integer >= 1, got {config.teacher_batch_size!r}")
+        need(bool(config.teacher), "distill: teacher is required (minilm, a sentence-transformers model or an "
+                                   "Encoder folder)")
     if isinstance(config, SupervisedConfig):
         need(config.mini_batch_size >= 0, f"mini_batch_size must be >= 0, got {config.mini_batch_size}")
         unknown = [k for k in config.source_instructions if k not in config.data]
@@ -224,6 +307,22 @@ def validate(config: StageConfig) -> None:
         template = config.instruction_template
         need(template is None or "{instruction}" in template,
              f"instruction_template must contain {{instruction}}, got {template!r}")
+
+
+def _check_matryoshka(config: EmbeddingConfig) -> None:
+    dims, weights = config.matryoshka_dims, config.matryoshka_weights
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise Decoder2VecError(f"matryoshka_dims must be a list of integers >= 1, got {dims!r}")
+    if len(set(dims)) != len(dims):
+        raise Decoder2VecError(f"matryoshka_dims lists a dimension twice: {dims}")
+    if weights is None:
+        return
+    if not dims:
+        raise Decoder2VecError(f"matryoshka_weights {weights!r} given without matryoshka_dims")
+    if (not isinstance(weights, list) or len(weights) != len(dims)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)):
+        raise Decoder2VecError(f"matryoshka_weights must be one number > 0 per matryoshka_dims entry ({dims}), "
+                               f"got {weights!r}")
 
 
 def parse_value(text: str):

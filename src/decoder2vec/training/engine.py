@@ -4,6 +4,7 @@
     output_dir/               the finished Encoder (merged weights), written atomically:
         decoder2vec_config.json   ... "stages": [..., {"stage": "simcse", "steps": ..., "final_loss": ...}]
         adapter/                  this stage's LoRA adapter alone (its base: the stage's input model)
+        distill_projection.safetensors   (distill, mse, dimensions differ) the trained projection, unused by the Encoder
         logs/                     log.csv (+ TensorBoard events)
 
 A folder with decoder2vec_config.json whose last stage is this stage is finished: re-running the
@@ -31,20 +32,26 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, get_schedu
 from ..atomic import record_output, swap_in
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
+from ..merge import _name as merge_source_name, average_into
 from .config import StageConfig
+from .distill import DistillStage
+from .finetune import FinetuneStage
 from .lora import add_lora, merge_lora, trainable_parameters
 from .mntp import MNTPStage
 from .simcse import SimCSEStage
 from .supervised import SupervisedStage
 from .losses import world
+from .matryoshka import apply_matryoshka
 from .stage import Stage
 from .throughput import Throughput, layer_parameters, measure_peak_flops
 
 CHECKPOINT_PREFIX = "checkpoint-"
+EXTRAS_NAME = "extra_modules.pt"  # a stage's extra trainable modules, in each checkpoint
 
 
 def stage_class(name: str) -> type[Stage]:
-    return {"mntp": MNTPStage, "simcse": SimCSEStage, "supervised": SupervisedStage}[name]
+    return {"mntp": MNTPStage, "simcse": SimCSEStage, "supervised": SupervisedStage, "distill": DistillStage,
+            "finetune": FinetuneStage}[name]
 
 
 def finished_stage(output: Path) -> dict | None:
@@ -98,6 +105,15 @@ class StageTrainer(Trainer):
                 num_training_steps=max(num_training_steps, schedule_steps(self.stage.config, len(self.train_dataset))),
                 scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
         return super().create_scheduler(num_training_steps, optimizer)
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        super().save_model(output_dir, _internal_call)
+        # Written inside the checkpoint before its trainer_state.json, which marks it complete.
+        extras = self.stage.extra_modules()
+        if extras and self.args.should_save:
+            folder = Path(output_dir or self.args.output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({name: module.state_dict() for name, module in extras.items()}, folder / EXTRAS_NAME)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._seed_step()
@@ -289,6 +305,7 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     stage = stage_class(config.stage)(config)
     stage.load()
     items = stage.dataset()
+    apply_matryoshka(stage)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(stage.net)
     set_seed(config.seed)  # LoRA's initial weights
@@ -296,6 +313,10 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
                           target_modules=config.lora_target_modules,
                           trainable_token_indices=stage.trainable_token_indices)
     stage.attach(peft_model)
+    for name, module in stage.extra_modules().items():
+        # A submodule of the trained model: the Trainer's optimizer, DDP and device moves see it.
+        module.requires_grad_(True)
+        peft_model.add_module(name, module.to(next(peft_model.parameters()).device))
     trainable, total = trainable_parameters(peft_model)
 
     args = _training_arguments(config, work)
@@ -306,6 +327,8 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         callbacks=[CSVLog(work / "log.csv"), *(callbacks or [])], stage=stage, throughput=throughput,
     )
     resume = last_checkpoint(work)
+    if resume is not None:
+        _load_extras(stage, resume)
     before_path = work / "before.json"  # metrics of the untrained model, kept across a resume
     if before_path.is_file():
         before = json.loads(before_path.read_text())
@@ -341,6 +364,39 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     return output
 
 
+def _load_extras(stage: Stage, checkpoint: Path) -> None:
+    extras = stage.extra_modules()
+    if not extras:
+        return
+    path = checkpoint / EXTRAS_NAME
+    if not path.is_file():
+        raise Decoder2VecError(f"{stage.config.stage}: checkpoint {checkpoint} has no {EXTRAS_NAME} (the stage's "
+                               "trained modules); delete that checkpoint folder to resume from an earlier one")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    for name, module in extras.items():
+        module.load_state_dict(saved[name])
+
+
+def merge_source(stage: Stage) -> str:
+    """What `merge_with` names: input (the stage's own model), base (the original base model), or a model."""
+    config = stage.config
+    if config.merge_with == "input":
+        return str(config.model)
+    if config.merge_with == "base":
+        return str(stage.encoder_config.base_model or config.model)
+    return str(config.merge_with)
+
+
+def _merge_after(stage: Stage, encoder: Encoder) -> dict:
+    """BidirLM's merge with the base (or any compatible model), into the finished stage's weights
+    before they are saved; the adapter/ folder stays the unmerged LoRA."""
+    config = stage.config
+    source = merge_source(stage)
+    name = merge_source_name(source)
+    average_into(encoder, "the trained stage", [(source, name, config.merge_weight)], 1.0 - config.merge_weight)
+    return {"with": name, "merge_with": config.merge_with, "weight": config.merge_weight}
+
+
 def _final_loss(trainer) -> float | None:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return round(losses[-1], 4) if losses else None
@@ -370,11 +426,16 @@ def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dic
     shutil.rmtree(adapter, ignore_errors=True)
     peft_model.save_pretrained(adapter)
     stage.finish()
+    for name in stage.extra_modules():
+        delattr(peft_model, name)  # not part of the backbone
     merged = merge_lora(peft_model)
     config = stage.encoder_config
-    config.stages = [*config.stages, record]
     encoder = Encoder(stage.backbone(merged), stage.tokenizer, config)
+    if stage.config.merge_with:
+        record["merge"] = _merge_after(stage, encoder)
+    config.stages = [*config.stages, record]
     encoder.save_pretrained(staging)
+    stage.write_extras(staging)
     shutil.move(str(adapter), staging / "adapter")
     logs = staging / "logs"
     logs.mkdir()

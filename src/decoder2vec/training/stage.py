@@ -61,6 +61,14 @@ class Stage:
     def finish(self) -> None:
         """Undo training-only settings (dropout, lengths) before the model is saved."""
 
+    def extra_modules(self) -> dict:
+        """{name: module} trained alongside the LoRA parameters (e.g. distill's projection): the
+        engine adds them to the optimizer, saves them in every checkpoint and reloads them on resume."""
+        return {}
+
+    def write_extras(self, folder: Path) -> None:
+        """Write stage-specific files into the finished output folder (before it is swapped in)."""
+
 
 def previous_encoder_config(source: str) -> EncoderConfig | None:
     """The EncoderConfig of a decoder2vec folder (a previous stage's output), else None."""

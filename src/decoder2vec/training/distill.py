@@ -1,0 +1,161 @@
+"""Distillation: the student (the Encoder being trained) learns a teacher embedding model's vectors.
+
+Examples are a text alone (sentence sources) or a (query, positive) pair (pair sources, e.g. the
+LibreOffice en-da/en-de translations): every student text of an example has the teacher's vector
+of its first text as its target, so a translation is pulled to the teacher's vector of the English
+(Reimers & Gurevych 2020, multilingual knowledge distillation). The teacher runs once, before
+training (teacher.py caches its vectors in <output_dir>.checkpoints, so a resume reads them).
+
+Losses (`distill_loss`):
+- mse: squared Euclidean distance between the unit-length student vector and the teacher's,
+  summed over dimensions and averaged over texts (= 2 - 2 cos). When the dimensions differ the
+  student vector goes through a linear projection to the teacher's size first, trained with the
+  LoRA parameters. The saved Encoder never uses it (its vectors are the student's own); it is
+  written to the folder as distill_projection.safetensors for inspection (`save_projection`).
+- similarity_kl: each text's softmax over its cosine similarities to the batch's other texts
+  (divided by `temperature`), teacher's (of the targets) against student's: KL(teacher || student).
+  No projection: only similarities are compared. A translation's teacher similarity to its English
+  is 1, so the pair is pulled together.
+
+With matryoshka_dims the loss is summed over the vector's prefixes (each renormalised; mse gets
+one projection per prefix length that differs from the teacher's dimension).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from ..data import registry
+from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
+from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
+from .config import DistillConfig
+from .contrastive import EncoderStage, poolable
+from .losses import world
+from .matryoshka import check_dims, matryoshka_weights
+from .stage import check_enough
+from .teacher import teacher_vectors
+
+PROJECTION_FILE = "distill_projection.safetensors"
+
+
+def is_pair_source(source: str) -> bool:
+    """Packaged pair sets, and local tables with a query and a positive column, are pairs; every
+    other source is read as sentences."""
+    if source in registry.PAIRS or any(source.startswith(p) for p in registry.PAIR_PREFIXES):
+        return True
+    path = Path(source).expanduser()
+    if path.suffix.lower() in LOCAL_FORMATS and path.suffix.lower() != ".txt" and path.is_file():
+        columns = load_table(source).column_names
+        return any(c in columns for c in QUERY_COLUMNS) and any(c in columns for c in POSITIVE_COLUMNS)
+    return False
+
+
+def distill_examples(config: DistillConfig) -> list[tuple[str, ...]]:
+    """(text,) per sentence and (query, positive) per pair, without duplicates, in source order."""
+    examples: list[tuple[str, ...]] = []
+    for source in config.data:
+        if is_pair_source(source):
+            examples.extend((p.query, p.positive) for p in load_pairs(source))
+        else:
+            examples.extend((s,) for s in load_sentences(source, text_column=config.text_column,
+                                                         min_words=config.min_words, max_words=config.max_words))
+    return list(dict.fromkeys(examples))
+
+
+def similarity_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of each row's softmax over its similarities to the other rows (the
+    diagonal, a text with itself, is left out)."""
+    n = student.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=student.device)
+    s = F.normalize(student, dim=-1)
+    t = F.normalize(teacher, dim=-1)
+    s_scores = (s @ s.T / temperature)[off].view(n, n - 1)
+    t_scores = (t @ t.T / temperature)[off].view(n, n - 1)
+    return F.kl_div(F.log_softmax(s_scores, dim=-1), F.log_softmax(t_scores, dim=-1), log_target=True,
+                    reduction="batchmean")
+
+
+def projected_mse(student: torch.Tensor, teacher: torch.Tensor, projection: nn.Module | None) -> torch.Tensor:
+    if projection is not None:
+        student = projection(student)
+    return (F.normalize(student, dim=-1) - F.normalize(teacher, dim=-1)).pow(2).sum(-1).mean()
+
+
+class DistillStage(EncoderStage):
+    name = "distill"
+    config: DistillConfig
+    handles_matryoshka = True  # the loss sums over prefixes itself (projections per prefix length)
+
+    def dataset(self) -> list:
+        cfg = self.config
+        examples = distill_examples(cfg)
+        random.Random(cfg.seed).shuffle(examples)
+        if cfg.data_limit:
+            examples = examples[:cfg.data_limit]
+        items = check_enough(self.hold_out(examples, "texts"), cfg, "texts")
+        targets = list(dict.fromkeys(example[0] for example in [*self.eval_items, *items]))
+        cache = Path(f"{cfg.output_dir}.checkpoints")
+        vectors = teacher_vectors(cfg.teacher, targets, cache, batch_size=cfg.teacher_batch_size,
+                                  write=world()[0] == 0)
+        self.teacher = torch.from_numpy(vectors)
+        self.target_row = {text: i for i, text in enumerate(targets)}
+        self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
+        return items
+
+    def _projections(self, student_dim: int, teacher_dim: int) -> nn.ModuleDict:
+        """One Linear(prefix, teacher dim) per trained length that differs from the teacher's (mse)."""
+        cfg = self.config
+        dims = cfg.matryoshka_dims or [student_dim]
+        check_dims(dims, student_dim, cfg.stage)
+        if cfg.distill_loss != "mse":
+            return nn.ModuleDict()
+        torch.manual_seed(cfg.seed)
+        return nn.ModuleDict({str(d): nn.Linear(d, teacher_dim, bias=False) for d in dims if d != teacher_dim})
+
+    def extra_modules(self) -> dict:
+        return {"distill_projection": self.projection} if len(self.projection) else {}
+
+    def example_key(self, example):
+        return example[0]  # a held-out English is never trained on, through any of its translations
+
+    def collate(self, items: list) -> dict:
+        texts, rows = [], []
+        for example in items:
+            for text in example:
+                texts.append(text)
+                rows.append(self.target_row[example[0]])
+        ids, masks = self.tokenize(texts)
+        keep = poolable(masks)
+        self.note_dropped(keep.count(False), "texts")
+        kept = [j for j, k in enumerate(keep) if k]
+        return {"batch": self.view.collate([ids[j] for j in kept], [masks[j] for j in kept]),
+                "rows": torch.tensor([rows[j] for j in kept], dtype=torch.long)}
+
+    def loss(self, model, inputs):
+        vectors = self.embed(model, inputs["batch"])
+        targets = self.teacher[inputs["rows"]].to(vectors.device)
+        cfg = self.config
+        dims = cfg.matryoshka_dims or [vectors.shape[1]]
+        total, logs = 0.0, {}
+        for dim, weight in zip(dims, matryoshka_weights(cfg)):
+            prefix = vectors[:, :dim]
+            if cfg.distill_loss == "mse":
+                projection = self.projection[str(dim)] if str(dim) in self.projection else None
+                value = projected_mse(prefix, targets, projection)
+            else:
+                value = similarity_kl(prefix, targets, cfg.temperature)
+            total = total + weight * value
+            if len(dims) > 1:
+                logs[f"loss_dim_{dim}"] = round(float(value.detach()), 4)
+        return total, {**logs, **self.counts()}
+
+    def write_extras(self, folder: Path) -> None:
+        if self.config.save_projection and len(self.projection):
+            save_file({f"{d}.weight": layer.weight.detach().float().cpu().contiguous()
+                       for d, layer in self.projection.items()}, str(folder / PROJECTION_FILE))
