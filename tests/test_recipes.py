@@ -66,6 +66,10 @@ COMMON = dict(lora_r=16, lora_alpha=32, lora_dropout=0.05, gradient_checkpointin
 MNTP_MASKING = {  # (mask_probability, mask_policy): Mistral's config uses all_mask at 0.8
     "mistral-7b-instruct-v0.2": (0.8, "all-mask"),
 }
+# The chat format LLM2Vec 0.2.3's prepare_for_tokenization applies to each model (by hub id; the
+# two current models get their family's: Gemma-2-it's and Qwen2-Instruct's).
+CHAT = {"sheared-llama-1.3b": None, "llama-2-7b-chat": "llama-2", "mistral-7b-instruct-v0.2": "mistral",
+        "meta-llama-3-8b-instruct": "llama-3", "gemma-3-1b-it": "gemma", "qwen3-1.7b": "qwen"}
 # How many GPUs each stage's launch line uses: the paper's single GPU, and 8 x 64 = 512 for supervised.
 GPUS = {"mntp": 1, "simcse": 1, "supervised": 8}
 
@@ -87,6 +91,9 @@ def test_paper_recipe_has_the_references_settings(model, stage):
         assert getattr(config, key) == value, (key, getattr(config, key), value)
     if stage == "mntp":
         assert (config.mask_probability, config.mask_policy) == MNTP_MASKING.get(model.name, (0.2, "80-10-10"))
+    # Every stage pools as LLM2Vec and records the model's chat format in the folder it writes.
+    assert config.pool_span == "llm2vec"
+    assert config.chat_format == (CHAT[model.name] or "none")
     launch = f"torchrun --nproc_per_node {GPUS[stage]} $(which decoder2vec) train recipes/paper/{model.name}/{stage}.yaml"
     assert launch in path.read_text()
 

@@ -39,6 +39,7 @@ from .st_files import POOLING_TO_ST, write_sentence_transformers_files
 __all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
 
 ON_EMPTY = ("error", "skip")
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")  # sentence-transformers' names
 # Calibrated output ranges for precision="int8"/"uint8" (Encoder.calibrate), saved beside the config.
 RANGES_NAME = "precision_ranges.json"
 
@@ -452,6 +453,7 @@ class Encoder:
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = False,
         unpadded: bool | None = None,
+        output_value: str = "sentence_embedding",
     ):
         """Encode texts into vectors (numpy array, or torch tensor with convert_to_tensor).
 
@@ -465,7 +467,24 @@ class Encoder:
         compute goes to padding; the result comes back in input order.
         unpadded: (torch backend) run each batch's texts end to end with no padding at all (see
         unpadded.py). Default: on when the model uses a flash-attention (varlen) kernel.
+        output_value: "sentence_embedding" (default: one pooled vector per text) or
+        "token_embeddings" (sentence-transformers' name): per text a dict with the vectors of the
+        text's own tokens and their character offsets into the text (see `encode_tokens`).
         """
+        if output_value not in OUTPUT_VALUES:
+            raise choices_error("output_value", output_value, OUTPUT_VALUES)
+        if output_value == "token_embeddings":
+            if precision != "float32" or calibration_embeddings is not None:
+                raise Decoder2VecError(f"precision={precision!r} applies to sentence embeddings; token embeddings "
+                                       "are float32 (quantize them yourself if you need to)")
+            if truncate_dim is not None:
+                raise Decoder2VecError(f"truncate_dim={truncate_dim} applies to sentence embeddings (Matryoshka "
+                                       f"training shapes the pooled vector); token embeddings keep all "
+                                       f"{self.dimension} dimensions")
+            return self.encode_tokens(texts, instruction=instruction, batch_size=batch_size,
+                                      max_batch_tokens=max_batch_tokens, normalize_embeddings=normalize_embeddings,
+                                      on_empty=on_empty, show_progress_bar=show_progress_bar,
+                                      convert_to_tensor=convert_to_tensor, unpadded=unpadded)
         single = isinstance(texts, str)
         texts = _check_texts(texts)
         instructions = _check_instructions(instruction, len(texts))
@@ -483,41 +502,137 @@ class Encoder:
             return torch.from_numpy(out) if convert_to_tensor else out
 
         ids, masks, truncated = self.tokenize(texts, instructions)
-        if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} texts were longer than max_length={self.max_length} tokens and were "
-                "truncated (an instruction is cut first)", stacklevel=2,
-            )
-        order = np.argsort([-len(x) for x in ids], kind="stable")
-        batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
-        if show_progress_bar is None:
-            show_progress_bar = len(texts) >= 256 and _stderr_is_tty()
+        _warn_truncated(truncated, len(texts), self.max_length)
         result = np.empty((len(texts), dim), dtype=np.float32)
-        model = self.model
-        was_training = model.training if model is not None else False
-        if model is not None:
-            model.eval()
-        try:
-            with torch.inference_mode(), tqdm(total=len(texts), disable=not show_progress_bar, desc="encode") as bar:
-                start = 0
-                for size in batches:
-                    rows = order[start:start + size]
-                    start += size
-                    vectors = self._embed_texts([ids[i] for i in rows], [masks[i] for i in rows], unpadded)
-                    vectors = vectors[:, :dim]
-                    if normalize_embeddings:
-                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                    result[rows] = vectors.cpu().numpy()
-                    bar.update(size)
-        finally:
-            if model is not None:
-                model.train(was_training)
+        for rows in self._batches(ids, batch_size, max_batch_tokens, show_progress_bar):
+            vectors = self._embed_texts([ids[i] for i in rows], [masks[i] for i in rows], unpadded)
+            vectors = vectors[:, :dim]
+            if normalize_embeddings:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            result[rows] = vectors.cpu().numpy()
         if not np.isfinite(result).all():
             raise Decoder2VecError("the model produced NaN/inf vectors; try dtype='float32'")
         out = quantize_embeddings(result, precision, ranges)
         if single:
             out = out[0]
         return torch.from_numpy(out) if convert_to_tensor else out
+
+    def _batches(self, ids, batch_size: int, max_batch_tokens: int | None, show_progress_bar: bool | None):
+        """Yield the input rows of each batch (longest texts first, so little compute goes to
+        padding), with the model in eval mode and gradients off; its mode is restored after."""
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
+        if show_progress_bar is None:
+            show_progress_bar = len(ids) >= 256 and _stderr_is_tty()
+        model = self.model
+        was_training = model.training if model is not None else False
+        if model is not None:
+            model.eval()
+        try:
+            with torch.inference_mode(), tqdm(total=len(ids), disable=not show_progress_bar, desc="encode") as bar:
+                start = 0
+                for size in batches:
+                    yield order[start:start + size]
+                    start += size
+                    bar.update(size)
+        finally:
+            if model is not None:
+                model.train(was_training)
+
+    def encode_tokens(
+        self,
+        texts: str | Sequence[str],
+        *,
+        instruction: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int | None = 16384,
+        normalize_embeddings: bool = False,
+        on_empty: str = "error",
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = False,
+        unpadded: bool | None = None,
+    ):
+        """Token embeddings: per text, the last hidden states of the text's own tokens - no
+        instruction, padding or special tokens - as a dict:
+
+        - "token_embeddings": float32 (n_tokens, dim) (a torch tensor with convert_to_tensor);
+        - "offsets": int64 (n_tokens, 2), each token's [start, end) characters in the text itself
+          (not in instruction + text), clipped to the text where a token also covers the
+          instruction's last character;
+        - "input_ids": int64 (n_tokens,).
+
+        One dict for one string, else a list in input order (on_empty="skip" leaves empty texts
+        out, as encode does). The model reads exactly what encode's sentence path reads
+        (instruction, chat format); the text's tokens are chosen by character offsets whatever
+        `pool_span` says. A text over max_length keeps its first tokens (a warning says how many
+        texts were cut). normalize_embeddings: each token vector to unit length. Vectors do not
+        depend on the batch (same as the sentence path). `words.aggregate` turns them into word
+        vectors."""
+        single = isinstance(texts, str)
+        texts = _check_texts(texts)
+        instructions = _check_instructions(instruction, len(texts))
+        _check_int("batch_size", batch_size)
+        _check_int("max_batch_tokens", max_batch_tokens, optional=True)
+        texts, instructions, _ = _split_empty(texts, instructions, on_empty)
+        ids, masks, offsets, truncated = self._text_tokens(texts, instructions)
+        _warn_truncated(truncated, len(texts), self.max_length)
+        out: list = [None] * len(texts)
+        for rows in self._batches(ids, batch_size, max_batch_tokens, show_progress_bar):
+            states, _ = self.backend.states([ids[i] for i in rows], packed=unpadded)
+            for row, i in enumerate(rows):
+                vectors = states[row, :len(ids[i])][torch.from_numpy(masks[i]).to(states.device)].float()
+                if not torch.isfinite(vectors).all():
+                    raise Decoder2VecError(f"the model produced NaN/inf token vectors for texts[{i}]; "
+                                           "try dtype='float32'")
+                if normalize_embeddings:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                vectors = vectors.cpu() if convert_to_tensor else vectors.cpu().numpy()
+                token_ids = np.asarray(ids[i], dtype=np.int64)[masks[i]]
+                out[i] = {"token_embeddings": vectors, "offsets": offsets[i],
+                          "input_ids": torch.from_numpy(token_ids) if convert_to_tensor else token_ids}
+        return out[0] if single else out
+
+    def _text_tokens(self, texts: list[str], instructions: list[str | None]):
+        """(ids, text masks, offsets into each text, n_truncated) for token embeddings.
+
+        The model input is built as `tokenize` builds it (instruction template, chat format), but
+        the text's tokens are found by character offsets: those, not special, that overlap the
+        text's characters (a chat format's closing marker is not the text). Over max_length,
+        `_fit` keeps the text's first tokens, so the kept tokens' offsets are a prefix."""
+        template, fmt = self.config.instruction_template, getattr(self.config, "chat_format", None)
+        strings, spans = [], []
+        for text, ins in zip(texts, instructions):
+            prefix = template.format(instruction=ins.strip()) if ins else ""
+            head, tail = wrap(prefix, text, fmt) if fmt else (prefix, text)
+            strings.append(head + tail)
+            end = len(text.rstrip()) if fmt else len(text)
+            spans.append((len(head), len(head) + end))
+        enc = self.tokenizer(strings, add_special_tokens=True, return_offsets_mapping=True,
+                             return_special_tokens_mask=True, return_attention_mask=False, truncation=False,
+                             verbose=False)
+        ids_out, masks_out, offsets_out, truncated = [], [], [], 0
+        for i, (ids, offsets, special) in enumerate(zip(enc["input_ids"], enc["offset_mapping"],
+                                                       enc["special_tokens_mask"])):
+            start, end = spans[i]
+            offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+            special = np.asarray(special, dtype=bool)
+            # As tokenize: a token ends after the prefix. With a chat format it also starts before
+            # the closing marker (whitespace tokens trimmed to an empty range sit at their end).
+            mask = ~special & (offsets[:, 1] > start)
+            if fmt:
+                mask &= offsets[:, 0] < end
+            text_offsets = np.clip(offsets[mask] - start, 0, end - start)
+            if len(ids) > self.config.max_length:
+                truncated += 1
+                ids, mask = _fit(np.asarray(ids), mask, special, self.config.max_length)
+                text_offsets = text_offsets[:int(mask.sum())]
+            if not mask.any():
+                raise Decoder2VecError(f"texts[{i}] has no token of its own within max_length="
+                                       f"{self.config.max_length} (an instruction that fills it?)")
+            ids_out.append(list(ids))
+            masks_out.append(np.asarray(mask, dtype=bool))
+            offsets_out.append(text_offsets)
+        return ids_out, masks_out, offsets_out, truncated
 
     def _ranges(self, precision: str, calibration_embeddings, normalize_embeddings: bool, dim: int):
         """The int8/uint8 ranges for this call: from calibration_embeddings, else the calibrated
@@ -597,6 +712,12 @@ def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: i
         sizes.append(count)
         i += count
     return sizes
+
+
+def _warn_truncated(truncated: int, n: int, max_length: int) -> None:
+    if truncated:
+        warnings.warn(f"{truncated} of {n} texts were longer than max_length={max_length} tokens and were "
+                      "truncated (an instruction is cut first)", stacklevel=3)
 
 
 def _stderr_is_tty() -> bool:

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .chat_format import check_chat_format
 from .errors import Decoder2VecError
 
 CONFIG_NAME = "decoder2vec_config.json"
@@ -27,6 +28,13 @@ class EncoderConfig:
     # The text placed before the input when an instruction is given; the instruction's
     # tokens are attended to but never pooled.
     instruction_template: str = "{instruction} "
+    # Which tokens are pooled: "offsets" = exactly the text's (by character offsets);
+    # "llm2vec" = the last n tokens, n = the text's token count when tokenized alone, as LLM2Vec
+    # does (where a tokenizer merges across the instruction/text boundary, it pools a token of
+    # the instruction, e.g. SmolLM2's ";" before " Someone").
+    pool_span: str = "offsets"
+    # An LLM2Vec chat format (chat_format.FORMATS) the instruction and text are wrapped in, or None.
+    chat_format: str | None = None
     base_model: str | None = None
     dimension: int | None = None
     # Training history, one entry per stage: {"stage": "mntp", "recipe": ..., ...}.
@@ -46,12 +54,18 @@ class EncoderConfig:
         if "instruction_template" in data and "{instruction}" not in data["instruction_template"]:
             raise Decoder2VecError(f"{source}: 'instruction_template' must contain '{{instruction}}', "
                                    f"got {data['instruction_template']!r}")
+        if "pool_span" in data and data["pool_span"] not in POOL_SPANS:
+            raise Decoder2VecError(f"{source}: 'pool_span' must be one of {', '.join(POOL_SPANS)}, "
+                                   f"got {data['pool_span']!r}")
+        check_chat_format(data.get("chat_format"), f"{source}: chat_format")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+POOL_SPANS = ("offsets", "llm2vec")
 _TYPES = {
     "pooling": (str,), "bidirectional": (bool,), "max_length": (int,), "instruction_template": (str,),
+    "pool_span": (str,), "chat_format": (str, type(None)),
     "base_model": (str, type(None)), "dimension": (int, type(None)), "stages": (list,),
 }
 
@@ -77,3 +91,12 @@ def last_stage(folder) -> dict | None:
     """The last training-stage record of an Encoder folder (a finished stage), else None."""
     config = read_config(folder) if Path(folder).is_dir() else None
     return config.stages[-1] if config and config.stages else None
+
+
+def apply_recipe_keys(config: EncoderConfig, *, pool_span: str | None, chat_format: str | None) -> None:
+    """A training recipe's pool_span / chat_format onto the Encoder config a stage saves: null keeps
+    the input folder's, chat_format "none" turns wrapping off."""
+    if pool_span is not None:
+        config.pool_span = pool_span
+    if chat_format is not None:
+        config.chat_format = None if chat_format == "none" else chat_format

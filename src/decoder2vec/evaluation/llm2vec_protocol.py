@@ -7,7 +7,9 @@ Two parts, both as in the reference (McGill-NLP/llm2vec):
   ending (`llm2vec_instruction`: a trailing "." becomes ":"). Queries only; documents get none.
 - the chat format of the instruct models it wraps at encode time (`LLM2Vec.prepare_for_tokenization`):
   the whole "instruction text" string is stripped and put inside the model's user turn. The
-  reference keys it by the exact hub id, and so do we (`EncoderConfig.base_model`).
+  formats live in decoder2vec.chat_format (training wraps too); the reference keys them by the
+  exact hub id (`EncoderConfig.base_model`), a decoder2vec folder may name its own
+  (`EncoderConfig.chat_format`, which Encoder.tokenize applies itself).
 
 The reference separates instruction and text with "!@#$%^&*()" and pools the text part, the
 closing marker included; decoder2vec passes the same two parts as instruction and text, so the
@@ -20,14 +22,12 @@ import functools
 import json
 from importlib import resources
 
+from ..chat_format import FORMATS, HUB_FORMATS, format_for
+
 INSTRUCTIONS_FILE = "llm2vec_task_instructions.json"
 
 # hub id -> (before, after) the stripped "instruction text" string; `prepare_for_tokenization`.
-CHAT_FORMATS = {
-    "meta-llama/Meta-Llama-3-8B-Instruct": ("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"),
-    "mistralai/Mistral-7B-Instruct-v0.2": ("[INST] ", " [/INST]"),
-    "meta-llama/Llama-2-7b-chat-hf": ("[INST] ", " [/INST]"),
-}
+CHAT_FORMATS = {hub: FORMATS[name] for hub, name in HUB_FORMATS.items()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,8 +44,21 @@ def llm2vec_instruction(instruction: str) -> str:
     return instruction
 
 
-def chat_format(base_model: str | None) -> tuple[str, str] | None:
-    return CHAT_FORMATS.get(str(base_model)) if base_model else None
+def chat_format(model) -> tuple[str, str] | None:
+    """(before, after) to wrap with at encode time: by the hub id (a base_model string, or an
+    EncoderConfig's base_model). None for an EncoderConfig that names its own chat_format: the
+    Encoder wraps then, and wrapping here as well would wrap twice."""
+    if model is None or isinstance(model, str):
+        name = format_for(model)
+    else:
+        name = None if getattr(model, "chat_format", None) else format_for(getattr(model, "base_model", None))
+    return FORMATS[name] if name else None
+
+
+def chat_format_name(config) -> str | None:
+    """The chat format an Encoder with this config should read under the LLM2Vec protocol: its
+    own, else the one LLM2Vec applies to its base model's hub id (for `encoder_settings`)."""
+    return getattr(config, "chat_format", None) or format_for(getattr(config, "base_model", None))
 
 
 def wrap(texts: list[str], instruction: str | None, fmt: tuple[str, str]) -> tuple[list[str], str, str]:

@@ -17,20 +17,28 @@ import torch
 from ..bidirectional import _configs
 from ..encoder import Batch, Encoder
 from ..errors import Decoder2VecError
+from ..folder import apply_recipe_keys
 from ..pooling import pool
 from .dropout import set_dropout
 from .stage import Stage
 
 
 class EncoderStage(Stage):
+    # Whether training texts are wrapped in the folder's chat format. LLM2Vec's supervised
+    # collator wraps them (prepare_for_tokenization), its SimCSE collator does not.
+    wraps_chat = True
+
     def load(self) -> None:
         cfg = self.config
         self.encoder = Encoder.from_pretrained(cfg.model, pooling=cfg.pooling, dtype=cfg.dtype)
         self.net, self.tokenizer = self.encoder.model, self.encoder.tokenizer
         self.encoder_config = self.encoder.config
+        apply_recipe_keys(self.encoder_config, pool_span=cfg.pool_span, chat_format=cfg.chat_format)
         template = getattr(cfg, "instruction_template", None) or self.encoder.config.instruction_template
+        chat = self.encoder_config.chat_format if self.wraps_chat else None
         self.view = Encoder(self.net, self.tokenizer, dataclasses.replace(
-            self.encoder.config, max_length=cfg.train_max_length, instruction_template=template, stages=[]))
+            self.encoder.config, max_length=cfg.train_max_length, instruction_template=template, chat_format=chat,
+            stages=[]))
         self._restore_dropout = set_dropout(self.net, attention=cfg.attention_dropout, hidden=cfg.hidden_dropout)
         # A training forward must not build a KV cache it never reads (transformers builds one
         # whenever the config's use_cache is on).

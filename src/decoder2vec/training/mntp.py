@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .. import loading
 from ..bidirectional import make_bidirectional
 from ..encoder import EncoderConfig
+from ..folder import apply_recipe_keys
 from ..errors import Decoder2VecError
 from ..data.corpora import load_texts
 from ..data.paper import is_paper_source, paper_texts
@@ -135,6 +136,8 @@ class MNTPStage(Stage):
         self.encoder_config = previous or EncoderConfig(
             base_model=str(cfg.model) if cfg.model else loading.DEFAULT_MODEL)
         self.encoder_config.bidirectional = True
+        # Recorded for the Encoder (MNTP itself reads raw text: no instruction, no chat markup).
+        apply_recipe_keys(self.encoder_config, pool_span=cfg.pool_span, chat_format=cfg.chat_format)
         self.special_ids = sorted(set(self.tokenizer.all_special_ids) - {self.mask_id})
 
     def attach(self, peft_model) -> None:

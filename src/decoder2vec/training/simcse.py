@@ -22,6 +22,7 @@ class SimCSEStage(EncoderStage):
     name = "simcse"
     config: SimCSEConfig
     eval_with_dropout = True
+    wraps_chat = False  # LLM2Vec's run_simcse.py tokenizes the bare sentences (its TODO: wrap them)
 
     def dataset(self) -> list:
         cfg = self.config

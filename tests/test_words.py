@@ -1,0 +1,177 @@
+"""Token embeddings (Encoder.encode(output_value="token_embeddings")), word aggregation (words.py)
+and the word-role labels of the LibreOffice help markup (data/markup.py)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from tiny import FAMILIES, tiny_encoder
+
+from decoder2vec import Decoder2VecError, Encoder
+from decoder2vec.words import aggregate, encode_words, join_words, word_spans
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "  Paris is the capital of France,  Berlin of Germany.  ",
+    "a",
+    "Caf\u00e9 na\u00efve \u2014 \u00e6bler og \u00f8l: 3.5 kr.",
+    "Bidirectional attention lets every token see every other token, which decoders never do.",
+]
+INSTRUCTIONS = (None, "Retrieve passages that answer the question")
+
+
+def _tokens(encoder, texts, **options):
+    return encoder.encode(texts, output_value="token_embeddings", **options)
+
+
+def _check_offsets(encoder, text, out):
+    """Each token's offsets cut out of the text exactly what the token spells (its decoded text,
+    less the spaces the tokenizer trims from offsets), and together the tokens cover every
+    non-space character of the text once, in order."""
+    offsets = out["offsets"]
+    assert offsets.dtype == np.int64 and offsets.shape == (len(out["input_ids"]), 2)
+    assert (offsets[:, 0] >= 0).all() and (offsets[:, 1] <= len(text)).all() and (offsets[:, 0] <= offsets[:, 1]).all()
+    pieces = [text[s:e] for s, e in offsets]
+    for token_id, piece in zip(out["input_ids"], pieces):
+        spelled = encoder.tokenizer.decode([int(token_id)])
+        if "\ufffd" not in spelled:  # a byte-level token holding part of a character spells nothing alone
+            assert piece.strip() == spelled.strip(), (piece, spelled)
+    # In order, and every non-space character covered (byte-level tokens holding parts of one
+    # character both cover it, so ranges may overlap by that character).
+    assert (np.diff(offsets[:, 0]) >= 0).all() and (np.diff(offsets[:, 1]) >= 0).all()
+    covered = {i for s, e in offsets for i in range(s, e)}
+    assert covered >= {i for i, c in enumerate(text) if not c.isspace()}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_offsets_are_the_texts_own_tokens(family):
+    encoder = tiny_encoder(family)
+    special = set(encoder.tokenizer.all_special_ids)
+    for instruction in INSTRUCTIONS:
+        outs = _tokens(encoder, TEXTS, instruction=instruction)
+        assert len(outs) == len(TEXTS)
+        for text, out in zip(TEXTS, outs):
+            _check_offsets(encoder, text, out)
+            assert not special & set(out["input_ids"].tolist())
+            assert out["token_embeddings"].dtype == np.float32
+            assert out["token_embeddings"].shape == (len(out["offsets"]), encoder.dimension)
+            # The tokens the sentence path pools (tokenize's offset mask): no instruction token.
+            ids, masks, _ = encoder.tokenize([text], [instruction])
+            assert out["input_ids"].tolist() == [t for t, m in zip(ids[0], masks[0]) if m]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_token_vectors_are_the_plain_forwards_hidden_states(family):
+    """One text, the transformers model called directly (no decoder2vec batching): the token
+    vectors are its last hidden states at the text's positions."""
+    encoder = tiny_encoder(family)
+    text, instruction = TEXTS[1], INSTRUCTIONS[1]
+    out = _tokens(encoder, text, instruction=instruction)
+    ids, mask, _ = encoder.tokenize([text], [instruction])
+    with torch.no_grad():
+        states = encoder.model(input_ids=torch.tensor(ids), use_cache=False).last_hidden_state[0]
+    np.testing.assert_allclose(out["token_embeddings"], states[torch.from_numpy(mask[0])].numpy(), atol=1e-5)
+    # and their mean is the mean-pooled sentence vector
+    np.testing.assert_allclose(out["token_embeddings"].mean(0), encoder.encode(text, instruction=instruction),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
+def test_token_vectors_do_not_depend_on_the_batch(family):
+    encoder = tiny_encoder(family)
+    texts = TEXTS * 3
+    instruction = [None, "Represent:"] * 7 + [None]
+    alone = [_tokens(encoder, t, instruction=i) for t, i in zip(texts, instruction)]
+    for batch_size in (4, 16):
+        together = _tokens(encoder, texts, instruction=instruction, batch_size=batch_size)
+        for a, b in zip(alone, together):
+            np.testing.assert_array_equal(a["offsets"], b["offsets"])
+            np.testing.assert_allclose(a["token_embeddings"], b["token_embeddings"], atol=1e-5)
+
+
+def test_token_options():
+    encoder = tiny_encoder("llama")
+    single = _tokens(encoder, TEXTS[0], convert_to_tensor=True)
+    assert isinstance(single, dict) and isinstance(single["token_embeddings"], torch.Tensor)
+    unit = _tokens(encoder, TEXTS[0], normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(unit["token_embeddings"], axis=1), 1.0, atol=1e-5)
+    with pytest.warns(UserWarning, match="left out 1 empty"):
+        skipped = _tokens(encoder, ["a dog", " ", "a cat"], on_empty="skip")
+    assert [encoder.tokenizer.decode(o["input_ids"]) for o in skipped] == ["a dog", "a cat"]
+    short = tiny_encoder("llama", max_length=6)
+    with pytest.warns(UserWarning, match="1 of 1 texts were longer than max_length=6"):
+        cut = _tokens(short, TEXTS[0], instruction="Find it")
+    full = _tokens(encoder, TEXTS[0])
+    assert len(cut["input_ids"]) >= 1
+    np.testing.assert_array_equal(cut["offsets"], full["offsets"][:len(cut["offsets"])])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"precision": "int8"}, "precision='int8' applies to sentence embeddings; token embeddings are float32"),
+    ({"truncate_dim": 8}, "truncate_dim=8 applies to sentence embeddings"),
+    ({"output_value": "tokens"}, "output_value"),
+])
+def test_token_bad_options(options, message):
+    encoder = tiny_encoder("llama")
+    options = {"output_value": "token_embeddings", **options}
+    with pytest.raises(Decoder2VecError, match=message):
+        encoder.encode(["a dog"], **options)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backends_give_the_same_token_vectors(backend, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
+    monkeypatch.setenv("DECODER2VEC_CACHE", str(tmp_path / "cache"))
+    encoder = tiny_encoder("llama")
+    exported = Encoder.from_pretrained(encoder.save_pretrained(tmp_path / "tiny"), backend=backend)
+    for a, b in zip(_tokens(encoder, TEXTS, instruction="Find"), _tokens(exported, TEXTS, instruction="Find")):
+        np.testing.assert_array_equal(a["offsets"], b["offsets"])
+        np.testing.assert_allclose(a["token_embeddings"], b["token_embeddings"], atol=1e-4)
+
+
+@pytest.mark.real
+def test_real_tokenizer_offsets(smollm2):
+    for instruction in INSTRUCTIONS:
+        for text, out in zip(TEXTS, _tokens(smollm2, TEXTS, instruction=instruction)):
+            _check_offsets(smollm2, text, out)
+
+
+# ----------------------------------------------------------------- words
+def test_word_spans_and_join():
+    np.testing.assert_array_equal(word_spans("  New York,  NY "), [[2, 5], [6, 11], [13, 15]])
+    text, spans = join_words(["EU", "rejects", "German", "call"])
+    assert text == "EU rejects German call"
+    assert [text[s:e] for s, e in spans] == ["EU", "rejects", "German", "call"]
+    with pytest.raises(Decoder2VecError, match=r"words\[1\] = 'a b': a word must be non-empty"):
+        join_words(["x", "a b"])
+
+
+def test_aggregate_first_and_mean():
+    # "unhappy cats" as tokens "un" "happy" " cats" (+ an empty whitespace token)
+    vectors = np.array([[1, 0], [3, 4], [10, 10], [99, 99]], dtype=np.float32)
+    offsets = np.array([[0, 2], [2, 7], [8, 12], [12, 12]])
+    spans = word_spans("unhappy cats")
+    np.testing.assert_array_equal(aggregate(vectors, offsets, spans, "first"), [[1, 0], [10, 10]])
+    np.testing.assert_array_equal(aggregate(vectors, offsets, spans, "mean"), [[2, 2], [10, 10]])
+    # a token crossing a word boundary ("a." with words "a" and ".") counts for both
+    np.testing.assert_array_equal(aggregate(np.array([[2.0, 4.0]]), [[0, 2]], [[0, 1], [1, 2]], "mean"),
+                                  [[2, 4], [2, 4]])
+    with pytest.raises(Decoder2VecError, match=r"word 1 \(characters 8..12\) has no token"):
+        aggregate(vectors[:2], offsets[:2], spans)
+    with pytest.raises(Decoder2VecError, match="word aggregation"):
+        aggregate(vectors, offsets, spans, "max")
+
+
+def test_encode_words_on_a_model():
+    encoder = tiny_encoder("llama")
+    text = "The quick brown fox"
+    words = encode_words(encoder, [text], how="first")[0]
+    tokens = _tokens(encoder, text)
+    assert words.shape == (4, encoder.dimension)
+    # "quick" starts at character 4: its first token is the one whose offsets start there
+    first_of_quick = [i for i, (s, _) in enumerate(tokens["offsets"]) if s == 4][0]
+    np.testing.assert_array_equal(words[1], tokens["token_embeddings"][first_of_quick])
+    means = encode_words(encoder, [text], [np.array([[0, 9]])])[0]
+    inside = [i for i, (s, e) in enumerate(tokens["offsets"]) if s < 9 and e > 0 and e > s]
+    np.testing.assert_allclose(means[0], tokens["token_embeddings"][inside].mean(0), atol=1e-6)
