@@ -29,6 +29,7 @@ from .backends.onnx import GRAPH, OnnxBackend, export_graph, quantize_graph
 from .backends.openvino import IR, OpenVinoBackend, convert_graph
 from .backends.torch import backbone
 from .bidirectional import is_bidirectional, set_causal
+from .chat_format import wrap
 from .errors import Decoder2VecError, choices_error
 from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
 from .pooling import check_pooling, pool
@@ -373,28 +374,38 @@ class Encoder:
         """Tokenize instruction + text in one batched call.
 
         Returns (input_ids, pool_masks, n_truncated): lists of python int lists, one per text.
-        The pool mask comes from character offsets: a token belongs to the text when it ends
-        after the instruction prefix and is not a special token. Over max_length, the
-        instruction is shortened first: the text keeps its first (max_length - specials) tokens,
-        so a long instruction never leaves nothing (or only itself) to pool.
+        With `config.chat_format` the two are wrapped in that chat format first (LLM2Vec's
+        strings, chat_format.wrap; the closing marker is pooled with the text, as LLM2Vec does).
+        The pool mask (`config.pool_span`): "offsets", a token belongs to the text when it ends
+        after the instruction prefix and is not a special token; "llm2vec", the last n tokens,
+        n = the text's token count tokenized alone. Over max_length, the instruction is shortened
+        first: the text keeps its first (max_length - specials) tokens, so a long instruction
+        never leaves nothing (or only itself) to pool.
         """
         instructions = instructions or [None] * len(texts)
         prefixes = [
             self.config.instruction_template.format(instruction=ins.strip()) if ins else "" for ins in instructions
         ]
-        full = [p + t for p, t in zip(prefixes, texts)]
+        fmt = self.config.chat_format
+        parts = [wrap(p, t, fmt) for p, t in zip(prefixes, texts)] if fmt else list(zip(prefixes, texts))
         enc = self.tokenizer(
-            full, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True,
-            return_attention_mask=False, truncation=False, verbose=False,
+            [head + tail for head, tail in parts], add_special_tokens=True, return_offsets_mapping=True,
+            return_special_tokens_mask=True, return_attention_mask=False, truncation=False, verbose=False,
         )
+        spans = _llm2vec_spans(self.tokenizer, [tail for _, tail in parts]) \
+            if self.config.pool_span == "llm2vec" else None
         limit = self.config.max_length
         ids_out, masks_out, truncated = [], [], 0
-        for ids, offsets, special, prefix in zip(
-            enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], prefixes
-        ):
-            ends = np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets))
+        for row, (ids, offsets, special, (head, _)) in enumerate(zip(
+            enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], parts
+        )):
             special = np.asarray(special, dtype=bool)
-            mask = (ends > len(prefix)) & ~special
+            if spans is None:
+                ends = np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets))
+                mask = (ends > len(head)) & ~special
+            else:
+                mask = np.zeros(len(ids), dtype=bool)
+                mask[len(ids) - min(spans[row], len(ids)):] = True
             if len(ids) > limit:
                 truncated += 1
                 ids, mask = _fit(np.asarray(ids), mask, special, limit)
@@ -651,6 +662,12 @@ class Encoder:
                 f"the calibrated ranges are for normalize_embeddings={self.precision_ranges['normalize_embeddings']}, "
                 f"this call has normalize_embeddings={normalize_embeddings}: calibrate again or match it")
         return check_ranges(np.asarray(self.precision_ranges["ranges"], dtype=np.float32)[:, :dim], dim)
+
+
+def _llm2vec_spans(tokenizer, tails: list[str]) -> list[int]:
+    """How many trailing tokens LLM2Vec pools for each text: the token count of the text (the part
+    after its separator) tokenized alone, without special tokens (LLM2Vec.tokenize's embed_mask)."""
+    return [len(x) for x in tokenizer(tails, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 def _fit(ids: np.ndarray, mask: np.ndarray, special: np.ndarray, limit: int):
