@@ -102,3 +102,46 @@ def test_cli(tmp_path, capsys):
     args = parser.parse_args([str(a), str(b), "--weights", "0.7", "0.7", "--output-dir", str(tmp_path / "n")])
     with pytest.raises(Decoder2VecError, match="must sum to 1"):
         run(args)
+
+
+# ------------------------------------------------------------------ merge_with: merging after a stage
+def _simcse(root, name, **recipe):
+    from decoder2vec.training import train
+    from test_training_support import FAST, corpus_file, encoder_folder
+
+    return train({"stage": "simcse", "model": str(encoder_folder(root)), "data": [str(corpus_file(root))],
+                  "output_dir": str(root / name), "min_words": 3, "learning_rate": 1e-2, **FAST, "max_steps": 2,
+                  **recipe})
+
+
+def test_merge_with_averages_the_finished_stage_with_its_input(tmp_path):
+    from test_training_support import encoder_folder
+
+    weights = lambda folder: Encoder.from_pretrained(folder)._backbone().state_dict()  # noqa: E731
+    trained = weights(_simcse(tmp_path, "plain"))
+    start = weights(encoder_folder(tmp_path))
+    half_folder = _simcse(tmp_path, "half", merge_with="input", merge_weight=0.5)
+    half = weights(half_folder)
+    moved = [k for k in start if not torch.allclose(start[k], trained[k])]
+    assert moved  # training changed some weights, so the average is a different model from both
+    for key in start:
+        assert torch.allclose(half[key], (start[key] + trained[key]) / 2, atol=1e-5), key
+    record = last_stage(half_folder)
+    assert record["stage"] == "simcse"
+    assert record["merge"] == {"with": str(encoder_folder(tmp_path).resolve()), "merge_with": "input", "weight": 0.5}
+    assert (half_folder / "adapter").is_dir()  # the unmerged LoRA stays
+    undone = weights(_simcse(tmp_path, "all-input", merge_with=str(encoder_folder(tmp_path)), merge_weight=1.0))
+    for key in start:
+        assert torch.equal(undone[key], start[key]), key
+
+
+def test_merge_with_an_incompatible_model_names_the_mismatch(tmp_path):
+    other = saved(tmp_path, "other", family="qwen3")
+    with pytest.raises(Decoder2VecError, match="cannot merge"):
+        _simcse(tmp_path, "bad", merge_with=str(other))
+
+
+def test_a_missing_merge_with_folder_is_refused_before_training(tmp_path):
+    with pytest.raises(Decoder2VecError, match="merge_with .*missing' not found"):
+        _simcse(tmp_path, "never", merge_with=str(tmp_path / "missing"))
+    assert not (tmp_path / "never.checkpoints").exists()

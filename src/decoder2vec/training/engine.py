@@ -234,6 +234,16 @@ def _check_model_source(config: StageConfig) -> None:
             f"{config.stage}: model {model!r} not found (is it the previous stage's output_dir? run that stage first)")
 
 
+def _check_merge_with(config: StageConfig) -> None:
+    """A merge_with path that does not exist is refused before training, not after it."""
+    name = config.merge_with
+    if not name or name in ("input", "base"):
+        return
+    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
+        raise Decoder2VecError(f"{config.stage}: merge_with {name!r} not found (input, base, a model folder or a "
+                               "hub id)")
+
+
 def _is_main() -> bool:
     return world()[0] == 0
 
@@ -300,6 +310,7 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     elif output.exists() and any(output.iterdir()):
         raise Decoder2VecError(f"{config.stage}: output_dir {output} exists and is not a decoder2vec folder")
     _check_model_source(config)
+    _check_merge_with(config)
     work = Path(f"{output}.checkpoints")
 
     stage = stage_class(config.stage)(config)
