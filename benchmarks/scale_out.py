@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-rows", type=int, default=2_000)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--rss-outputs", nargs="+", choices=["shards", "npy"], default=["shards", "npy"],
+                        help="npy holds every vector until the end: the contrast that shows the measure can grow")
     parser.add_argument("--parts", nargs="+", choices=["throughput", "memory"], default=["throughput", "memory"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,7 +192,7 @@ def memory(args, common: dict, work: Path, texts: list[str]) -> None:
         with open(big, "w") as f:
             for i in range(n):
                 f.write(lines[i % len(lines)] + "\n")
-        for kind in ("shards", "npy"):
+        for kind in args.rss_outputs:
             out = work / (f"rss-{n}" if kind == "shards" else f"rss-{n}.npy")
             _remove_output(out)
             r = run({**common, "engine": "local", "model": rss_model, "input": str(big), "output": str(out)})
