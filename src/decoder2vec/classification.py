@@ -22,8 +22,10 @@ task)` (or transformers' Auto class, where the family has one) and predicts the 
 
 from __future__ import annotations
 
+import inspect
 import os
 
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -68,18 +70,19 @@ def classifier_class(config, task: str) -> type:
 def load_for_classification(
     folder: str | os.PathLike,
     task: str = "sequence",
-    num_labels: int = 2,
+    num_labels: int | None = None,
     *,
     bidirectional: bool | None = None,
     **from_pretrained_kwargs,
 ) -> PreTrainedModel:
     """A transformers classifier (`task`: "sequence" or "token") with `num_labels` outputs on a
-    converted model: an Encoder folder, a classifier saved from one, or anything decoder2vec loads
-    (a model folder, hub id, .gguf file, packaged name). bidirectional None: what the folder says
-    (decoder2vec_config.json, else config.json's `is_causal`), and bidirectional when neither says,
-    as `Encoder.from_pretrained` would load it.
+    converted model: an Encoder folder, a classifier saved from one (`decoder2vec finetune`'s
+    output), or anything decoder2vec loads (a model folder, hub id, .gguf file, packaged name).
+    num_labels None: the folder's own labels (config.json's id2label; transformers' default 2).
+    bidirectional None: what the folder says (decoder2vec_config.json, else config.json's
+    `is_causal`), and bidirectional when neither says, as `Encoder.from_pretrained` would load it.
     The tokenizer is `AutoTokenizer.from_pretrained(folder)`. Other keywords go to from_pretrained."""
-    if num_labels < 1:
+    if num_labels is not None and num_labels < 1:
         raise Decoder2VecError(f"num_labels must be >= 1, got {num_labels}")
     source = resolve_model(folder)
     config = AutoConfig.from_pretrained(source)
@@ -89,9 +92,40 @@ def load_for_classification(
         bidirectional = encoder_config.bidirectional if encoder_config else said is not True
     for key, value in quirks_for(config).items():
         from_pretrained_kwargs.setdefault(key, value)
-    model = classifier_class(config, task).from_pretrained(source, num_labels=num_labels, **from_pretrained_kwargs)
+    if num_labels is not None:  # not passed otherwise: it would replace a saved classifier's id2label
+        from_pretrained_kwargs["num_labels"] = num_labels
+    model = classifier_class(config, task).from_pretrained(source, **from_pretrained_kwargs)
     set_causal(model, not bidirectional)
     if task == "sequence" and model.config.pad_token_id is None:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return model
+
+
+def predict(model: PreTrainedModel, tokenizer, texts: list[str], *, batch_size: int = 32,
+            max_length: int | None = None) -> list[str]:
+    """The label name (config.id2label) a sequence classifier gives each text: batches padded on
+    the right (transformers' sequence heads read the last non-pad token), no gradients."""
+    if isinstance(texts, str):
+        raise Decoder2VecError("texts must be a list of strings, not one string")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    was_training, out = model.training, []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=max_length is not None,
+                                  max_length=max_length, return_tensors="pt").to(model.device)
+                if "token_type_ids" not in _forward_names(model):  # decoders take none; BERT does
+                    batch.pop("token_type_ids", None)
+                ids = model(**batch).logits.argmax(-1).tolist()
+                out += [model.config.id2label[i] for i in ids]
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _forward_names(model) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)

@@ -38,6 +38,7 @@ VERBS = {
     "run": ("run", "run a chain of recipe stages, evaluating after each (a folder or a packaged recipe)"),
     "merge": ("merge", "average the weights of compatible models into one Encoder folder (e.g. MNTP with its base)"),
     "mine": ("mine", "mine hard negatives for (query, positive) pairs into a pair file the supervised stage reads"),
+    "finetune": ("finetune", "fine-tune a classification head (LoRA or full) on a labelled .jsonl/.csv file"),
 }
 
 
