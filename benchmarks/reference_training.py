@@ -11,14 +11,16 @@ inputs, in eval mode (no dropout), fp32:
   so it pools the sentence: run_simcse.py passes none, and LLM2Vec then averages every position of
   the left-padded batch, padding included (docs/training.md, "where ours differs")
 - supervised: E5-formatted (query, positive, negative) rows, instructions joined as
-  "instruction; text" -> SupervisedStage.loss (scale 50) vs HardNegativeNLLLoss(scale 50)
+  "instruction; text" -> SupervisedStage.loss (scale 50) vs HardNegativeNLLLoss(scale 50), with
+  `pool_span: llm2vec` (the paper recipes' setting); `supervised_offsets` is the same loss with
+  decoder2vec's default `pool_span: offsets`, for how far that default is from the reference
+- supervised_chat: the same rows through each chat format (`chat_format`) vs the reference with its
+  model's name set to the hub id it wraps that way (LLM2Vec chooses the format by that name)
 - mntp_blocks_equal: our pack_blocks vs run_mntp.py's tokenize + group_texts
-- e5_pool_tokens_equal: the token ids each side pools for E5-formatted queries and documents.
-  LLM2Vec marks the last n positions, n = the token count of the text tokenized alone; where a
-  tokenizer merges differently at the boundary (SmolLM2's BPE: "; Someone" vs "Someone") it pools
-  one token of the instruction too. Such rows are listed (e5_pool_token_diffs), and the supervised
-  loss is then compared a second time on the rows both sides pool alike (supervised_same_tokens),
-  which isolates the loss code
+- e5_pool_tokens_equal: the token ids each side pools for E5-formatted queries and documents, with
+  and without chat formats. LLM2Vec marks the last n positions, n = the text's token count
+  tokenized alone; where a tokenizer merges differently at the boundary (SmolLM2's BPE: "; Someone"
+  vs "Someone") that includes a token of the instruction, and `pool_span: llm2vec` does the same
 
 Target: every rel_diff <= 1e-4 and both equalities true. The reference runs in its own venv
 (benchmarks/reference/setup.sh, ~2 minutes the first time).
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 
 from common import REFERENCE, reference_model_dir, reference_python, scratch_dir, wiki_texts
 
+from decoder2vec.chat_format import FORMATS, HUB_FORMATS
 from decoder2vec.data.paper import E5_INSTRUCTIONS, E5_SYMMETRIC, E5Pair
 from decoder2vec.training.config import make_config
 from decoder2vec.training.lora import add_lora
@@ -68,10 +71,14 @@ def reference_format(dataset: str, text: str, *, query: bool) -> str:
     return SEPARATOR + text
 
 
-def ours(model_source: str, sentences: list[str], block_texts: list[str], length: int,
-         rows: list = E5_ROWS) -> tuple[dict, dict]:
+# One hub id per chat format: the reference wraps by the model's name.
+CHAT_HUBS = {name: next(hub for hub, n in HUB_FORMATS.items() if n == name) for name in FORMATS}
+
+
+def ours(model_source: str, sentences: list[str], block_texts: list[str], length: int) -> tuple[dict, dict]:
     """Our losses (and the inputs the reference needs to compute its own on the same data)."""
-    base = dict(model=model_source, output_dir="unused", data=["unused"], train_max_length=length, lora_dropout=0.0)
+    base = dict(model=model_source, output_dir="unused", data=["unused"], train_max_length=length, lora_dropout=0.0,
+                pool_span="llm2vec")
     common = dict(base, attention_dropout=0.0, hidden_dropout=0.0)  # the contrastive stages' dropout: off
     inputs, results = {"max_length": length}, {}
 
@@ -101,23 +108,35 @@ def ours(model_source: str, sentences: list[str], block_texts: list[str], length
         results["simcse"] = float(simcse.loss(simcse.net, simcse.collate(sentences))[0])
     inputs["simcse"] = {"texts": [SEPARATOR + s for s in sentences], "scale": 20.0}
 
-    supervised = SupervisedStage(make_config({**common, "stage": "supervised", "scale": 50.0, "batch_per_task": False,
-                                              "instruction_template": "{instruction}; "}))
-    supervised.load()
-    supervised.net.eval()
-    pairs = [E5Pair(q, p, [n], d, E5_INSTRUCTIONS[d], E5_INSTRUCTIONS[d] if d in E5_SYMMETRIC else None)
-             for d, q, p, n in rows]
-    batch = supervised.collate(pairs)
-    with torch.no_grad():
-        results["supervised"] = float(supervised.loss(supervised.net, batch)[0])
+    rows = [E5Pair(q, p, [n], d, E5_INSTRUCTIONS[d], E5_INSTRUCTIONS[d] if d in E5_SYMMETRIC else None)
+            for d, q, p, n in E5_ROWS]
     inputs["supervised"] = {
-        "queries": [reference_format(d, q, query=True) for d, q, _, _ in rows],
-        "positives": [reference_format(d, p, query=False) for d, _, p, _ in rows],
-        "negatives": [reference_format(d, n, query=False) for d, _, _, n in rows],
+        "queries": [reference_format(d, q, query=True) for d, q, _, _ in E5_ROWS],
+        "positives": [reference_format(d, p, query=False) for d, _, p, _ in E5_ROWS],
+        "negatives": [reference_format(d, n, query=False) for d, _, _, n in E5_ROWS],
         "scale": 50.0}
-    results["pooled"] = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["ids"], batch["masks"])]
-    inputs["pooled"] = {"texts": inputs["supervised"]["queries"] + inputs["supervised"]["positives"]
-                        + inputs["supervised"]["negatives"]}
+    texts = inputs["supervised"]["queries"] + inputs["supervised"]["positives"] + inputs["supervised"]["negatives"]
+    inputs["pooled"] = {"texts": texts}
+    inputs["chat"] = CHAT_HUBS
+    results["chat"], results["pooled_chat"] = {}, {}
+    for key, changes in [("supervised", {}), ("supervised_offsets", {"pool_span": "offsets"}),
+                         *[(name, {"chat_format": name}) for name in CHAT_HUBS]]:
+        supervised = SupervisedStage(make_config({**common, "stage": "supervised", "scale": 50.0,
+                                                  "batch_per_task": False, "instruction_template": "{instruction}; ",
+                                                  **changes}))
+        supervised.load()
+        supervised.net.eval()
+        batch = supervised.collate(rows)
+        with torch.no_grad():
+            loss = float(supervised.loss(supervised.net, batch)[0])
+        pooled = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(batch["ids"], batch["masks"])]
+        if key in CHAT_HUBS:
+            results["chat"][key], results["pooled_chat"][key] = loss, pooled
+        else:
+            results[key] = loss
+            if key == "supervised":
+                results["pooled"] = pooled
+        del supervised
     return results, inputs
 
 
@@ -139,41 +158,36 @@ def main() -> None:
     theirs = reference(inputs)
 
     report = {}
-    for key in ("mntp", "simcse", "supervised"):
-        diff = abs(mine[key] - theirs[key]) / max(abs(theirs[key]), 1e-12)
-        report[key] = {"ours": round(mine[key], 7), "reference": round(theirs[key], 7), "rel_diff": float(f"{diff:.3g}")}
+    pairs = [(key, mine[key], theirs[key]) for key in ("mntp", "simcse", "supervised")]
+    pairs.append(("supervised_offsets", mine["supervised_offsets"], theirs["supervised"]))
+    pairs += [(f"supervised_chat_{name}", mine["chat"][name], theirs["chat"][name]) for name in CHAT_HUBS]
+    for key, a, b in pairs:
+        diff = abs(a - b) / max(abs(b), 1e-12)
+        report[key] = {"ours": round(a, 7), "reference": round(b, 7), "rel_diff": float(f"{diff:.3g}")}
     report["mntp_blocks_equal"] = mine["blocks"] == theirs["blocks"]
     report["mntp_blocks"] = len(mine["blocks"])
-    report["e5_pool_tokens_equal"] = mine["pooled"] == theirs["pooled"]
-    n = len(E5_ROWS)
-    differing = sorted({i % n for i, (a, b) in enumerate(zip(mine["pooled"], theirs["pooled"])) if a != b})
-    if differing:
-        from decoder2vec.loading import load_tokenizer
+    report["e5_pool_tokens_equal"] = mine["pooled"] == theirs["pooled"] and all(
+        mine["pooled_chat"][name] == theirs["pooled_chat"][name] for name in CHAT_HUBS)
+    from decoder2vec.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(None)
-        report["e5_pool_token_diffs"] = [
-            {"text": i, "ours": tokenizer.decode(a), "reference": tokenizer.decode(b)}
-            for i, (a, b) in enumerate(zip(mine["pooled"], theirs["pooled"])) if a != b]
-        rows = [r for i, r in enumerate(E5_ROWS) if i not in differing]
-        same, same_inputs = ours(source, sentences, texts, args.length, rows=rows)
-        same_theirs = reference({"max_length": args.length, "supervised": same_inputs["supervised"]})
-        diff = abs(same["supervised"] - same_theirs["supervised"]) / abs(same_theirs["supervised"])
-        report["supervised_same_tokens"] = {"ours": round(same["supervised"], 7),
-                                            "reference": round(same_theirs["supervised"], 7),
-                                            "rel_diff": float(f"{diff:.3g}"), "rows": len(rows)}
-    report["passed"] = all(report[k]["rel_diff"] <= args.target for k in ("mntp", "simcse", "supervised")) and \
+    tokenizer = load_tokenizer(None)
+    report["e5_pool_token_diffs"] = [
+        {"format": name, "text": i, "ours": tokenizer.decode(a), "reference": tokenizer.decode(b)}
+        for name, got, want in [(None, mine["pooled"], theirs["pooled"]),
+                                *[(n, mine["pooled_chat"][n], theirs["pooled_chat"][n]) for n in CHAT_HUBS]]
+        for i, (a, b) in enumerate(zip(got, want)) if a != b]
+    checked = [k for k, _, _ in pairs if k != "supervised_offsets"]  # offsets: informative, not the target
+    report["passed"] = all(report[k]["rel_diff"] <= args.target for k in checked) and \
         report["mntp_blocks_equal"] and report["e5_pool_tokens_equal"]
 
-    print(f"{'loss':<12}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
-    for key in ("mntp", "simcse", "supervised", "supervised_same_tokens"):
-        if key not in report:
-            continue
+    print(f"{'loss':<26}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
+    for key, _, _ in pairs:
         r = report[key]
-        print(f"{key:<12}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
+        print(f"{key:<26}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
     print(f"MNTP blocks equal: {report['mntp_blocks_equal']} ({report['mntp_blocks']} blocks of {args.length})")
-    print(f"E5 pooled tokens equal: {report['e5_pool_tokens_equal']}")
-    for d in report.get("e5_pool_token_diffs", []):
-        print(f"  text {d['text']}: ours {d['ours']!r}  reference {d['reference']!r}")
+    print(f"E5 pooled tokens equal (plain and every chat format): {report['e5_pool_tokens_equal']}")
+    for d in report["e5_pool_token_diffs"]:
+        print(f"  {d['format'] or 'plain'} text {d['text']}: ours {d['ours']!r}  reference {d['reference']!r}")
     print("PASS" if report["passed"] else "FAIL", f"(rel_diff <= {args.target}, both equalities)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,9 @@
   group_texts over datasets.map's default batches of 1,000 texts) written out again here, since
   the script is not part of the package; the function itself is a few lines.
 - Pooled tokens: the ids of the positions LLM2Vec pools (its embed_mask) for E5-formatted texts.
+- Chat formats: the supervised loss and pooled tokens again with the model's name set to a hub id
+  LLM2Vec wraps (prepare_for_tokenization picks the format by `config._name_or_path`), as
+  run_supervised.py's collator calls it on every text.
 """
 
 from __future__ import annotations
@@ -79,9 +82,22 @@ def main() -> None:
             v = inputs["supervised"]
             out["supervised"] = float(HardNegativeNLLLoss(scale=v["scale"])(
                 reps(v["queries"]), reps(v["positives"]), reps(v["negatives"])))
+    def pooled(texts: list[str]) -> list[list[int]]:
+        features = model.tokenize([model.prepare_for_tokenization(t) for t in texts])
+        return [ids[mask.bool()].tolist() for ids, mask in zip(features["input_ids"], features["embed_mask"])]
+
     if "pooled" in inputs:
-        features = model.tokenize([model.prepare_for_tokenization(t) for t in inputs["pooled"]["texts"]])
-        out["pooled"] = [ids[mask.bool()].tolist() for ids, mask in zip(features["input_ids"], features["embed_mask"])]
+        out["pooled"] = pooled(inputs["pooled"]["texts"])
+    if "chat" in inputs:
+        v, name = inputs["supervised"], model.model.config._name_or_path
+        out["chat"], out["pooled_chat"] = {}, {}
+        for fmt, hub in inputs["chat"].items():
+            model.model.config._name_or_path = hub
+            with torch.no_grad():
+                out["chat"][fmt] = float(HardNegativeNLLLoss(scale=v["scale"])(
+                    reps(v["queries"]), reps(v["positives"]), reps(v["negatives"])))
+            out["pooled_chat"][fmt] = pooled(inputs["pooled"]["texts"])
+        model.model.config._name_or_path = name
     with open(args.output, "w", encoding="utf-8") as f:
         json.dump(out, f)
 
