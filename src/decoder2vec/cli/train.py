@@ -25,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--force", action="store_true", default=None,
                    help="train again over a finished stage whose recipe differs (the recipe key force: true)")
     p.add_argument("--keys", dest="keys", default=None, metavar="STAGE",
-                   help="list the keys a stage takes (mntp, simcse, supervised) and exit")
+                   help="list the keys a stage takes (mntp, simcse, supervised, distill) and exit")
 
 
 def run(args):
