@@ -246,12 +246,15 @@ def test_evaluate_quick_suite_results_shape(encoder, private_cache, tmp_path):
     assert results["model"] == "tiny" and results["suite"] == "quick"
     assert list(results["tasks"]) == [t.name for t in load_tasks("quick")]
     for name, task in results["tasks"].items():
-        assert set(task) >= {"type", "language", "main_score", "scores", "seconds", "metric", "sizes"}
+        assert set(task) >= {"type", "language", "source", "main_score", "scores", "seconds", "metric", "sizes"}
         assert task["main_score"] == task["scores"][task["metric"]]
         assert np.isfinite(task["main_score"])
     main = [t["main_score"] for t in results["tasks"].values()]
     assert results["averages"]["all"] == pytest.approx(np.mean(main))
-    assert set(results["averages"]) == {"en", "da", "de", "all"}
+    # quick's German tasks: stsb-de and the LibreOffice bitext, so German also has an average without it.
+    assert set(results["averages"]) == {"en", "da", "de", "de-no-libreoffice", "all"}
+    assert results["averages"]["de-no-libreoffice"] == results["tasks"]["stsb-de"]["main_score"]
+    assert results["tasks"]["help-bitext-en-de"]["source"] == "libreoffice-help"
 
 
 def _fake_results(model, suite, scores):
@@ -336,3 +339,64 @@ def test_cli_evaluate_list(capsys):
     assert main(["evaluate", "--list"]) == 0
     out = capsys.readouterr().out
     assert "quick:" in out and "help-retrieval-da" in out
+
+
+# ---------------------------------------------------------------- tasks from sources no recipe reads
+def test_catalog_bitext_has_one_answer_per_message_and_shares_the_english_side():
+    en_da = task_data.gettext_bitext("en", "da", 120, seed=42)
+    en_de = task_data.gettext_bitext("en", "de", 120, seed=42)
+    for source, target in (en_da, en_de):
+        assert len(source) == len(target) == 120
+        assert len(set(source)) == 120 and len(set(target)) == 120
+        assert not set(source) & set(target)
+        assert all(40 <= len(s) <= 300 and "%" not in s and "|" not in s for s in source)
+    assert en_da[0] == en_de[0]  # the same English messages, so en-da and en-de compare
+    assert task_data.gettext_bitext("en", "da", 120, seed=7)[0] != en_da[0]
+    with pytest.raises(Decoder2VecError, match="en -> da or de, not en -> fr"):
+        task_data.gettext_bitext("en", "fr", 10, seed=42)
+
+
+def test_settings_retrieval_uses_the_same_settings_in_every_language():
+    data = {lang: task_data.gsettings_retrieval(lang, 60, 120, seed=42, max_chars=250) for lang in ("en", "da", "de")}
+    for queries, corpus, relevant in data.values():
+        assert len(queries) == 60 and len(corpus) == 120 and relevant == [{i} for i in range(60)]
+        assert len(set(queries)) == 60 and len(set(corpus)) == 120
+        assert all(0 < len(doc) <= 250 for doc in corpus)
+    english = dict(zip(data["en"][0], data["en"][1]))
+    assert english["On-screen keyboard"] == "Whether the on-screen keyboard is turned on."
+    i = data["en"][0].index("On-screen keyboard")
+    assert (data["da"][0][i], data["da"][1][i]) == ("Skærmtastatur", "Om skærmtastaturet er slået til.")
+
+
+def test_danish_and_german_suites_hold_tasks_from_sources_no_recipe_reads():
+    from decoder2vec.data.registry import EVALUATION_ONLY
+    from decoder2vec.evaluation.runner import LIBREOFFICE_SOURCES
+
+    for suite in ("default", "da", "de"):
+        for lang in ("da", "de"):
+            tasks = [t for t in load_tasks(suite) if t.language == lang]
+            held = [t for t in tasks if t.source in EVALUATION_ONLY]
+            if suite in ("default", lang):
+                assert {t.type for t in held} == {"bitext", "retrieval"}, (suite, lang)
+                assert any(t.source in LIBREOFFICE_SOURCES for t in tasks)
+
+
+def test_averages_with_and_without_libreoffice():
+    from decoder2vec.evaluation.runner import averages
+
+    def task(lang, source, score):
+        return {"type": "sts", "language": lang, "source": source, "metric": "cosine_spearman",
+                "main_score": score, "scores": {"cosine_spearman": score}, "seconds": 1.0}
+
+    tasks = {"help-retrieval-da": task("da", "libreoffice-help", 0.9), "settings-retrieval-da": task("da", "gsettings", 0.4),
+             "catalog-bitext-en-da": task("da", "gettext", 0.2), "stsb-de": task("de", "stsb", 0.6),
+             "stsb-en": task("en", "stsb", 0.5)}
+    got = averages(tasks)
+    assert got == pytest.approx({"da": 0.5, "da-no-libreoffice": 0.3, "de": 0.6, "en": 0.5, "all": 0.52})
+    # A results file written before tasks recorded their source: looked up by task name.
+    old = {name: {k: v for k, v in t.items() if k != "source"} for name, t in tasks.items()}
+    assert averages(old) == got
+    table = compare([{"model": "m", "suite": "default", "tasks": old, "averages": {"da": 0.5, "all": 0.52}}])
+    rows = {line.rsplit(None, 1)[0].strip(): line.split()[-1] for line in table.splitlines() if line.startswith("average")}
+    assert rows == {"average en": "50.00", "average da": "50.00", "average da without LibreOffice": "30.00",
+                    "average de": "60.00", "average (all tasks)": "52.00"}

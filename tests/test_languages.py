@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import pytest
 
 from decoder2vec.errors import Decoder2VecError
@@ -15,15 +18,16 @@ from tiny import CORPUS, tiny_tokenizer
 def test_language_recipes_validate():
     from decoder2vec import languages
     from decoder2vec.data.languages import LANGUAGES
-    from decoder2vec.data.registry import CORPORA, PAIRS
+    from decoder2vec.data.registry import CORPORA, EVALUATION_ONLY, PAIRS, refuse_evaluation_only
     from decoder2vec.pipeline import stage_recipes
-    from decoder2vec.training.config import STAGE_CONFIGS, load_recipe
+    from decoder2vec.training.config import load_recipe
 
     for code in LANGUAGES:
         for quick in (False, True):
             paths = stage_recipes(languages.language_recipes(code, quick))
             configs = {stage: load_recipe(path) for stage, path in paths.items()}
-            assert [c.stage for c in configs.values()] == list(STAGE_CONFIGS)
+            # LLM2Vec's three stages (STAGE_CONFIGS also holds stages these recipes do not use).
+            assert [c.stage for c in configs.values()] == ["mntp", "simcse", "supervised"]
             # Each stage starts from the previous one's output.
             assert configs["simcse"].model == configs["mntp"].output_dir
             assert configs["supervised"].model == configs["simcse"].output_dir
@@ -33,6 +37,8 @@ def test_language_recipes_validate():
                     assert not source.startswith("libreoffice") or source.endswith("-train"), source
                     assert source in LANGUAGES[code].sources or source.startswith("stsb-"), source
                     assert source in CORPORA or source in PAIRS, source
+                    assert not any(source.startswith(held) for held in EVALUATION_ONLY), source
+                    refuse_evaluation_only(source)  # raises for an evaluation-only source
     with pytest.raises(Decoder2VecError, match="language"):
         languages.language_recipes("xx")
 
@@ -154,3 +160,73 @@ def test_training_sources_hold_no_evaluation_text():
         # paragraph of another page (one or two such sentences per language).
         paragraphs = {p for doc in help_documents(code, "train") for p in doc.split("\n")}
         assert not paragraphs & texts
+
+
+# ------------------------------------------------------------------------------ the leakage guard
+# Task sources that training may share, each guarded by a split: STS-B (train vs dev/test), the
+# LibreOffice help (page split, data/libreoffice.py). English-only sources no da/de recipe reads
+# (BBC News, the Wikipedia sample of the needle probe) are listed so a new source must be declared.
+SPLIT_GUARDED = {"stsb", "libreoffice-help", "libreoffice-titles"}
+ENGLISH_ONLY = {"bbc-news", "bbc-headlines", "wikipedia"}
+
+
+def test_every_task_source_is_split_guarded_or_evaluation_only():
+    from decoder2vec.data.registry import EVALUATION_ONLY
+    from decoder2vec.evaluation.suites import task_specs
+
+    for name, spec in task_specs().items():
+        source = spec["source"]
+        assert source in SPLIT_GUARDED | set(EVALUATION_ONLY) | ENGLISH_ONLY, (name, source)
+        if source in ENGLISH_ONLY:
+            assert spec["language"] == "en", name
+    assert {"gettext", "gsettings"} <= set(EVALUATION_ONLY)
+
+
+def test_training_loaders_refuse_evaluation_only_sources(tmp_path, monkeypatch):
+    from decoder2vec.data import corpora, pairs, registry
+
+    with pytest.raises(Decoder2VecError, match="'gettext' is evaluation-only"):
+        corpora.load_texts("gettext")
+    with pytest.raises(Decoder2VecError, match="'gsettings-da' is evaluation-only"):
+        corpora.load_sentences("gsettings-da")
+    with pytest.raises(Decoder2VecError, match="'gsettings-desktop-schemas' is evaluation-only"):
+        pairs.load_pairs("gsettings-desktop-schemas")
+    # The parsed catalogs themselves, read as a local file.
+    monkeypatch.setattr(registry, "cache_dir", lambda: tmp_path)
+    cached = tmp_path / "data" / "gettext" / "appstream.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text('{"text": "x"}\n')
+    with pytest.raises(Decoder2VecError, match="is evaluation-only data"):
+        corpora.load_texts(str(cached))
+
+
+def _four_grams(text: str) -> set[int]:
+    words = re.findall(r"\w+", text.lower())
+    return {hash(tuple(words[i:i + 4])) for i in range(len(words) - 3)}
+
+
+@pytest.mark.skipif(not shutil.which("apt-get"), reason="the catalogs and man pages are fetched with apt-get")
+def test_training_sources_hold_no_catalog_or_settings_text():
+    """Real data: no text of the evaluation-only tasks' pools (every candidate, not only the
+    sampled ones), English or translated, occurs inside any document or pair the Danish/German
+    recipes train on (man pages, training help pages, translation pairs, STS-B train). Labels of
+    three words or fewer ("Kan ændre genvejstast") are common phrases and not checked."""
+    from decoder2vec.data.corpora import load_texts
+    from decoder2vec.data.languages import LANGUAGES
+    from decoder2vec.data.pairs import load_pairs
+    from decoder2vec.evaluation import task_data
+
+    bitext = task_data._catalog_bitext(40, 300)
+    settings = task_data._settings_with_unique_texts()
+    assert len(bitext) > 1000 and len(settings) > 200
+    for code, language in LANGUAGES.items():
+        training = [text for source in language.corpora for text in load_texts(source)]
+        training += [t for source in language.pairs for p in load_pairs(source) for t in (p.query, p.positive, *p.negatives)]
+        assert len(training) > 10_000
+        evaluated = {row[lang] for row in bitext for lang in ("en", code)}
+        evaluated |= {key[field][lang] for key in settings for field in ("summary", "description") for lang in ("en", code)}
+        evaluated = {t for t in evaluated if len(re.findall(r"\w+", t)) >= 4}
+        grams = set().union(*map(_four_grams, training))
+        candidates = [t for t in evaluated if _four_grams(t) <= grams]  # every 4-gram seen: maybe inside
+        blob = "\n".join(training).lower()
+        assert [t for t in candidates if t.lower() in blob] == [], code

@@ -189,3 +189,75 @@ def test_registry_sources_resolve_by_kind(monkeypatch):
     assert pairs.load_pairs("x:folder/a", min_score=3.0) == [Pair("folder/a", "3.0")]
     with pytest.raises(Decoder2VecError, match="declared twice: a"):
         registry._merge({"a": 1}, {"a": 2})
+
+
+# ---------------------------------------------------------------- translated catalogs (evaluation only)
+def _mo(messages: dict, order: str = "<") -> bytes:
+    """A compiled gettext catalog, written as GNU msgfmt lays it out (header first, sorted ids)."""
+    import struct
+
+    items = sorted(messages.items())
+    ids = b"".join(k.encode() + b"\0" for k, _ in items)
+    strs = b"".join(v.encode() + b"\0" for _, v in items)
+    start = 28 + 16 * len(items)
+    table, offset = [], start
+    for key, _ in items:
+        table.append((len(key.encode()), offset))
+        offset += len(key.encode()) + 1
+    trans, offset = [], start + len(ids)
+    for _, value in items:
+        trans.append((len(value.encode()), offset))
+        offset += len(value.encode()) + 1
+    header = struct.pack(order + "7I", 0x950412DE, 0, len(items), 28, 28 + 8 * len(items), 0, 0)
+    return (header + b"".join(struct.pack(order + "2I", *t) for t in table)
+            + b"".join(struct.pack(order + "2I", *t) for t in trans) + ids + strs)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_read_mo_keeps_messages_and_skips_header_and_plurals(order):
+    from decoder2vec.data.gettext import read_mo
+
+    data = _mo({"": "Content-Type: text/plain; charset=UTF-8\n", "Open the file": "Åbn filen",
+                "menu\x04Quit": "Afslut", "%d file\x00%d files": "%d fil\x00%d filer"}, order)
+    assert read_mo(data) == {"Open the file": "Åbn filen", "Quit": "Afslut"}
+    with pytest.raises(Decoder2VecError, match="not a gettext .mo catalog"):
+        read_mo(b"\x00" * 40)
+
+
+def test_catalog_fetch_errors_name_the_package(monkeypatch, tmp_path):
+    import subprocess
+
+    from decoder2vec.data import debian, gettext
+
+    monkeypatch.setattr(gettext, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(debian.shutil, "which", lambda tool: None)
+    with pytest.raises(Decoder2VecError, match=r"^the gsettings-desktop-schemas data needs Debian's apt-get"):
+        gettext.gsettings_keys()
+    failed = subprocess.CompletedProcess([], 100, stdout="", stderr="E: Unable to locate package appstream")
+    monkeypatch.setattr(debian.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(debian.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(Decoder2VecError, match=r"apt-get download appstream failed \(E: Unable.*apt-get update"):
+        gettext.package_data("appstream")
+    with pytest.raises(Decoder2VecError, match="'gtk'.*libgtk2.0-common"):
+        gettext.package_data("gtk")
+    assert not list(tmp_path.rglob("*.json"))  # nothing half-written
+
+
+@needs_apt
+def test_catalogs_are_real_human_translations():
+    from decoder2vec.data import gettext
+
+    appstream = gettext.package_data("appstream")
+    assert appstream["deb"].startswith("appstream_")
+    message = "Create a template for a metainfo file (to be filled out by the upstream project)."
+    assert appstream["catalogs"]["da"][message] == "Opret en skabelon til en metainfofil (udfyldes af opstrømsprojektet)."
+    assert appstream["catalogs"]["de"][message].startswith("Erstellen Sie eine Vorlage für eine Metainfo-Datei")
+    for lang in gettext.LANGUAGES:
+        pairs = gettext.message_pairs(lang)
+        assert len(pairs) > 4000 and {p for _, _, p in pairs} == set(gettext.BITEXT_PACKAGES)
+        assert all(english != translated and "\n" not in english for english, translated, _ in pairs)
+    keys = {(k["schema"], k["key"]): k for k in gettext.gsettings_keys()}
+    assert len(keys) > 250
+    keyboard = keys[("org.gnome.desktop.a11y.applications", "screen-keyboard-enabled")]
+    assert keyboard["summary"] == {"en": "On-screen keyboard", "da": "Skærmtastatur", "de": "Bildschirmtastatur"}
+    assert keyboard["description"]["da"] == "Om skærmtastaturet er slået til."

@@ -55,6 +55,7 @@ def load_table(source: str, split: str = "train"):
 
 def load_texts(source: str, *, text_column: str = "text", limit: int | None = None) -> list[str]:
     """Non-empty texts (documents) of one source, in order; at most `limit`."""
+    registry.refuse_evaluation_only(source)
     if source in registry.CORPORA:
         texts = registry.CORPORA[source]()
     elif source in registry.SENTENCES:
@@ -92,6 +93,7 @@ def load_sentences(
     """Unique sentences of a source, in first-seen order; at most `limit`. A SENTENCES source
     (already one sentence per item, e.g. Wiki1M) is read as it is: never re-split or deduplicated,
     only kept to min_words..max_words words, as the reference reads it."""
+    registry.refuse_evaluation_only(source)
     if source in registry.SENTENCES:
         kept = [s.strip() for s in registry.SENTENCES[source]() if min_words <= len(s.split()) <= max_words]
         return kept[:limit] if limit else kept

@@ -15,20 +15,17 @@ corpora of the data registry.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import re
-import shutil
-import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import Decoder2VecError, choices_error
+from ..errors import choices_error
 from ..loading import cache_dir
+from .debian import deb_members, download_deb
 
 MANPAGE_PACKAGES = {"da": "manpages-da", "de": "manpages-de"}
 
@@ -96,32 +93,6 @@ def roff_paragraphs(source: str, lang: str) -> list[str]:
     return paragraphs
 
 
-def _download_deb(package: str, into: Path) -> Path:
-    if shutil.which("apt-get") is None:
-        raise Decoder2VecError(f"the {package} corpus needs Debian's apt-get (apt-get download {package})")
-    result = subprocess.run(["apt-get", "download", package], cwd=into, capture_output=True, text=True)
-    debs = sorted(into.glob(f"{package}_*.deb"))
-    if result.returncode != 0 or not debs:
-        raise Decoder2VecError(f"apt-get download {package} failed: {result.stderr.strip()[-300:]}")
-    return debs[0]
-
-
-def _deb_members(deb: Path):
-    """(name, bytes) of every file in a .deb, without dpkg: a .deb is an ar archive holding data.tar.*."""
-    blob = deb.read_bytes()
-    pos = 8  # "!<arch>\n"
-    while pos < len(blob):
-        name = blob[pos:pos + 16].decode().strip().rstrip("/")
-        size = int(blob[pos + 48:pos + 58].decode().strip())
-        body = blob[pos + 60:pos + 60 + size]
-        pos += 60 + size + (size % 2)
-        if name.startswith("data.tar"):
-            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-                for member in tar.getmembers():
-                    if member.isfile():
-                        yield member.name, tar.extractfile(member).read()
-
-
 def manpages(lang: str) -> list[dict]:
     """Paragraphs of the Danish or German man pages: [{"doc": "man1/ls", "text": ...}, ...]."""
     if lang not in MANPAGE_PACKAGES:
@@ -131,9 +102,9 @@ def manpages(lang: str) -> list[dict]:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            deb = _download_deb(package, Path(tmp))
+            deb = download_deb(package, Path(tmp))
             rows = []
-            pages = [(n, b) for n, b in _deb_members(deb) if f"/man/{lang}/man" in n and n.endswith(".gz")]
+            pages = [(n, b) for n, b in deb_members(deb) if f"/man/{lang}/man" in n and n.endswith(".gz")]
             for name, data in tqdm(sorted(pages), desc=package, disable=None):
                 doc = "/".join(Path(name).parts[-2:]).removesuffix(".gz")
                 text = gzip.decompress(data).decode("utf-8", errors="replace")

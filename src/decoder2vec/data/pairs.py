@@ -49,6 +49,7 @@ def load_pairs(
     source: str, *, min_score: float = 4.0, negative_max_score: float | None = None, limit: int | None = None
 ) -> list[Pair]:
     """Pairs of one source; at most `limit`."""
+    registry.refuse_evaluation_only(source)
     options = {"min_score": min_score, "negative_max_score": negative_max_score}
     prefix = next((p for p in registry.PAIR_PREFIXES if source.startswith(p)), None)
     if source in registry.PAIRS:

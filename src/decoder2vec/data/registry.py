@@ -13,15 +13,26 @@ A recipe's `data:` names one of these, a local file, or a hub dataset id.
 A new source module declares its own `CORPORA` / `PAIRS` dicts in this shape and is merged
 below (the registry imports its sources; nothing registers itself from above). A name declared
 twice is an error at import time.
+
+EVALUATION_ONLY: sources that only the evaluation suites read (data/gettext.py's translated
+catalogs and desktop settings). No training name may be one of them or start with one, and
+`refuse_evaluation_only` (called by load_texts / load_sentences / load_pairs, the loaders every
+training stage reads through) refuses them by name, by Debian package name, and by a path inside
+their cache folder.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from pathlib import Path
+
 from ..errors import Decoder2VecError
-from . import libreoffice, manpages, sources
+from ..loading import cache_dir
+from . import gettext, libreoffice, manpages, sources
 from .pair import Pair
+
+EVALUATION_ONLY: tuple[str, ...] = (*gettext.EVALUATION_SOURCES, *gettext.APT_PACKAGES)
 
 
 def _merge(*declarations: dict) -> dict:
@@ -61,3 +72,23 @@ SENTENCES: dict[str, Callable[[], list[str]]] = _merge({})
 PAIR_PREFIXES: dict[str, Callable[..., list[Pair]]] = _merge({})
 
 NAMES = sorted({*CORPORA, *SENTENCES, *PAIRS, *(f"{prefix}..." for prefix in PAIR_PREFIXES)})
+
+
+def _is_evaluation_only(name: str) -> bool:
+    return any(name == held or name.startswith(held + "-") for held in EVALUATION_ONLY)
+
+
+def refuse_evaluation_only(source: str) -> None:
+    """One-line error if a training source names or points into an evaluation-only source."""
+    if _is_evaluation_only(source):
+        raise Decoder2VecError(f"data source {source!r} is evaluation-only (the Danish/German catalog tasks read it); "
+                               "training may not read it")
+    path = Path(source).expanduser()
+    held = cache_dir() / "data" / "gettext"
+    if path.exists() and path.resolve().is_relative_to(held.resolve()):
+        raise Decoder2VecError(f"data file {source} is evaluation-only data ({held}); training may not read it")
+
+
+_held = sorted(name for name in NAMES if _is_evaluation_only(name.removesuffix("...")))
+if _held:  # an import-time error, like a name declared twice
+    raise Decoder2VecError(f"training source name(s) {', '.join(_held)} collide with evaluation-only sources")

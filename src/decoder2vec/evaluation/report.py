@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import Decoder2VecError
-from .runner import LANGUAGES
+from .runner import LANGUAGES, NO_LIBREOFFICE, averages as task_averages
 
 
 def _check(results_list) -> list[dict]:
@@ -56,16 +56,33 @@ def compare(results_list) -> str:
         cells = [r["tasks"][name]["main_score"] * 100 if name in r["tasks"] else None for r in results_list]
         lines.append(f"{row:<{first}}" + "".join(_cell(c, width) for c in cells))
     lines.append("-" * len(header))
-    for key in (*LANGUAGES, "all"):
-        cells = [r.get("averages", {}).get(key) for r in results_list]
+    for key in _average_keys():
+        cells = [_averages(r).get(key) for r in results_list]
         if any(c is not None for c in cells):
             label = "average (all tasks)" if key == "all" else f"average {key}"
+            if key.endswith(NO_LIBREOFFICE):
+                label = f"average {key.removesuffix(NO_LIBREOFFICE)} without LibreOffice"
             lines.append(f"{label:<{first}}" + "".join(_cell(None if c is None else c * 100, width) for c in cells))
     suites = {r.get("suite") for r in results_list}
     if len(suites) > 1:
         lines.append(f"note: different suites ({', '.join(map(str, sorted(suites, key=str)))}): "
                      "sample sizes may differ, compare with care")
     return "\n".join(lines)
+
+
+def _averages(results: dict) -> dict:
+    """The file's averages; an average it lacks (a file written before "<lang>-no-libreoffice"
+    existed) is computed from its tasks when every task records its language and main score."""
+    stored = results.get("averages") or {}
+    tasks = results["tasks"].values()
+    if tasks and all(isinstance(t, dict) and "language" in t and "main_score" in t for t in tasks):
+        return {**task_averages(results["tasks"]), **stored}
+    return stored
+
+
+def _average_keys() -> list[str]:
+    """Each language's average, then the same without its LibreOffice tasks, then all tasks."""
+    return [k for lang in LANGUAGES for k in (lang, lang + NO_LIBREOFFICE)] + ["all"]
 
 
 def _cell(value, width: int) -> str:
@@ -78,7 +95,7 @@ def plot(results_list, path: str | os.PathLike) -> Path:
     results_list = _check(results_list)
     labels = _column_labels(results_list)
     names = _task_rows(results_list)
-    averages = [k for k in (*LANGUAGES, "all") if any(k in r.get("averages", {}) for r in results_list)]
+    averages = [k for k in _average_keys() if any(k in _averages(r) for r in results_list)]
     rows = names + [f"avg {k}" for k in averages]
     values = np.full((len(results_list), len(rows)), np.nan)
     for i, results in enumerate(results_list):
@@ -86,8 +103,8 @@ def plot(results_list, path: str | os.PathLike) -> Path:
             if name in results["tasks"]:
                 values[i, j] = results["tasks"][name]["main_score"] * 100
         for j, key in enumerate(averages):
-            if key in results.get("averages", {}):
-                values[i, len(names) + j] = results["averages"][key] * 100
+            if key in _averages(results):
+                values[i, len(names) + j] = _averages(results)[key] * 100
     n = len(results_list)
     # A Figure without pyplot: no global backend or figure registry touched, works without a display.
     fig = Figure(figsize=(min(18.0, max(8.0, 2 + len(rows) * (0.3 + 0.15 * n))), 5.2))

@@ -3,16 +3,19 @@
 Every builder is deterministic for a given seed, so a suite always scores the same texts.
 Subsampling keeps the default suite within a few minutes of CPU encoding for a 135M model.
 LibreOffice help tasks read only the test side of the page split that data/libreoffice.py
-declares (training reads the train side), so no suite can evaluate on a page training saw.
+declares (training reads the train side), so no suite can evaluate on a page training saw. The
+catalog tasks (gettext bitext, desktop-settings retrieval) read data/gettext.py's sources, which
+no training recipe reads at all.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import re
 from collections import defaultdict
 
-from ..data import sources
+from ..data import gettext, sources
 from ..data.libreoffice import help_pages
 from ..errors import Decoder2VecError
 
@@ -184,3 +187,78 @@ def help_titles_by_module(lang: str, per_module: int, seed: int):
             titles.append(title)
             labels.append(module)
     return titles, labels
+
+
+# ---------------------------------------------------------------- translated catalogs (evaluation only)
+# printf directives, shell/markup/URLs, and gpg's "|N|" prompt markers: not prose
+_FORMAT = re.compile(r"%|\$\{|\\|<[a-z/]|\{\d?\}|`|\||\bhttps?:")
+
+
+def _plain_message(text: str, min_chars: int, max_chars: int) -> bool:
+    """A message that reads as prose: within the length range, no printf/markup/URL, mostly letters."""
+    letters = sum(ch.isalpha() for ch in text)
+    return (min_chars <= len(text) <= max_chars and len(text.split()) >= 4 and not _FORMAT.search(text)
+            and letters >= 0.7 * len(text))
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog_bitext(min_chars: int, max_chars: int) -> tuple[dict, ...]:
+    """{"en", "da", "de"} of every catalog message translated into both languages, in package and
+    catalog order: the same English side for en-da and en-de, as in the help bitext."""
+    translated = {lang: {} for lang in gettext.LANGUAGES}
+    for lang in gettext.LANGUAGES:
+        for english, target, _ in gettext.message_pairs(lang):
+            translated[lang].setdefault(english, target)
+    rows = []
+    for english, da in translated["da"].items():
+        de = translated["de"].get(english)
+        if de and _plain_message(english, min_chars, max_chars):
+            rows.append({"en": english, "da": da, "de": de})
+    return tuple(rows)
+
+
+def gettext_bitext(source_lang: str, target_lang: str, sample: int | None, seed: int,
+                   min_chars: int = 40, max_chars: int = 300):
+    """English user-interface message -> its Danish/German translation (Debian's gettext
+    catalogs of GTK, GLib, GnuPG, GStreamer, AppStream, PackageKit): (source texts, target texts).
+    Each English message is used once and a translation that two messages share is dropped, so
+    every source has exactly one right answer."""
+    if target_lang not in gettext.LANGUAGES or source_lang != "en":
+        raise Decoder2VecError(f"catalog bitext is en -> da or de, not {source_lang} -> {target_lang}")
+    rows = list(_catalog_bitext(min_chars, max_chars))
+    counts = defaultdict(int)
+    for row in rows:
+        counts[row[target_lang]] += 1
+    rows = [row for row in rows if counts[row[target_lang]] == 1]
+    chosen = _sample(rows, sample, seed)
+    return [row[source_lang] for row in chosen], [row[target_lang] for row in chosen]
+
+
+@functools.lru_cache(maxsize=1)
+def _settings_with_unique_texts() -> tuple[dict, ...]:
+    """Desktop settings translated into da and de whose summary and description are each unique
+    (case-insensitive) in every language and differ from each other: one right answer per query."""
+    keys = [k for k in gettext.gsettings_keys() if all(k["summary"].values()) and all(k["description"].values())]
+    unique = []
+    for key in keys:
+        ok = True
+        for lang in ("en", *gettext.LANGUAGES):
+            summaries = [k["summary"][lang].lower() for k in keys]
+            descriptions = [k["description"][lang].lower() for k in keys]
+            ok = ok and summaries.count(key["summary"][lang].lower()) == 1 \
+                and descriptions.count(key["description"][lang].lower()) == 1 \
+                and key["summary"][lang] != key["description"][lang]
+        if ok:
+            unique.append(key)
+    return tuple(unique)
+
+
+def gsettings_retrieval(lang: str, n_queries: int, n_corpus: int, seed: int, max_chars: int | None):
+    """GNOME desktop setting: its short summary (query) -> its description (document), in one
+    language: (queries, corpus, relevant doc index per query). The same settings in every language."""
+    if lang not in ("en", *gettext.LANGUAGES):
+        raise Decoder2VecError(f"no desktop-settings retrieval in language {lang!r}; choose one of en, da, de")
+    chosen = _sample(list(_settings_with_unique_texts()), max(n_corpus, n_queries), seed)
+    queries = [k["summary"][lang] for k in chosen[:n_queries]]
+    corpus = [clip(k["description"][lang], max_chars) for k in chosen]
+    return queries, corpus, [{i} for i in range(len(queries))]

@@ -82,11 +82,13 @@ class BitextTask(PairTask):
     sample: int | None = None
 
     type: ClassVar[str] = "bitext"
-    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help",)
+    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help", "gettext")
     main_score: ClassVar[str] = "f1"
     metric: ClassVar = metrics.bitext_scores
 
     def load(self):
+        if self.source == "gettext":
+            return task_data.gettext_bitext(self.source_language, self.language, self.sample, self.seed)
         return task_data.help_bitext(self.source_language, self.language, self.sample, self.seed)
 
 
@@ -164,10 +166,13 @@ class RetrievalTask(Task):
     document_instruction: str | None = None
 
     type: ClassVar[str] = "retrieval"
-    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help",)
+    sources: ClassVar[tuple[str, ...]] = ("libreoffice-help", "gsettings")
     main_score: ClassVar[str] = "ndcg_at_10"
 
     def load(self):
+        if self.source == "gsettings":
+            return task_data.gsettings_retrieval(self.language, self.n_queries, self.n_corpus, self.seed,
+                                                 self.max_chars)
         return task_data.help_retrieval(self.language, self.n_queries, self.n_corpus, self.seed, self.max_chars)
 
     def inputs(self, tokenizer=None) -> dict[str, Texts]:
