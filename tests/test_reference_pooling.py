@@ -13,13 +13,14 @@ import torch
 
 from decoder2vec import Encoder
 from decoder2vec.chat_format import FORMATS
+from decoder2vec.data.paper import E5Pair
 from decoder2vec.errors import Decoder2VecError
+from decoder2vec.evaluation import llm2vec_protocol
 from decoder2vec.folder import EncoderConfig
 from decoder2vec.training import train
 from decoder2vec.training.config import make_config
 from decoder2vec.training.simcse import SimCSEStage
 from decoder2vec.training.supervised import SupervisedStage
-from decoder2vec.data.paper import E5Pair
 from test_training_support import FAST, encoder_folder, pairs_file
 from tiny import FAMILIES, tiny_encoder
 
@@ -171,3 +172,26 @@ def test_encoding_with_a_chat_format_reads_llm2vecs_string_and_pools_its_tail():
     reference = [REFERENCE_TEMPLATES["llama-2"](t) for t in (f"Retrieve passages: {SEP}The first text. ", f"{SEP}  second")]
     assert spy.calls == [([r.replace(SEP, "") for r in reference], True), ([r.split(SEP)[1] for r in reference], False)]
     assert set(FORMATS) == set(REFERENCE_TEMPLATES)
+
+
+# ------------------------------------------------------------------ the mteb protocol's wrapping
+def test_a_folder_with_its_own_chat_format_is_not_wrapped_again_by_the_mteb_protocol():
+    hub = "mistralai/Mistral-7B-Instruct-v0.2"
+    assert llm2vec_protocol.chat_format(EncoderConfig(base_model=hub)) == ("[INST] ", " [/INST]")
+    assert llm2vec_protocol.chat_format(EncoderConfig(base_model=hub, chat_format="mistral")) is None
+    assert llm2vec_protocol.chat_format_name(EncoderConfig(base_model=hub)) == "mistral"
+    assert llm2vec_protocol.chat_format_name(EncoderConfig(base_model="x/y", chat_format="qwen")) == "qwen"
+    assert llm2vec_protocol.chat_format_name(EncoderConfig(base_model="x/y")) is None
+
+
+@pytest.mark.parametrize("instruction", ["Retrieve semantically similar text:", None])
+def test_encoding_with_chat_format_equals_the_protocols_wrapped_strings(instruction):
+    """chat_format in the config gives the vectors the mteb adapter's wrap() path gives, so the
+    adapter can hand the format to the Encoder instead of rewriting texts."""
+    texts = ["A cat sits. ", "  Dogs bark."]
+    plain = tiny_encoder("llama")
+    wrapped, ins, template = llm2vec_protocol.wrap(texts, instruction, llm2vec_protocol.CHAT_FORMATS[
+        "mistralai/Mistral-7B-Instruct-v0.2"])
+    expected = view(plain, instruction_template=template).encode(wrapped, instruction=ins)
+    got = view(plain, chat_format="mistral", instruction_template="{instruction} ").encode(texts, instruction=instruction)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
