@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
 
 from .errors import Decoder2VecError, choices_error
 
@@ -56,3 +61,73 @@ def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise choices_error("pooling", pooling, POOLINGS)
     return pooling
+
+
+# ---------------------------------------------------------------- trainable latent-attention pooling
+LATENT_ATTENTION_FILE = "latent_attention.safetensors"
+
+
+class LatentAttention(nn.Module):
+    """NV-Embed's latent-attention layer (Lee et al. 2024): the token states are queries of a
+    cross-attention whose keys and values come from a trainable latent array (latents x dim),
+    followed by an MLP, each with a residual; the result is pooled as usual (NV-Embed: mean).
+    The output projections start at zero, so an untrained layer is the identity: training starts
+    from the pooling the model had. (NV-Embed's MLP is a GEGLU; a GELU MLP of 4 x dim here.)"""
+
+    def __init__(self, dim: int, latents: int = 512, heads: int = 8):
+        super().__init__()
+        if dim % heads:
+            raise Decoder2VecError(f"latent_attention_heads={heads} must divide the model's dimension {dim}")
+        self.dim, self.heads, self.n_latents = dim, heads, latents
+        self.latents = nn.Parameter(torch.randn(latents, dim) * dim ** -0.5)
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        for layer in (self.to_out, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = states.shape
+        heads = self.heads
+        q = self.to_q(self.norm(states)).view(batch, length, heads, dim // heads).transpose(1, 2)
+        k, v = self.to_kv(self.latents).chunk(2, dim=-1)
+        k = k.view(1, -1, heads, dim // heads).transpose(1, 2)
+        v = v.view(1, -1, heads, dim // heads).transpose(1, 2)
+        # Every token attends to the latents only (never to other tokens), so padding needs no mask.
+        out = nn.functional.scaled_dot_product_attention(q, k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+        states = states + self.to_out(out.transpose(1, 2).reshape(batch, length, dim))
+        return states + self.mlp(states)
+
+    def settings(self) -> dict[str, str]:
+        return {"dim": str(self.dim), "latents": str(self.n_latents), "heads": str(self.heads)}
+
+
+def save_latent_attention(module: LatentAttention, folder) -> None:
+    """Write the layer (fp32) and its sizes to <folder>/latent_attention.safetensors."""
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(tensors, str(Path(folder) / LATENT_ATTENTION_FILE), metadata=module.settings())
+
+
+def load_latent_attention(folder) -> LatentAttention | None:
+    """The folder's trained latent-attention layer, else None."""
+    path = Path(folder) / LATENT_ATTENTION_FILE
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        module = LatentAttention(int(meta["dim"]), latents=int(meta["latents"]), heads=int(meta["heads"]))
+        module.load_state_dict(tensors)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise Decoder2VecError(f"{path}: not a decoder2vec latent-attention file ({type(exc).__name__}: {exc})") from exc
+    return module.eval()
+
+
+def latent_attention_pool(module: LatentAttention, states: torch.Tensor, mask: torch.Tensor,
+                          attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The latent-attention layer over the token states (float32), then `pooling` as `pool` does."""
+    return pool(module.to(states.device)(states.float()), mask, attention_mask, pooling)

@@ -107,6 +107,11 @@ class EmbeddingConfig(StageConfig):
         "Matryoshka training: the loss is summed over these prefix lengths of the vector, each renormalised "
         "(list the full dimension too to train it); []: the full vector only", factory=list)
     matryoshka_weights: list | None = _help("weight of each matryoshka_dims entry in the sum; null: all 1", None)
+    latent_attention: int = _help(
+        "NV-Embed latent-attention pooling: a trainable layer of this many latents over the token states before "
+        "`pooling` (NV-Embed: 512, then mean), saved as latent_attention.safetensors; 0: none (an input folder "
+        "that has the layer keeps training it)", 0)
+    latent_attention_heads: int = _help("attention heads of the latent-attention layer (must divide the dimension)", 8)
 
 
 @dataclass
@@ -289,6 +294,10 @@ def validate(config: StageConfig) -> None:
         for key in ("attention_dropout", "hidden_dropout"):
             need(0 <= getattr(config, key) < 1, f"{key} must be in [0, 1), got {getattr(config, key)}")
         _check_matryoshka(config)
+        need(isinstance(config.latent_attention, int) and config.latent_attention >= 0,
+             f"latent_attention must be an integer >= 0 (latents; 0: none), got {config.latent_attention!r}")
+        need(isinstance(config.latent_attention_heads, int) and config.latent_attention_heads >= 1,
+             f"latent_attention_heads must be an integer >= 1, got {config.latent_attention_heads!r}")
     if isinstance(config, ContrastiveConfig):
         need(config.scale > 0, f"scale must be > 0, got {config.scale}")
     if isinstance(config, DistillConfig):

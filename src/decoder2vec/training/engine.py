@@ -5,6 +5,7 @@
         decoder2vec_config.json   ... "stages": [..., {"stage": "simcse", "steps": ..., "final_loss": ...}]
         adapter/                  this stage's LoRA adapter alone (its base: the stage's input model)
         distill_projection.safetensors   (distill, mse, dimensions differ) the trained projection, unused by the Encoder
+        latent_attention.safetensors     (latent_attention > 0) the trained latent-attention pooling layer
         logs/                     log.csv (+ TensorBoard events)
 
 A folder with decoder2vec_config.json whose last stage is this stage is finished: re-running the
@@ -41,6 +42,7 @@ from .mntp import MNTPStage
 from .simcse import SimCSEStage
 from .supervised import SupervisedStage
 from .losses import world
+from .latent_pooling import apply_latent_attention
 from .matryoshka import apply_matryoshka
 from .stage import Stage
 from .throughput import Throughput, layer_parameters, measure_peak_flops
@@ -316,6 +318,7 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     stage = stage_class(config.stage)(config)
     stage.load()
     items = stage.dataset()
+    apply_latent_attention(stage)  # before Matryoshka, which reuses the embedding it finds
     apply_matryoshka(stage)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(stage.net)

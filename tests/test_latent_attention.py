@@ -1,0 +1,71 @@
+"""NV-Embed latent-attention pooling: the layer (identity before training, sizes saved with it),
+and training it with a contrastive stage on a tiny model: trained, saved, reloaded, kept training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from decoder2vec import Decoder2VecError, Encoder
+from decoder2vec.pooling import (LATENT_ATTENTION_FILE, LatentAttention, latent_attention_pool, load_latent_attention,
+                                 pool, save_latent_attention)
+from decoder2vec.training import train
+from test_training_support import FAST, corpus_file, encoder_folder, pairs_file
+
+
+def test_an_untrained_layer_leaves_the_pooling_as_it_was():
+    torch.manual_seed(0)
+    states, mask = torch.randn(3, 5, 32), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 0, 0]])
+    layer = LatentAttention(32, latents=16, heads=4)
+    assert torch.equal(latent_attention_pool(layer, states, mask, mask, "mean"), pool(states, mask, mask, "mean"))
+    with torch.no_grad():
+        layer.to_out.weight.normal_()
+    assert not torch.allclose(latent_attention_pool(layer, states, mask, mask, "mean"), pool(states, mask, mask, "mean"))
+
+
+def test_the_layer_round_trips_through_its_file(tmp_path):
+    torch.manual_seed(0)
+    layer = LatentAttention(32, latents=16, heads=4)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    save_latent_attention(layer, tmp_path)
+    loaded = load_latent_attention(tmp_path)
+    assert (loaded.n_latents, loaded.heads, loaded.dim) == (16, 4, 32)
+    states = torch.randn(2, 4, 32)
+    assert torch.equal(loaded(states), layer.eval()(states))
+    assert load_latent_attention(tmp_path / "nothing") is None
+
+
+def test_heads_must_divide_the_dimension():
+    with pytest.raises(Decoder2VecError, match="latent_attention_heads=5 must divide the model's dimension 32"):
+        LatentAttention(32, latents=4, heads=5)
+
+
+def test_a_contrastive_stage_trains_and_saves_the_layer_and_the_next_stage_keeps_training_it(tmp_path):
+    folder = train({"stage": "simcse", "model": str(encoder_folder(tmp_path)), "data": [str(corpus_file(tmp_path))],
+                    "output_dir": str(tmp_path / "simcse"), "min_words": 3, "latent_attention": 8,
+                    "latent_attention_heads": 4, "learning_rate": 1e-2, **FAST, "max_steps": 3})
+    layer = load_latent_attention(folder)
+    assert layer.n_latents == 8 and layer.heads == 4
+    assert layer.to_out.weight.abs().sum() > 0  # started at zero: trained
+    record = json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]
+    assert record["hyperparameters"]["latent_attention"] == 8
+    with pytest.raises(Decoder2VecError, match="already has a latent-attention layer of 8 latents"):
+        train({"stage": "supervised", "model": str(folder), "data": [str(pairs_file(tmp_path))],
+               "output_dir": str(tmp_path / "bad"), "latent_attention": 16, **FAST, "max_steps": 1})
+    second = train({"stage": "supervised", "model": str(folder), "data": [str(pairs_file(tmp_path))],
+                    "output_dir": str(tmp_path / "supervised"), "learning_rate": 1e-2, **FAST, "max_steps": 2})
+    again = load_latent_attention(second)
+    assert again is not None and not torch.equal(again.to_out.weight, layer.to_out.weight)
+    # The layer's vectors: the folder's token states through the loaded layer, then its pooling.
+    encoder = Encoder.from_pretrained(second)
+    ids, masks, _ = encoder.tokenize(["a short text", "another one"])
+    batch = encoder.collate(ids, masks)
+    with torch.no_grad():
+        vectors = latent_attention_pool(again, encoder.hidden_states(batch), batch.pool_mask, batch.attention_mask,
+                                        encoder.pooling)
+    assert vectors.shape == (2, 32) and torch.isfinite(vectors).all()
+    assert (second / LATENT_ATTENTION_FILE).is_file()
