@@ -176,3 +176,37 @@ def test_distill_lowers_the_held_out_loss_on_smollm2(tmp_path):
     record = Encoder.from_pretrained(folder).config.stages[-1]
     before, after = record["before"]["distill_eval_loss"], record["after"]["distill_eval_loss"]
     assert after < before, (before, after)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_distill_run_resumes_without_running_the_teacher_again(tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    class KillAt3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise _Killed()
+
+    recipe = {"stage": "distill", "model": str(encoder_folder(tmp_path)), "teacher": "minilm",
+              "data": [str(pairs_file(tmp_path))], "output_dir": str(tmp_path / "distill"), "learning_rate": 3e-3,
+              **FAST, "max_steps": 4, "save_steps": 2}
+    with pytest.raises(_Killed):
+        train(recipe, callbacks=[KillAt3()])
+    saved = torch.load(tmp_path / "distill.checkpoints" / "checkpoint-2" / EXTRAS_NAME,
+                       weights_only=True)["distill_projection"]["32.weight"]
+    calls, loaded = [], []
+    monkeypatch.setattr(teacher_module, "encode_with_teacher", lambda *a, **k: calls.append(1))
+    real_load = _load_extras.__globals__["_load_extras"]
+
+    def spy(stage, checkpoint):
+        real_load(stage, checkpoint)
+        loaded.append(stage.projection["32"].weight.detach().clone())
+
+    monkeypatch.setitem(_load_extras.__globals__, "_load_extras", spy)
+    folder = train(recipe)
+    assert calls == []  # the teacher's vectors came from the checkpoints folder
+    assert len(loaded) == 1 and torch.equal(loaded[0], saved)  # the projection of checkpoint-2, not a fresh one
+    assert json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]["steps"] == 4
