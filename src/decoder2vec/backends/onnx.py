@@ -71,10 +71,13 @@ def quantize_graph(source: Path, target: Path) -> Path:
 class OnnxBackend(Backend):
     name = "onnx"
 
-    def __init__(self, graph: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None):
+    def __init__(self, graph: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None,
+                 options=None):
+        """options: an onnxruntime.SessionOptions to start from (benchmarks/profile_encode.py sets
+        profiling and graph optimisation levels on it)."""
         super().__init__(config, pad_id)
         ort = require("onnxruntime", "the onnx backend")
-        options = ort.SessionOptions()
+        options = options or ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.graph = Path(graph)

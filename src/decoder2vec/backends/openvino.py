@@ -35,12 +35,18 @@ def convert_graph(onnx_graph: Path, target: Path, *, weights: str = "float32") -
 class OpenVinoBackend(Backend):
     name = "openvino"
 
-    def __init__(self, ir: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None):
+    def __init__(self, ir: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None,
+                 properties: dict | None = None):
+        """properties: extra OpenVINO CPU properties over the defaults below (benchmarks/profile_encode.py
+        compares them; e.g. {"PERF_COUNT": True} for per-node timings)."""
         super().__init__(config, pad_id)
         ov = require("openvino", "the openvino backend")
-        # CACHE_DIR: OpenVINO keeps the compiled blob beside the IR, so a later load skips compiling.
-        properties = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                      "CACHE_DIR": str(Path(ir).parent / "compiled")}
+        # LATENCY: one request at a time uses every core (THROUGHPUT would split them into streams
+        # that a synchronous encode loop leaves idle). CACHE_DIR: OpenVINO keeps the compiled blob
+        # beside the IR, so a later load skips compiling.
+        defaults = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                    "CACHE_DIR": str(Path(ir).parent / "compiled")}
+        properties = {**defaults, **(properties or {})}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = threads
         self.ir = Path(ir)
