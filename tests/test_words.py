@@ -175,3 +175,120 @@ def test_encode_words_on_a_model():
     means = encode_words(encoder, [text], [np.array([[0, 9]])])[0]
     inside = [i for i, (s, e) in enumerate(tokens["offsets"]) if s < 9 and e > 0 and e > s]
     np.testing.assert_allclose(means[0], tokens["token_embeddings"][inside].mean(0), atol=1e-6)
+
+
+# ----------------------------------------------------------------- LibreOffice markup labels
+# Real help HTML (en-US text/shared/find_toolbar.html; de's Calc load options and Basic types),
+# whitespace and surrounding page trimmed; the macOS/default key variants are hidden, as there.
+PAGE = """<html><head><title>Find Bar</title></head><body><div id="DisplayArea">
+<h1 id="hd_id701641581066778" dir="auto">Find Bar</h1>
+<p id="par_id3147762" class="paragraph" dir="auto">The <span class="menuitem">Find</span> toolbar can be used to
+quickly search the contents of LibreOffice documents.</p>
+<div class="notetext"><p id="par_id211641581251728" dir="auto">Use the shortcut <span id="swlnsystextswritermain0202xml_1"
+class="switchinline"><span hidden="true" id="MACtextswritermain0202xml_1" class="MAC"><span class="keycode">Command</span>
+</span><span hidden="true" id="defaulttextswritermain0202xml_1"><span class="keycode">Ctrl</span></span></span><span
+class="keycode"> + F</span> to quickly open the <span class="menuitem">Find</span> toolbar.</p></div>
+<p id="par_id761641582194558" class="paragraph" dir="auto">Opens the <a target="_top"
+href="en-US/text/swriter/guide/finding.html">Find and Replace</a> dialog.</p>
+<p id="par_id3256155" class="listitem" dir="auto"><span class="emph">Nie neu berechnen</span> \u2013 Keine Formel.</p>
+<p id="par_id0709201509091312" class="ul_item" dir="auto"><span class="literal">string</span>: Alphanumerische Werte;</p>
+<p id="par_id3150131" class="tablecontentintable" dir="auto">                     <span class="input">5</span></p>
+<p class="paragraph">No id: not a help paragraph.</p>
+</div></body></html>"""
+
+
+def test_markup_labels_from_a_real_page():
+    from decoder2vec.data.markup import page_words
+    from decoder2vec.data.sources import parse_help_page
+
+    paragraphs = page_words(PAGE)
+    # the same paragraph texts as the training data reads (data/sources.py)
+    assert [p["text"] for p in paragraphs] == parse_help_page(PAGE)["paragraphs"]
+    labelled = [list(zip((p["text"][s:e] for s, e in p["spans"]), p["labels"])) for p in paragraphs]
+    O = "O"
+    assert labelled == [
+        [("Find", O), ("Bar", O)],
+        [("The", O), ("Find", "menuitem"), ("toolbar", O), ("can", O), ("be", O), ("used", O), ("to", O),
+         ("quickly", O), ("search", O), ("the", O), ("contents", O), ("of", O), ("LibreOffice", O),
+         ("documents.", O)],
+        [("Use", O), ("the", O), ("shortcut", O), ("+", "keycode"), ("F", "keycode"), ("to", O), ("quickly", O),
+         ("open", O), ("the", O), ("Find", "menuitem"), ("toolbar.", O)],
+        [("Opens", O), ("the", O), ("Find", "link"), ("and", "link"), ("Replace", "link"), ("dialog.", O)],
+        [("Nie", "emph"), ("neu", "emph"), ("berechnen", "emph"), ("\u2013", O), ("Keine", O), ("Formel.", O)],
+        [("string:", "literal"), ("Alphanumerische", O), ("Werte;", O)],
+        [("5", "input")],
+    ]
+
+
+# ----------------------------------------------------------------- CoNLL-2003 and the probe
+CONLL = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+to TO B-VP O
+boycott VB I-VP O
+British JJ B-NP B-MISC
+lamb NN I-NP O
+. . O O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+
+BRUSSELS NNP B-NP B-LOC
+1996-08-22 CD I-NP O
+"""
+
+
+@pytest.fixture
+def conll_folder(tmp_path):
+    (tmp_path / "train.txt").write_text(CONLL * 20, encoding="utf-8")  # enough for a regularised probe
+    (tmp_path / "test.txt").write_text(CONLL, encoding="utf-8")
+    return tmp_path
+
+
+def _word_probe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "word_probe.py"
+    spec = importlib.util.spec_from_file_location("word_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_conll_reader_and_hub_errors(conll_folder, monkeypatch):
+    from decoder2vec.data.conll import conll2003, read_conll
+
+    sentences = conll2003("test", conll_folder)
+    assert sentences == read_conll(conll_folder / "test.txt")
+    assert [len(w) for w, _ in sentences] == [9, 2, 2]
+    assert sentences[1] == (["Peter", "Blackburn"], ["B-PER", "I-PER"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Decoder2VecError, match=r"^CoNLL-2003 train: eriktks/conll2003 is not a local folder and "
+                                               r"the hub is offline"):
+        conll2003("train")
+    with pytest.raises(Decoder2VecError, match="CoNLL-2003 split"):
+        conll2003("dev", conll_folder)
+    (conll_folder / "bad.txt").write_text("EU\n", encoding="utf-8")
+    with pytest.raises(Decoder2VecError, match=r"bad.txt:1: expected 'word ... TAG'"):
+        read_conll(conll_folder / "bad.txt")
+
+
+def test_probe_on_conll(conll_folder, monkeypatch):
+    """The benchmark's CoNLL path end to end on a local file: the word-form probe trained and
+    tested on the same sentences (repeated for training) recalls every tag (macro-F1 1.0); a tiny model's word vectors
+    go through the same probe."""
+    probe = _word_probe()
+    monkeypatch.setattr(probe, "MIN_SUPPORT", 1)
+    train, test = probe.conll_task(str(conll_folder), 100, 10)
+    assert len(train) == 60 and len(test) == 3
+    assert train[0][0] == "EU rejects German call to boycott British lamb ."
+    result = probe.probe(probe.word_form, train, test)
+    assert result["train_words"] == 260 and result["test_words"] == 13
+    assert list(result["per_label"]) == ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-PER"]
+    assert result["macro_f1"] == 1.0
+    tiny = probe.probe(probe.decoder2vec_words(tiny_encoder("llama"), "first"), train, test)
+    assert tiny["test_words"] == 13 and list(tiny["per_label"]) == list(result["per_label"])
