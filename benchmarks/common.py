@@ -76,6 +76,33 @@ def run_worker(command: list[str], texts: list[str], workdir: Path, name: str) -
     return report, np.load(vectors_file)
 
 
+def st_backends_python() -> str:
+    """The python of sentence-transformers' onnx/openvino venv (built on first use by
+    st_backends_setup.sh, a few minutes): optimum needs transformers < 4.58."""
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "st_backends_setup.sh")], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def st_backends_model_dir(workdir: Path, graph: Path, ir: Path) -> str:
+    """A folder that optimum (transformers 4.5x) loads without exporting anything: the reference
+    copy of the packaged SmolLM2 (reference_model_dir) plus decoder2vec's own exported fp32 graph as
+    onnx/model.onnx and its OpenVINO IR as openvino/openvino_model.xml - the bidirectional model,
+    so sentence-transformers' engines compute the same vectors (all files linked, none copied)."""
+    target = workdir / "st-backends-model"
+    target.mkdir(exist_ok=True)
+    for file in Path(reference_model_dir()).iterdir():
+        if file.is_file() and not (target / file.name).exists():
+            (target / file.name).symlink_to(file.resolve())
+    links = {"onnx/model.onnx": graph, "openvino/openvino_model.xml": ir,
+             "openvino/openvino_model.bin": Path(ir).with_suffix(".bin")}
+    for name, source in links.items():
+        (target / name).parent.mkdir(exist_ok=True)
+        if not (target / name).exists():
+            (target / name).symlink_to(Path(source).resolve())
+    return str(target)
+
+
 def reference_command() -> list[str]:
     return [reference_python(), str(REFERENCE / "worker.py"), "--model", reference_model_dir()]
 

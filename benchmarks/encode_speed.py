@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,12 +43,13 @@ import numpy as np
 
 from common import (
     cosines, count_tokens, matmul_peak_gflops, non_embedding_params, peak_rss_mib, reference_command,
-    run_worker, scratch_dir, wiki_texts,
+    run_worker, scratch_dir, st_backends_model_dir, st_backends_python, wiki_texts,
 )
 
 ENGINES = ("llm2vec", "sentence-transformers", "sentence-transformers-onnx", "sentence-transformers-openvino",
            "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled",
            "decoder2vec-onnx", "decoder2vec-onnx-int8", "decoder2vec-openvino", "decoder2vec-openvino-int8")
+ST_EXPORTED = ("sentence-transformers-onnx", "sentence-transformers-openvino")
 BATCH_SIZE = 32
 STSB_PAIRS = 300  # STS-B dev pairs for the fp32/int8 quality check (as in session 2)
 
@@ -60,26 +62,41 @@ def engine_options(engine: str) -> dict:
 
 
 # ---------------------------------------------------------------- workers (one process each)
+def load_st_exported(engine: str, model: str):
+    """sentence-transformers 5 with backend onnx/openvino, in st_backends_setup.sh's venv (no
+    decoder2vec imports: that venv has transformers 4.5x). `model`: common.st_backends_model_dir,
+    which holds decoder2vec's exported bidirectional graph, so optimum loads it and exports nothing."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+
+    backend = engine.rpartition("-")[2]
+    body = Transformer(model, max_seq_length=512, backend=backend)
+    if body.tokenizer.pad_token is None:
+        body.tokenizer.pad_token = body.tokenizer.eos_token
+    st = SentenceTransformer(modules=[body, Pooling(body.get_word_embedding_dimension(), "mean")], device="cpu",
+                             backend=backend)
+    return lambda texts: st.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
+
+
 def load_engine(engine: str, model: str | None = None):
     """-> encode function texts -> vectors."""
+    if engine in ST_EXPORTED:
+        return load_st_exported(engine, model)
     import torch
 
     from decoder2vec import Encoder, make_bidirectional
     from decoder2vec.loading import resolve_model
 
-    if engine.startswith("sentence-transformers"):
+    if engine == "sentence-transformers":
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-        backend = engine.rpartition("-")[2] if engine != "sentence-transformers" else "torch"
-        kwargs = {"dtype": torch.float32} if backend == "torch" else {}
-        body = Transformer(resolve_model(model), max_seq_length=512, model_kwargs=kwargs, backend=backend)
+        body = Transformer(resolve_model(model), max_seq_length=512, model_kwargs={"dtype": torch.float32})
         # sentence-transformers 6 renders plain texts through the tokenizer's chat template when it
         # has one (SmolLM2-Instruct does): ~20 extra tokens per text and different vectors. The
         # other engines encode the bare text, so this one must too.
         body.modality_config.pop("message", None)
-        if backend == "torch":
-            make_bidirectional(body.auto_model)
+        make_bidirectional(body.auto_model)
         st = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
         return lambda texts: st.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
     options = engine_options(engine)
@@ -89,13 +106,14 @@ def load_engine(engine: str, model: str | None = None):
     return lambda texts: encoder.encode(texts, batch_size=BATCH_SIZE)
 
 
-def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_model: str | None = None) -> None:
+def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_model: str | None = None,
+           model: str | None = None) -> None:
     import torch
 
     texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
     started = time.perf_counter()
     try:
-        encode = load_engine(engine)
+        encode = load_engine(engine, model)
     except Exception as exc:  # noqa: BLE001 - ST raises a bare Exception when optimum is missing
         if not engine.startswith("sentence-transformers-"):
             raise
@@ -112,10 +130,9 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_mode
     vectors = encode(texts)
     seconds = time.perf_counter() - start
     np.save(output, np.asarray(vectors, dtype=np.float32))
-    tokens = count_tokens(texts)
+    # tokens/s is computed by the parent (count_tokens needs decoder2vec, absent from the ST venv).
     report = {
-        "engine": engine, "texts": len(texts), "tokens": tokens, "seconds": seconds,
-        "tokens_per_s": tokens / seconds, "load_seconds": load_seconds, "warmup_seconds": warmup_seconds,
+        "engine": engine, "texts": len(texts), "seconds": seconds, "load_seconds": load_seconds, "warmup_seconds": warmup_seconds,
         "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
         "weights": "int8" if "int8" in engine else "float32",
     }
@@ -145,8 +162,9 @@ def worker_main() -> None:
     parser.add_argument("--texts", required=True, help="JSON list of strings")
     parser.add_argument("--output", required=True, help=".npy file for the vectors")
     parser.add_argument("--stsb-model", dest="stsb_model")
+    parser.add_argument("--model", help="model folder (sentence-transformers' onnx/openvino engines)")
     args = parser.parse_args()
-    worker(args.worker, args.texts, args.output, stsb_model=args.stsb_model)
+    worker(args.worker, args.texts, args.output, stsb_model=args.stsb_model, model=args.model)
 
 
 def main() -> None:
@@ -159,8 +177,9 @@ def main() -> None:
                         help="trained encoder for the per-engine STS-B dev Spearman (default runs/demo/supervised; "
                              "the packaged SmolLM2 is untrained and scores near 0)")
     parser.add_argument("--json", dest="json_out", help="write the table as JSON here")
-    parser.add_argument("--st-python", dest="st_python", default=sys.executable,
-                        help="python with optimum-onnx/optimum-intel for sentence-transformers' onnx/openvino engines")
+    parser.add_argument("--st-python", dest="st_python", default=None,
+                        help="python with sentence-transformers[onnx,openvino] for those two engines (default: the "
+                             "venv benchmarks/st_backends_setup.sh builds on first use)")
     args = parser.parse_args()
     if args.stsb and not Path(args.stsb_model).exists():
         raise SystemExit(f"--stsb-model {args.stsb_model} does not exist (train it: decoder2vec demo) or pass --no-stsb")
@@ -180,8 +199,21 @@ def main() -> None:
     print(f"{len(texts)} Wikipedia paragraphs, {tokens} tokens; torch threads {torch.get_num_threads()}; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s; load average {load_before:.1f}", flush=True)
 
-    commands = {name: [args.st_python if name.startswith("sentence-transformers-") else sys.executable, __file__,
-                       "--worker", name] for name in args.engines if name != "llm2vec"}
+    commands = {name: [sys.executable, __file__, "--worker", name] for name in args.engines if name != "llm2vec"}
+    st_exported = [name for name in args.engines if name in ST_EXPORTED]
+    if st_exported:
+        # Both run decoder2vec's exported graph / IR (built here once, from the artifact cache).
+        graph = Encoder.from_pretrained(backend="onnx", pooling="mean", bidirectional=True, max_length=512).backend.graph
+        ir = Encoder.from_pretrained(backend="openvino", pooling="mean", bidirectional=True, max_length=512).backend.ir
+        try:
+            st_python = args.st_python or st_backends_python()
+        except subprocess.CalledProcessError as exc:  # no network for pip, say: those two are skipped
+            print(f"sentence-transformers onnx/openvino skipped: st_backends_setup.sh failed: {exc.stderr[-300:]}")
+            args.engines = [name for name in args.engines if name not in st_exported]
+        else:
+            for name in st_exported:
+                commands[name] = [st_python, __file__, "--worker", name,
+                                  "--model", st_backends_model_dir(workdir, graph, ir)]
     commands["llm2vec"] = reference_command()
     # STS-B (a second model load and ~1,500 pairs) runs in round 1 only: round 1 is also the one
     # left out of peak RSS (it exports), so the other rounds measure one model's memory.
@@ -196,6 +228,8 @@ def main() -> None:
             if "skipped" in report:
                 print(f"  round {r + 1} {name:30s} skipped: {report['skipped']}", flush=True)
                 continue
+            if name != "llm2vec":
+                report["tokens"], report["tokens_per_s"] = tokens, tokens / report["seconds"]
             runs[name].append(report)
             vectors.setdefault(name, vecs)
             print(f"  round {r + 1} {name:30s} {report['tokens_per_s']:7.0f} tokens/s  "
