@@ -199,9 +199,9 @@ class FinetuneConfig(StageConfig):
     learning_rate: float = _help("peak learning rate", 5e-4)
     eval_examples: int = _help("labelled rows held out (seeded) and scored (accuracy) before and after training", 0)
 
+
 STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig,
-                 "distill": DistillConfig,
-                 "finetune": FinetuneConfig}
+                 "distill": DistillConfig, "finetune": FinetuneConfig}
 DISTILL_LOSSES = ("mse", "similarity_kl")
 MASK_POLICIES = ("80-10-10", "all-mask")
 MASK_TOKENS = ("auto", "underscore", "eos", "add")
