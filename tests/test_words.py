@@ -99,6 +99,10 @@ def test_token_options():
     with pytest.warns(UserWarning, match="left out 1 empty"):
         skipped = _tokens(encoder, ["a dog", " ", "a cat"], on_empty="skip")
     assert [encoder.tokenizer.decode(o["input_ids"]) for o in skipped] == ["a dog", "a cat"]
+    with pytest.warns(UserWarning, match="left out 1 empty"):
+        assert _tokens(encoder, " ", on_empty="skip") == []
+    with pytest.raises(Decoder2VecError, match=r"texts\[0\] is empty"):
+        _tokens(encoder, "")
     short = tiny_encoder("llama", max_length=6)
     with pytest.warns(UserWarning, match="1 of 1 texts were longer than max_length=6"):
         cut = _tokens(short, TEXTS[0], instruction="Find it")

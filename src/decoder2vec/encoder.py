@@ -601,7 +601,7 @@ class Encoder:
                 token_ids = np.asarray(ids[i], dtype=np.int64)[masks[i]]
                 out[i] = {"token_embeddings": vectors, "offsets": offsets[i],
                           "input_ids": torch.from_numpy(token_ids) if convert_to_tensor else token_ids}
-        return out[0] if single else out
+        return out[0] if single and out else out  # a skipped empty string: []
 
     def _text_tokens(self, texts: list[str], instructions: list[str | None]):
         """(ids, text masks, offsets into each text, n_truncated) for token embeddings.
