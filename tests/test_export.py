@@ -69,6 +69,14 @@ def test_prompts_exclude_the_instruction(tmp_path):
     assert_same_vectors(encoder, st_model(out), TEXTS, instruction=INSTRUCTION)
 
 
+def test_chat_format_and_llm2vec_pool_span_are_named_as_gaps():
+    encoder = tiny_encoder("llama")
+    encoder.config.chat_format, encoder.config.pool_span = "llama-3", "llm2vec"
+    gaps = sentence_transformers_gaps(encoder, {"q": INSTRUCTION})
+    assert [g.split(" ")[0] for g in gaps[:2]] == ["chat_format", "pool_span"]
+    assert all("--exact" in g for g in gaps[:2])
+
+
 def test_save_pretrained_folder_becomes_loadable(tmp_path):
     encoder = tiny_encoder("qwen2")
     folder = encoder.save_pretrained(tmp_path / "enc")  # writes the sentence-transformers files too

@@ -173,7 +173,7 @@ def effective_config(model: str, load: dict) -> EncoderConfig:
     config = read_config(source) if Path(source).is_dir() else None
     if config is None:
         config = EncoderConfig(base_model=str(model))
-    for key in ("pooling", "bidirectional", "max_length", "instruction_template"):
+    for key in ("pooling", "bidirectional", "max_length", "instruction_template", "pool_span", "chat_format"):
         if load.get(key) is not None:
             setattr(config, key, load[key])
     return config

@@ -35,10 +35,18 @@ def sentence_transformers_gaps(encoder, instructions: dict[str, str] | None = No
     while decoder2vec pools by character offsets; the two agree unless the tokenizer adds special
     tokens or merges the prompt's last characters with the text's first (e.g. a trailing space).
     """
+    gaps = []
+    # Neither can be written as an ST prompt (a prefix): the chat format also puts text after the
+    # input, and llm2vec's pool span counts the text's tokens as if tokenized alone.
+    if encoder.config.chat_format:
+        gaps.append(f"chat_format {encoder.config.chat_format!r} wraps every input in a chat template, which a "
+                    "sentence-transformers prompt cannot express (export with exact=True / --exact)")
+    if encoder.config.pool_span != "offsets":
+        gaps.append(f"pool_span {encoder.config.pool_span!r} pools the last n tokens (n = the text's count tokenized "
+                    "alone), which sentence-transformers' prompt-length rule does not (export with exact=True / --exact)")
     mode, include_prompt = POOLING_TO_ST.get(encoder.pooling, (None, True))
     if include_prompt:
-        return []  # last/first token: both pick the same position
-    gaps = []
+        return gaps  # last/first token: both pick the same position
     tok = encoder.tokenizer
     probe = "Hello world"
     with_special = tok(probe, add_special_tokens=True)["input_ids"]

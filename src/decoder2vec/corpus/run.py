@@ -115,6 +115,7 @@ def corpus_settings(config, files, **kwargs) -> dict:
     model = {} if config is None else {
         "base_model": config.base_model, "pooling": config.pooling, "bidirectional": bool(config.bidirectional),
         "max_length": config.max_length, "instruction_template": config.instruction_template,
+        "pool_span": config.pool_span, "chat_format": config.chat_format,
     }
     return {**model, "inputs": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in files],
             **kwargs}
