@@ -47,12 +47,13 @@ def compare(results_list) -> str:
         legend = [f"  {chr(65 + i)} = {label}" for i, label in enumerate(labels)]
         labels = [chr(65 + i) for i in range(len(labels))]
     width = max(8, *(len(label) for label in labels))
-    first = max(34, *(len(n) + 14 for n in names))
+    rows = {name: f"{name} ({info['language']}, {info['metric']})"
+            for name in names for info in [next(r["tasks"][name] for r in results_list if name in r["tasks"])]}
+    first = max(34, len("average de without LibreOffice") + 2, *(len(row) + 2 for row in rows.values()))
     header = f"{'task':<{first}}" + "".join(f"{label:>{width + 2}}" for label in labels)
     lines = legend + [header, "-" * len(header)]
     for name in names:
-        info = next(r["tasks"][name] for r in results_list if name in r["tasks"])
-        row = f"{name} ({info['language']}, {info['metric']})"
+        row = rows[name]
         cells = [r["tasks"][name]["main_score"] * 100 if name in r["tasks"] else None for r in results_list]
         lines.append(f"{row:<{first}}" + "".join(_cell(c, width) for c in cells))
     lines.append("-" * len(header))
