@@ -121,6 +121,7 @@ def test_similarity_kl_needs_no_projection(tmp_path):
 @pytest.mark.parametrize("values, match", [
     ({"distill_loss": "cosine"}, "distill_loss"),
     ({"temperature": 0}, "temperature"),
+    ({"distill_loss": "similarity_kl", "per_device_train_batch_size": 1}, "must be >= 2"),
     ({"matryoshka_dims": [16, 16]}, "twice"),
     ({"matryoshka_dims": [16, 8], "matryoshka_weights": [1.0]}, "matryoshka_weights"),
     ({"matryoshka_dims": ["16"]}, "matryoshka_dims"),

@@ -304,6 +304,9 @@ def validate(config: StageConfig) -> None:
         if config.distill_loss not in DISTILL_LOSSES:
             raise choices_error("distill_loss", config.distill_loss, DISTILL_LOSSES)
         need(config.temperature > 0, f"temperature must be > 0, got {config.temperature}")
+        need(config.distill_loss != "similarity_kl" or config.per_device_train_batch_size >= 2,
+             "distill_loss: similarity_kl compares each text with the batch's others: per_device_train_batch_size "
+             f"must be >= 2, got {config.per_device_train_batch_size}")
         need(isinstance(config.teacher_batch_size, int) and config.teacher_batch_size >= 1,
              f"teacher_batch_size must be an integer >= 1, got {config.teacher_batch_size!r}")
         need(bool(config.teacher), "distill: teacher is required (minilm, a sentence-transformers model or an "
