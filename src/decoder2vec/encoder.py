@@ -585,6 +585,8 @@ class Encoder:
         _check_int("batch_size", batch_size)
         _check_int("max_batch_tokens", max_batch_tokens, optional=True)
         texts, instructions, _ = _split_empty(texts, instructions, on_empty)
+        if not texts:
+            return []  # every text was empty and skipped
         ids, masks, offsets, truncated = self._text_tokens(texts, instructions)
         _warn_truncated(truncated, len(texts), self.max_length)
         out: list = [None] * len(texts)
@@ -601,7 +603,7 @@ class Encoder:
                 token_ids = np.asarray(ids[i], dtype=np.int64)[masks[i]]
                 out[i] = {"token_embeddings": vectors, "offsets": offsets[i],
                           "input_ids": torch.from_numpy(token_ids) if convert_to_tensor else token_ids}
-        return out[0] if single and out else out  # a skipped empty string: []
+        return out[0] if single else out
 
     def _text_tokens(self, texts: list[str], instructions: list[str | None]):
         """(ids, text masks, offsets into each text, n_truncated) for token embeddings.
