@@ -229,3 +229,20 @@ def test_training_sources_hold_no_catalog_or_settings_text():
         candidates = [t for t in evaluated if _four_grams(t) <= grams]  # every 4-gram seen: maybe inside
         blob = "\n".join(training).lower()
         assert [t for t in candidates if t.lower() in blob] == [], code
+
+
+def test_no_packaged_recipe_reads_an_evaluation_only_source():
+    """Every shipped recipe (paper, SmolLM2, the language ones), not only the language recipes."""
+    from pathlib import Path
+
+    import yaml
+
+    from decoder2vec.data.registry import refuse_evaluation_only
+
+    recipes = [p for p in (Path(__file__).parents[1] / "src" / "decoder2vec" / "recipes").rglob("*.yaml")
+               if p.stem != "suite"]
+    assert len(recipes) > 20
+    for path in recipes:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")).get("data") or []
+        for source in [data] if isinstance(data, str) else data:
+            refuse_evaluation_only(str(source))
