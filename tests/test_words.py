@@ -296,3 +296,13 @@ def test_probe_on_conll(conll_folder, monkeypatch):
     assert result["macro_f1"] == 1.0
     tiny = probe.probe(probe.decoder2vec_words(tiny_encoder("llama"), "first"), train, test)
     assert tiny["test_words"] == 13 and list(tiny["per_label"]) == list(result["per_label"])
+
+
+@pytest.mark.parametrize("chat_format", ["llama-2", "qwen"])
+def test_chat_format_markers_are_not_text_tokens(chat_format):
+    """LLM2Vec's chat formats wrap the input; the token embeddings are still only the text's."""
+    encoder = tiny_encoder("llama", chat_format=chat_format)
+    for instruction in INSTRUCTIONS:
+        for text, out in zip(TEXTS, _tokens(encoder, TEXTS, instruction=instruction)):
+            _check_offsets(encoder, text, out)
+            assert encoder.tokenizer.decode(out["input_ids"]).strip() == text.strip()
