@@ -46,7 +46,7 @@ def add_arguments(p):
 
 def run(args):
     keys = parse_overrides(args.overrides)
-    keys.update({key: getattr(args, key) for key, _, _ in FLAGS if getattr(args, key) not in (None, False)})
+    keys.update({key: getattr(args, key) for key, _, _ in FLAGS if getattr(args, key) is not None})
     recipe = recipe_path(args.recipe) if args.recipe else {}
     keys["stage"] = "finetune"  # a recipe of another stage is an error naming its first foreign key
     if not args.recipe and not keys.get("data"):
