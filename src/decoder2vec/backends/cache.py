@@ -19,6 +19,8 @@ from pathlib import Path
 
 # Bump when the exported graph's inputs/outputs or the quantisation change.
 ARTIFACT_VERSION = 1
+# int8 artifacts only (fp32 graphs stay valid): 2 = ONNX int8 weights computed in fp32.
+INT8_VERSION = 2
 
 
 def artifact_key(source, *, bidirectional: bool, weights: str, engine: str) -> str:
@@ -30,7 +32,8 @@ def artifact_key(source, *, bidirectional: bool, weights: str, engine: str) -> s
                 stat = file.stat()
                 files.append((file.name, stat.st_size, stat.st_mtime_ns))
     identity = {"source": str(path.resolve()) if path.exists() else str(source), "files": files,
-                "bidirectional": bidirectional, "weights": weights, "engine": engine, "version": ARTIFACT_VERSION}
+                "bidirectional": bidirectional, "weights": weights, "engine": engine,
+                "version": INT8_VERSION if weights == "int8" else ARTIFACT_VERSION}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -57,12 +57,15 @@ def export_graph(backend: TorchBackend, path: Path) -> Path:
 
 
 def quantize_graph(source: Path, target: Path) -> Path:
-    """int8 weights: MatMul -> MatMulNBits(bits=8), per output channel, symmetric."""
+    """int8 weights: MatMul -> MatMulNBits(bits=8, one scale per 32 weights), symmetric, computed in
+    fp32 (accuracy_level 0). accuracy_level=4 (int8 activations, quantised per 32-wide block of each
+    row) cost the trained demo encoder 2.70 STS-B points (session 3) and was no faster on a CPU
+    without AVX-512 VNNI; weight-only fp32 compute: 0.57 points (docs/performance.md)."""
     onnx = require("onnx", "ONNX int8 weights")
     nbits = require("onnxruntime.quantization.matmul_nbits_quantizer", "ONNX int8 weights")
     model = onnx.load(str(source))
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    quantizer = nbits.MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer = nbits.MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=0)
     quantizer.process()
     quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
     return target
