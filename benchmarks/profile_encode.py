@@ -34,7 +34,7 @@ import torch
 
 from common import count_tokens, wiki_texts
 from decoder2vec import Encoder
-from decoder2vec.backends.base import pad
+from decoder2vec.backends.base import forward_batches, pad
 from decoder2vec.backends.onnx import OnnxBackend, require
 from decoder2vec.backends.openvino import OpenVinoBackend
 from decoder2vec.encoder import _length_batches
@@ -81,8 +81,13 @@ def split(encoder: Encoder, texts) -> dict:
         for ids, masks in work:
             t0 = time.perf_counter()
             input_ids, attention = pad(ids, encoder.backend.pad_id)
+            # The exported backends split a batch into forward calls of at most
+            # max_forward_tokens padded tokens, each padded to its own longest text.
+            pieces = list(forward_batches(ids, encoder.backend.pad_id, encoder.backend.max_forward_tokens)) \
+                if encoder.backend.name != "torch" else [(input_ids, attention)]
             t1 = time.perf_counter()
-            states = encoder.backend.forward(input_ids.to(encoder.device), attention.to(encoder.device))
+            states = encoder.backend.states(ids)[0] if len(pieces) > 1 else \
+                encoder.backend.forward(input_ids.to(encoder.device), attention.to(encoder.device))
             t2 = time.perf_counter()
             pool_mask = torch.zeros(attention.shape, dtype=torch.int64)
             for row, mask in enumerate(masks):
@@ -91,7 +96,7 @@ def split(encoder: Encoder, texts) -> dict:
             t3 = time.perf_counter()
             times.update(padding=t1 - t0, forward=t2 - t1, pooling=t3 - t2)
             real += sum(len(x) for x in ids)
-            padded += input_ids.numel()
+            padded += sum(piece.numel() for piece, _ in pieces)
     return {**times, "padding_share": 1 - real / padded}
 
 
@@ -103,16 +108,17 @@ def op_shares(engine: str, encoder: Encoder, texts, model: str | None) -> tuple[
     if backend.name == "torch":
         with torch.inference_mode(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for ids, _ in work:
-                backend.forward(*pad(ids, backend.pad_id))
+                backend.states(ids)
         for event in prof.key_averages():
             per_op[event.key] += event.self_cpu_time_total / 1e6
     elif backend.name == "openvino":
         profiled = OpenVinoBackend(backend.ir, backend.config, backend.pad_id, weights=backend.weights,
                                    properties={"PERF_COUNT": True})
         for ids, _ in work:
-            profiled.forward(*pad(ids, backend.pad_id))
-            for node in profiled.request.profiling_info:
-                per_op[node.node_type] += node.real_time.total_seconds()
+            for piece in forward_batches(ids, backend.pad_id, backend.max_forward_tokens):
+                profiled.forward(*piece)
+                for node in profiled.request.profiling_info:
+                    per_op[node.node_type] += node.real_time.total_seconds()
     else:
         ort = require("onnxruntime", "profiling the onnx backend")
         options = ort.SessionOptions()
@@ -120,7 +126,7 @@ def op_shares(engine: str, encoder: Encoder, texts, model: str | None) -> tuple[
         profiled = OnnxBackend(backend.graph, backend.config, backend.pad_id, weights=backend.weights,
                                options=options)
         for ids, _ in work:
-            profiled.forward(*pad(ids, backend.pad_id))
+            profiled.states(ids)
         with open(profiled.session.end_profiling()) as trace:
             for event in json.load(trace):
                 if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):

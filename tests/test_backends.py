@@ -103,6 +103,20 @@ def test_vectors_do_not_depend_on_the_batch(family, backend, weights, tmp_path_f
             assert not (flips & ~near_zero).any()
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_batch_runs_as_forward_calls_of_bounded_size_with_the_same_vectors(backend, tmp_path_factory, monkeypatch):
+    encoder = loaded("llama", backend, "float32", tmp_path_factory)
+    whole = encoder.encode(TEXTS, normalize_embeddings=True)
+    widths = []
+    forward = encoder.backend.forward
+    monkeypatch.setattr(encoder.backend, "forward", lambda ids, mask: widths.append(ids.shape) or forward(ids, mask))
+    monkeypatch.setattr(encoder.backend, "max_forward_tokens", 1)  # one text per forward call
+    split = encoder.encode(TEXTS, normalize_embeddings=True)
+    # One call per text, each padded to that text's own length only.
+    assert sorted(widths) == sorted((1, len(ids)) for ids in encoder.tokenize(TEXTS)[0])
+    np.testing.assert_allclose(split, whole, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_save_load_gives_the_same_vectors_and_reuses_the_artifact(backend, tmp_path, monkeypatch):
     encoder = tiny_encoder("qwen2")

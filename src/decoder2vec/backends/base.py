@@ -21,6 +21,14 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(input_ids), torch.from_numpy(attention)
 
 
+def forward_batches(ids: Sequence[Sequence[int]], pad_id: int, max_tokens: int):
+    """Padded (input_ids, attention_mask) pieces of a batch, in order, each at most max_tokens
+    padded tokens (at least one row), each padded to its own longest text."""
+    rows = max(1, max_tokens // max(len(x) for x in ids))
+    for start in range(0, len(ids), rows):
+        yield pad(ids[start:start + rows], pad_id)
+
+
 class Backend:
     """forward(input_ids, attention_mask) -> last hidden states (batch, length, hidden), right padded.
 
@@ -31,6 +39,13 @@ class Backend:
 
     name = "?"
     weights = "float32"  # or "int8": what the matmuls run in
+    # One forward call covers at most this many padded tokens; a larger batch runs as several
+    # calls, each padded to its own longest text. The exported engines allocate a forward's
+    # intermediates at once (attention scores alone are rows x heads x length^2 floats: 184 MB
+    # for 32 rows of 400 tokens on SmolLM2), so this bounds their peak memory, and the narrower
+    # sub-batches carry less padding. Vectors do not depend on it (a text's vector does not
+    # depend on its batch).
+    max_forward_tokens = 4096
 
     def __init__(self, config, pad_id: int):
         self.config = config  # the transformers config (hidden size, family, positions)
@@ -46,8 +61,13 @@ class Backend:
     def states(self, ids: Sequence[Sequence[int]], packed: bool | None = None):
         if packed:
             raise Decoder2VecError(f"packed (unpadded) batches run on the torch backend only, not {self.name!r}")
-        input_ids, attention = pad(ids, self.pad_id)
-        return self.forward(input_ids, attention), attention
+        _, attention = pad(ids, self.pad_id)
+        width = attention.shape[1]
+        parts = []
+        for input_ids, mask in forward_batches(ids, self.pad_id, self.max_forward_tokens):
+            states = self.forward(input_ids, mask)
+            parts.append(torch.nn.functional.pad(states, (0, 0, 0, width - states.shape[1])))
+        return torch.cat(parts) if len(parts) > 1 else parts[0], attention
 
     def info(self) -> dict:
         return {"backend": self.name, "weights": self.weights}
