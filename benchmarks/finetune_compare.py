@@ -8,7 +8,7 @@ the same `decoder2vec finetune` stage: LoRA r=16 on the layers and a new head tr
 the same steps x batch x train_max_length, learning rate and seed. Wall time: the stage (load,
 train, merge, save) and the test-set prediction, on this machine (threads: torch's default).
 
-    python benchmarks/finetune_compare.py                       # ~12 min on a free 2-core CPU
+    python benchmarks/finetune_compare.py                       # sized for <= 15 min on a free 2-core CPU (not yet timed)
     python benchmarks/finetune_compare.py --models smollm2-135m minilm --steps 4 --test-sample 20   # smoke
     python benchmarks/finetune_compare.py --json runs/bench/finetune_compare.json
 
@@ -91,13 +91,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                    help="packaged names, smollm2-135m-causal, minilm, or folders (e.g. runs/demo-quick/mntp)")
-    p.add_argument("--steps", type=int, default=40, help="optimizer steps per model (same for all)")
+    p.add_argument("--steps", type=int, default=20, help="optimizer steps per model (same for all)")
     p.add_argument("--batch-size", type=int, default=8, help="texts per step (same for all)")
     p.add_argument("--train-max-length", type=int, default=64, help="tokens per text, training and test")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (same for all)")
     p.add_argument("--full", action="store_true", help="fine-tune every weight instead of LoRA + head")
     p.add_argument("--train-per-label", type=int, default=40, help="training articles per topic (5 topics)")
-    p.add_argument("--test-sample", type=int, default=250, help="test articles scored")
+    p.add_argument("--test-sample", type=int, default=200, help="test articles scored")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--work", default="runs/finetune_compare", help="where the fine-tuned classifiers are kept")
     p.add_argument("--fresh", action="store_true", help="train again even when a classifier is already there")

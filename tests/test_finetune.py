@@ -7,10 +7,11 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 from tiny import FAMILIES, tiny_encoder
-from transformers import AutoModelForSequenceClassification, TrainerCallback
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
-from decoder2vec import Decoder2VecError
+from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.classification import load_for_classification, predict
 from decoder2vec.cli import main
 from decoder2vec.training import train
@@ -64,7 +65,7 @@ def test_finetune_learns_a_separable_set_and_predicts_the_same_after_save_and_lo
     folder = train(keys(tmp_path, full=full), callbacks=[spy])
     model = load_for_classification(folder)
     assert model.config.id2label == {0: "animal", 1: "country"}
-    tokenizer = __import__("transformers").AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     # Training accuracy on a separable set: every row right.
     assert predict(model, tokenizer, [r["text"] for r in ROWS]) == [r["label"] for r in ROWS]
     with torch.no_grad():
@@ -73,23 +74,32 @@ def test_finetune_learns_a_separable_set_and_predicts_the_same_after_save_and_lo
     # The trained model in memory (LoRA unmerged) = the merged, saved, reloaded one = transformers' own load.
     torch.testing.assert_close(loaded, spy.logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(auto, spy.logits, rtol=0, atol=1e-5)
+    # The folder is an Encoder folder too: its body is the fine-tuned classifier's.
+    body = getattr(model, model.base_model_prefix)
+    with torch.no_grad():
+        torch.testing.assert_close(Encoder.from_pretrained(folder).model(input_ids=IDS).last_hidden_state,
+                                   body(input_ids=IDS).last_hidden_state, rtol=0, atol=1e-5)
     record = json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]
     assert record["stage"] == "finetune" and record["steps"] == 30 and record["hyperparameters"]["full"] is full
 
 
-def test_a_killed_run_resumes_to_the_same_classifier(tmp_path):
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+def test_a_killed_run_resumes_to_the_same_classifier(tmp_path, full):
     """Checkpoints carry the head (LoRA: peft's modules_to_save; full: every weight)."""
-    straight = train(keys(tmp_path, full=True, max_steps=20, output_dir=str(tmp_path / "straight")))
+    straight = train(keys(tmp_path, full=full, max_steps=20, output_dir=str(tmp_path / "straight")))
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 15:
                 raise KeyboardInterrupt
 
-    killed = keys(tmp_path, full=True, max_steps=20, output_dir=str(tmp_path / "killed"))
+    killed = keys(tmp_path, full=full, max_steps=20, output_dir=str(tmp_path / "killed"))
     with pytest.raises(KeyboardInterrupt):
         train(killed, callbacks=[Kill()])
-    assert (tmp_path / "killed.checkpoints" / "checkpoint-10" / "model.safetensors").is_file()
+    checkpoint = tmp_path / "killed.checkpoints" / "checkpoint-10"
+    assert (checkpoint / "model.safetensors").is_file() is full
+    with safe_open(checkpoint / "adapter_model.safetensors", "pt") as adapter:
+        assert any(".score." in k for k in adapter.keys()) is not full  # LoRA: the trained head is in the adapter
     resumed = train(killed)
     with torch.no_grad():
         a = load_for_classification(straight)(**fixed_batch()).logits
