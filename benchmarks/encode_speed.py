@@ -177,12 +177,21 @@ def main() -> None:
                         help="trained encoder for the per-engine STS-B dev Spearman (default runs/demo/supervised; "
                              "the packaged SmolLM2 is untrained and scores near 0)")
     parser.add_argument("--json", dest="json_out", help="write the table as JSON here")
+    parser.add_argument("--stsb-only", dest="stsb_only", action="store_true",
+                        help="only the STS-B check of our engines, in this process (no timing: a quality figure "
+                             "that may be taken on a busy machine)")
     parser.add_argument("--st-python", dest="st_python", default=None,
                         help="python with sentence-transformers[onnx,openvino] for those two engines (default: the "
                              "venv benchmarks/st_backends_setup.sh builds on first use)")
     args = parser.parse_args()
     if args.stsb and not Path(args.stsb_model).exists():
         raise SystemExit(f"--stsb-model {args.stsb_model} does not exist (train it: decoder2vec demo) or pass --no-stsb")
+    if args.stsb_only:
+        for name in args.engines:
+            if name.startswith("decoder2vec"):
+                score = stsb_spearman(load_engine(name, args.stsb_model), limit=STSB_PAIRS)
+                print(f"{name:32s} STS-B dev ({STSB_PAIRS} pairs) Spearman x100 {score:6.2f}", flush=True)
+        return
     if "llm2vec" not in args.engines:
         raise SystemExit("the reference engine llm2vec is needed: ratios and cosines are measured against it")
 
