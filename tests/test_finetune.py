@@ -15,7 +15,7 @@ from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.classification import load_for_classification, predict
 from decoder2vec.cli import main
 from decoder2vec.training import train
-from decoder2vec.training.finetune import label_order, read_labelled
+from decoder2vec.training.finetune import label_order, read_labelled, token_labels, word_spans
 
 # Separable by vocabulary: every "animal" text is made of animal words, every "country" text of
 # place words (tests/tiny.py's tokenizer knows them all).
@@ -168,3 +168,55 @@ def test_the_cli_verb_takes_flags(tmp_path, capsys):
     assert load_for_classification(tmp_path / "cli").config.label2id == {"animal": 0, "country": 1}
     assert main(["finetune", "--model", k["model"], "--output-dir", str(tmp_path / "x")]) == 2
     assert "give a recipe, or --data FILE" in capsys.readouterr().err
+
+
+# Token classification: each word tagged A (animal word), P (place word) or O.
+TAGS = {"fox": "A", "dog": "A", "Paris": "P", "Berlin": "P", "France": "P", "Germany": "P", "Denmark": "P",
+        "Copenhagen": "P"}
+TAGGED = [{"words": t.split(), "tags": [TAGS.get(w, "O") for w in t.split()]} for t in ANIMALS + COUNTRIES]
+
+
+def test_token_labels_go_to_the_first_token_of_each_word():
+    text, spans = word_spans(["Copenhagen", "is", "big"])
+    assert (text, spans) == ("Copenhagen is big", [(0, 10), (11, 13), (14, 17)])
+    # BOS (0, 0), "Copen" "hagen", " is" with its space, a whitespace-only token, "big"
+    offsets = [(0, 0), (0, 5), (5, 10), (10, 13), (13, 14), (14, 17)]
+    assert token_labels(offsets, spans, [7, 8, 9]) == [-100, 7, -100, 8, -100, 9]
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])  # opt: transformers has no token class (generic head)
+def test_token_finetuning_learns_word_tags(tmp_path, family):
+    data = write_jsonl(tmp_path / "tags.jsonl", TAGGED)
+    folder = train(keys(tmp_path, family, task="token", data=[str(data)], text_column="words", label_column="tags",
+                        max_steps=40))
+    model = load_for_classification(folder, "token").eval()
+    assert model.config.id2label == {0: "A", 1: "O", 2: "P"}
+    assert sees_the_last_token_at_position_0(model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    right = total = 0
+    for row in TAGGED:
+        text, spans = word_spans(row["words"])
+        enc = tokenizer(text, return_offsets_mapping=True)
+        gold = token_labels(enc["offset_mapping"], spans, [model.config.label2id[t] for t in row["tags"]])
+        with torch.no_grad():
+            guess = model(input_ids=torch.tensor([enc["input_ids"]])).logits[0].argmax(-1).tolist()
+        pairs = [(g, p) for g, p in zip(gold, guess) if g != -100]
+        right, total = right + sum(g == p for g, p in pairs), total + len(pairs)
+    assert total == sum(len(r["words"]) for r in TAGGED)  # every word scored once
+    assert right == total  # training accuracy on a separable set: every word right
+
+
+def sees_the_last_token_at_position_0(model) -> bool:
+    changed = IDS.clone()
+    changed[0, -1] = 11
+    with torch.no_grad():
+        return not torch.allclose(model(input_ids=IDS).logits[0, 0], model(input_ids=changed).logits[0, 0])
+
+
+def test_token_rows_are_checked(tmp_path):
+    bad = write_jsonl(tmp_path / "tags.jsonl", [TAGGED[0], {"words": ["a", "fox"], "tags": ["O"]}])
+    with pytest.raises(Decoder2VecError, match=r"tags\.jsonl:2: 'tags' must be a list of 2 labels"):
+        train(keys(tmp_path, task="token", data=[str(bad)], text_column="words", label_column="tags"))
+    (tmp_path / "tags.csv").write_text("words,tags\nfox,A\n", encoding="utf-8")
+    with pytest.raises(Decoder2VecError, match=r"tags\.csv: token classification reads \.jsonl rows"):
+        read_labelled(tmp_path / "tags.csv", task="token")

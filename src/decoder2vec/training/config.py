@@ -192,7 +192,8 @@ class FinetuneConfig(StageConfig):
     registry below needs no import of the stage)."""
 
     stage: str = "finetune"
-    task: str = _help("sequence: one label per text", "sequence")
+    task: str = _help("sequence: one label per text | token: one label per word (.jsonl: the text column a list of "
+                      "words, the label column a list of as many labels)", "sequence")
     label_column: str = _help("label column of the labelled .jsonl/.csv files", "label")
     labels: list | None = _help("label names in id order; null: every label in the data, sorted", None)
     full: bool = _help("train every weight instead of a LoRA adapter (the head is trained in full either way)", False)

@@ -39,18 +39,32 @@ from ..loading import DEFAULT_MODEL, default_device, default_dtype, load_tokeniz
 from .config import FinetuneConfig
 from .stage import Stage, check_enough, previous_encoder_config
 
-TASKS = ("sequence",)
+TASKS = ("sequence", "token")
+IGNORED = -100  # transformers' loss skips this label: padding, special tokens, later pieces of a word
 FORMATS = (".jsonl", ".csv")
 
 
-def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label") -> list[tuple]:
-    """(text, label name, line number) of every row of a .jsonl or .csv file. A row without a
-    text or a label is an error naming the file and line, never skipped."""
+def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label",
+                  task: str = "sequence") -> list[tuple]:
+    """(text, label name, line number) of every row of a .jsonl or .csv file; task "token":
+    (words, their label names, line number) of every .jsonl row, whose text column is a list of
+    words and label column a list of as many labels. A row without a text or a label is an error
+    naming the file and line, never skipped."""
     path = Path(path)
     if path.suffix not in FORMATS:
         raise Decoder2VecError(f"finetune data {path} must be a {' or '.join(FORMATS)} file of labelled rows")
     if not path.is_file():
         raise Decoder2VecError(f"finetune data file not found: {path}")
+    if task == "token":
+        if path.suffix != ".jsonl":
+            raise Decoder2VecError(f"finetune data {path}: token classification reads .jsonl rows (a list of words "
+                                   "and a list of labels)")
+        with open(path, encoding="utf-8") as f:
+            rows = [_tagged(path, number, _json_row(path, number, line), text_column, label_column)
+                    for number, line in enumerate(f, 1) if line.strip()]
+        if not rows:
+            raise Decoder2VecError(f"finetune data {path} has no rows")
+        return rows
     rows = []
     with open(path, encoding="utf-8", newline="") as f:
         if path.suffix == ".csv":
@@ -94,6 +108,39 @@ def _label(path: Path, number: int, row: dict, column: str) -> str:
     return str(label).strip()
 
 
+def _tagged(path: Path, number: int, row: dict, words_column: str, labels_column: str) -> tuple:
+    words, labels = row.get(words_column), row.get(labels_column)
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
+        raise Decoder2VecError(f"{path}:{number}: {words_column!r} must be a list of non-empty words, got {words!r}")
+    if not isinstance(labels, list) or len(labels) != len(words):
+        raise Decoder2VecError(f"{path}:{number}: {labels_column!r} must be a list of {len(words)} labels (one per "
+                               f"word), got {labels!r}")
+    return words, [_label(path, number, {labels_column: x}, labels_column) for x in labels], number
+
+
+def word_spans(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The words joined by single spaces, and each word's [start, end) characters in that text."""
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return " ".join(words), spans
+
+
+def token_labels(offsets, spans, labels: list[int]) -> list[int]:
+    """Each token's label: its word's for the word's first token; IGNORED for the word's later
+    tokens, special tokens (empty offsets) and whitespace-only tokens (no word under them)."""
+    out, seen, word = [], set(), 0
+    for start, end in offsets:
+        while word < len(spans) and spans[word][1] <= start:
+            word += 1
+        inside = end > start and word < len(spans) and spans[word][0] < end
+        out.append(labels[word] if inside and word not in seen else IGNORED)
+        if inside:
+            seen.add(word)
+    return out
+
+
 def label_order(names) -> list[str]:
     """Label names sorted, numerically when they all are integers (2 before 10)."""
     names = set(names)
@@ -111,7 +158,7 @@ class FinetuneStage(Stage):
             raise choices_error("task", cfg.task, TASKS)
         # The file is read before the model: a bad row fails in a second, not after a load.
         self.rows = [(text, label, f"{source}:{number}") for source in cfg.data
-                     for text, label, number in read_labelled(source, cfg.text_column, cfg.label_column)]
+                     for text, label, number in read_labelled(source, cfg.text_column, cfg.label_column, cfg.task)]
         self.label_names = self._labels()
         source = resolve_model(cfg.model if cfg.model is not None else DEFAULT_MODEL)
         dtype = parse_dtype(cfg.dtype) or default_dtype(default_device())
@@ -124,6 +171,8 @@ class FinetuneStage(Stage):
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         # transformers' sequence head reads the last token that is not config.pad_token_id.
         self.pad_id = self.net.config.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.pad_token_id
         self.encoder_config = previous_encoder_config(source) or EncoderConfig(base_model=str(cfg.model or DEFAULT_MODEL))
         self.encoder_config.bidirectional = is_bidirectional(self.net)  # the Encoder saving it keeps it so
         # A training forward must not build a KV cache it never reads.
@@ -133,7 +182,7 @@ class FinetuneStage(Stage):
 
     def _labels(self) -> list[str]:
         cfg = self.config
-        found = label_order(label for _, label, _ in self.rows)
+        found = label_order(name for _, label, _ in self.rows for name in _names(label))
         if cfg.labels is None:
             if len(found) < 2:
                 raise Decoder2VecError(f"finetune: {', '.join(map(str, cfg.data))} has one label ({found[0]!r}); "
@@ -143,8 +192,9 @@ class FinetuneStage(Stage):
         if len(set(names)) != len(names) or len(names) < 2:
             raise Decoder2VecError(f"labels must be two or more distinct names, got {cfg.labels!r}")
         for _, label, where in self.rows:
-            if label not in names:
-                raise Decoder2VecError(f"{where}: label {label!r} is not in labels ({', '.join(names)})")
+            for name in _names(label):
+                if name not in names:
+                    raise Decoder2VecError(f"{where}: label {name!r} is not in labels ({', '.join(names)})")
         return names
 
     def attach(self, peft_model) -> None:
@@ -169,32 +219,45 @@ class FinetuneStage(Stage):
         held = min(cfg.eval_examples, len(rows) // 5)  # never more than a fifth of a small set
         if cfg.data_limit is not None:
             rows = rows[:held + cfg.data_limit]
-        texts = [text for text, _, _ in rows]
-        encoded = self.tokenizer(texts, truncation=True, max_length=cfg.train_max_length)["input_ids"]
-        items = [{"input_ids": tokens, "label": ids[label]} for tokens, (_, label, _) in zip(encoded, rows)]
+        if cfg.task == "token":
+            items = [self._tagged_item(words, [ids[name] for name in labels]) for words, labels, _ in rows]
+        else:
+            texts = [text for text, _, _ in rows]
+            encoded = self.tokenizer(texts, truncation=True, max_length=cfg.train_max_length)["input_ids"]
+            items = [{"input_ids": tokens, "label": ids[label]} for tokens, (_, label, _) in zip(encoded, rows)]
         self.eval_items = items[:held]
         return check_enough(items[held:], cfg, "rows")
+
+    def _tagged_item(self, words: list[str], labels: list[int]) -> dict:
+        text, spans = word_spans(words)
+        encoded = self.tokenizer(text, truncation=True, max_length=self.config.train_max_length,
+                                 return_offsets_mapping=True)
+        return {"input_ids": encoded["input_ids"], "labels": token_labels(encoded["offset_mapping"], spans, labels)}
 
     def collate(self, items: list) -> dict:
         width = max(len(item["input_ids"]) for item in items)
         ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):  # padded on the right, as the head expects
+        tags = torch.full((len(items), width), IGNORED, dtype=torch.long)
+        for row, item in enumerate(items):  # padded on the right, as the sequence head expects
             ids[row, :len(item["input_ids"])] = torch.tensor(item["input_ids"])
             mask[row, :len(item["input_ids"])] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([i["label"] for i in items])}
+            if "labels" in item:
+                tags[row, :len(item["labels"])] = torch.tensor(item["labels"])
+        labels = tags if "labels" in items[0] else torch.tensor([i["label"] for i in items])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def loss(self, model, inputs: dict) -> tuple[torch.Tensor, dict]:
         out = model(**inputs)
         self.tokens_seen += int(inputs["attention_mask"].sum())
-        right = (out.logits.argmax(-1) == inputs["labels"]).float().mean()
-        return out.loss, {"train_accuracy": round(float(right), 4)}
+        right, total = _right(out.logits, inputs["labels"])
+        return out.loss, {"train_accuracy": round(right / max(total, 1), 4)}
 
     def evaluate(self, model) -> dict:
         """Accuracy on the held-out rows (eval_examples), before and after training."""
         if not self.eval_items:
             return {}
-        was_training, right, tokens = model.training, 0, self.tokens_seen
+        was_training, right, total, tokens = model.training, 0, 0, self.tokens_seen
         model.eval()
         size = self.config.per_device_train_batch_size
         device = next(model.parameters()).device
@@ -202,15 +265,27 @@ class FinetuneStage(Stage):
             with torch.no_grad():
                 for start in range(0, len(self.eval_items), size):
                     batch = {k: v.to(device) for k, v in self.collate(self.eval_items[start:start + size]).items()}
-                    right += int((model(**batch).logits.argmax(-1) == batch["labels"]).sum())
+                    counts = _right(model(**batch).logits, batch["labels"])
+                    right, total = right + counts[0], total + counts[1]
         finally:
             model.train(was_training)
             self.tokens_seen = tokens
-        return {"eval_accuracy": round(right / len(self.eval_items), 4), "eval_examples": len(self.eval_items)}
+        return {"eval_accuracy": round(right / max(total, 1), 4), "eval_examples": len(self.eval_items)}
 
     def finish(self) -> None:
         for c, value in self._use_cache:
             c.use_cache = value
+
+
+def _names(label) -> list[str]:
+    """A row's label names: one (sequence) or one per word (token)."""
+    return label if isinstance(label, list) else [label]
+
+
+def _right(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(right, scored): per text, or per labelled token (IGNORED left out)."""
+    scored = labels != IGNORED
+    return int(((logits.argmax(-1) == labels) & scored).sum()), int(scored.sum())
 
 
 def _checkpoint_every_weight(peft_model) -> None:
@@ -228,4 +303,4 @@ def _checkpoint_every_weight(peft_model) -> None:
     peft_model.save_pretrained = save_pretrained
 
 
-__all__ = ["FinetuneConfig", "FinetuneStage", "read_labelled", "label_order"]
+__all__ = ["FinetuneConfig", "FinetuneStage", "read_labelled", "label_order", "token_labels", "word_spans"]
