@@ -9,7 +9,8 @@ The model is `classification.load_for_classification(model, task)` (bidirectiona
 folder says causal). With LoRA (the default) the adapter trains the decoder layers and the head is
 trained in full (peft's modules_to_save, so checkpoints and resume carry it); `full: true` trains
 every weight. Labels are names: every label in the data, sorted, unless `labels` lists them; the
-output's config.json has them as id2label.
+output's config.json has them as id2label. task "token": .jsonl rows of a list of words and a list
+of their labels; each word's label is trained on its first token.
 
 The output is a transformers classifier folder that is also an Encoder folder (the engine writes
 it like every stage, atomically): `load_for_classification(output_dir)`,
