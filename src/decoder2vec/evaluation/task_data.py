@@ -228,8 +228,10 @@ def gettext_bitext(source_lang: str, target_lang: str, sample: int | None, seed:
     rows = list(_catalog_bitext(min_chars, max_chars))
     counts = defaultdict(int)
     for row in rows:
-        counts[row[target_lang]] += 1
-    rows = [row for row in rows if counts[row[target_lang]] == 1]
+        for lang in gettext.LANGUAGES:
+            counts[lang, row[lang]] += 1
+    # Dropped when shared in either language, so en-da and en-de sample the same English messages.
+    rows = [row for row in rows if all(counts[lang, row[lang]] == 1 for lang in gettext.LANGUAGES)]
     chosen = _sample(rows, sample, seed)
     return [row[source_lang] for row in chosen], [row[target_lang] for row in chosen]
 
