@@ -362,10 +362,13 @@ def test_settings_retrieval_uses_the_same_settings_in_every_language():
         assert len(queries) == 60 and len(corpus) == 120 and relevant == [{i} for i in range(60)]
         assert len(set(queries)) == 60 and len(set(corpus)) == 120
         assert all(0 < len(doc) <= 250 for doc in corpus)
-    english = dict(zip(data["en"][0], data["en"][1]))
-    assert english["On-screen keyboard"] == "Whether the on-screen keyboard is turned on."
-    i = data["en"][0].index("On-screen keyboard")
-    assert (data["da"][0][i], data["da"][1][i]) == ("Skærmtastatur", "Om skærmtastaturet er slået til.")
+    assert data["en"][0] != data["da"][0] != data["de"][0]
+    # The whole pool (251 settings with unique texts): query i's answer is document i in every language.
+    pool = {lang: task_data.gsettings_retrieval(lang, 1000, 1000, seed=42, max_chars=None) for lang in ("en", "da")}
+    assert len(pool["en"][0]) == len(pool["da"][1]) == 251
+    i = pool["en"][0].index("On-screen keyboard")
+    assert pool["en"][1][i] == "Whether the on-screen keyboard is turned on."
+    assert (pool["da"][0][i], pool["da"][1][i]) == ("Skærmtastatur", "Om skærmtastaturet er slået til.")
 
 
 def test_danish_and_german_suites_hold_tasks_from_sources_no_recipe_reads():
