@@ -135,6 +135,20 @@ def test_mteb_encoder_llm2vec_mode_wraps_instruct_models_and_restores_the_templa
     np.testing.assert_allclose(docs, encoder.encode(["A cat sits. [/INST]"], instruction="[INST]"), rtol=1e-5, atol=1e-6)
 
 
+def test_a_folder_with_its_own_chat_format_is_wrapped_once():
+    """A paper-trained folder says chat_format itself and has the instruct model's hub id: the
+    adapter must not wrap on top of the Encoder's own wrapping."""
+    encoder = tiny_encoder("llama", base_model="mistralai/Mistral-7B-Instruct-v0.2")
+    encoder.config.chat_format = "mistral"
+    task = local_sts_task([("a", "b", 1.0)], name="STS16")
+    got = MtebEncoder(encoder, instructions="llm2vec").encode(
+        _loader(["A cat sits."]), task_metadata=task.metadata, hf_split="test", hf_subset="default", prompt_type=None)
+    assert encoder.config.chat_format == "mistral"
+    encoder.config.chat_format, encoder.config.instruction_template = None, "{instruction} "
+    expected = encoder.encode(["A cat sits. [/INST]"], instruction="[INST] Retrieve semantically similar text:")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_mteb_encoder_llm2vec_mode_leaves_other_models_unwrapped():
     encoder = tiny_encoder("llama", base_model="HuggingFaceTB/SmolLM2-135M")
     model = MtebEncoder(encoder, instructions="llm2vec")

@@ -76,11 +76,10 @@ class MtebEncoder(AbsEncoder):
                prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         instruction = self.task_instruction(task_metadata, prompt_type)
-        template = None
-        fmt = llm2vec_protocol.chat_format(self.model.config.base_model) if self.instructions == "llm2vec" else None
-        if fmt is not None:
-            texts, instruction, template = llm2vec_protocol.wrap(texts, instruction, fmt)
-        with encoder_settings(self.model, instruction_template=template):
+        # The Encoder wraps in the chat format itself (Encoder.tokenize): the folder's own, else the
+        # one LLM2Vec applies to its base model's hub id. Wrapping here too would wrap twice.
+        chat = llm2vec_protocol.chat_format_name(self.model.config) if self.instructions == "llm2vec" else None
+        with encoder_settings(self.model, chat_format=chat, instruction_template="{instruction} " if chat else None):
             return self.model.encode(
                 texts, instruction=instruction, batch_size=kwargs.get("batch_size", self.batch_size),
                 normalize_embeddings=False, show_progress_bar=kwargs.get("show_progress_bar", False),
