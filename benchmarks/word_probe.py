@@ -148,8 +148,8 @@ def models(how: str, stage_roots, only: list[str] | None):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS)
-    parser.add_argument("--train", type=int, default=150, help="training paragraphs per language")
-    parser.add_argument("--test", type=int, default=100, help="held-out paragraphs per language")
+    parser.add_argument("--train", type=int, default=100, help="training paragraphs per language")
+    parser.add_argument("--test", type=int, default=60, help="held-out paragraphs per language")
     parser.add_argument("--aggregate", default="mean", choices=["first", "mean"])
     parser.add_argument("--stages", nargs="*", default=["runs/demo", "runs/demo-quick"],
                         help="folders whose subfolders are trained Encoder stages")
