@@ -5,6 +5,7 @@ finished folder says which lengths were trained (trained_dims, untrained_dim_war
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -108,6 +109,12 @@ def test_trained_folder_records_its_dims_and_warns_for_others(tmp_path):
     assert untrained_dim_warning(config, 16) is None and untrained_dim_warning(config, None) is None
     assert "not one of the Matryoshka dimensions this model was trained for (8, 16, 32)" in \
         untrained_dim_warning(config, 12)
+    encoder = Encoder.from_pretrained(folder)
+    with pytest.warns(UserWarning, match=r"truncate_dim=12 is not one of the Matryoshka dimensions"):
+        encoder.encode(["a text"], truncate_dim=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert encoder.encode(["a text"], truncate_dim=16).shape == (1, 16)
 
 
 def test_trained_dims_come_from_the_last_embedding_stage():

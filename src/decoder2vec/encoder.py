@@ -36,6 +36,7 @@ from .pooling import check_pooling, pool
 from .precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
 from .quantization import SCHEMES, quantize_model
 from .st_files import POOLING_TO_ST, write_sentence_transformers_files
+from .trained_dims import untrained_dim_warning
 
 __all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
 
@@ -506,6 +507,9 @@ class Encoder:
                                          or not 0 < truncate_dim <= self.dimension):
             raise Decoder2VecError(f"truncate_dim must be in 1..{self.dimension}, got {truncate_dim}")
         dim = truncate_dim or self.dimension
+        untrained = untrained_dim_warning(self.config, truncate_dim)
+        if untrained:
+            warnings.warn(untrained, stacklevel=2)
         ranges = self._ranges(precision, calibration_embeddings, normalize_embeddings, dim)
         texts, instructions, _ = _split_empty(texts, instructions, on_empty)
         if not texts:
