@@ -71,6 +71,9 @@ def load_st_exported(engine: str, model: str):
 
     backend = engine.rpartition("-")[2]
     body = Transformer(model, max_seq_length=512, backend=backend)
+    # As for the torch engine: sentence-transformers >= 5.7 renders plain texts through the chat
+    # template (SmolLM2-Instruct has one); the other engines encode the bare text.
+    getattr(body, "modality_config", {}).pop("message", None)
     if body.tokenizer.pad_token is None:
         body.tokenizer.pad_token = body.tokenizer.eos_token
     st = SentenceTransformer(modules=[body, Pooling(body.get_word_embedding_dimension(), "mean")], device="cpu",
