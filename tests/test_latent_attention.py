@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.pooling import (LATENT_ATTENTION_FILE, LatentAttention, latent_attention_pool, load_latent_attention,
                                  pool, save_latent_attention)
+from decoder2vec.export import export_sentence_transformers
 from decoder2vec.training import train
 from test_training_support import FAST, corpus_file, encoder_folder, pairs_file
 
@@ -69,3 +71,12 @@ def test_a_contrastive_stage_trains_and_saves_the_layer_and_the_next_stage_keeps
                                         encoder.pooling)
     assert vectors.shape == (2, 32) and torch.isfinite(vectors).all()
     assert (second / LATENT_ATTENTION_FILE).is_file()
+    # encode runs the layer (and so differs from plain pooling of the same states) ...
+    np.testing.assert_allclose(encoder.encode(["a short text", "another one"]), vectors.numpy(), rtol=1e-5, atol=1e-6)
+    plain = pool(encoder.hidden_states(batch).detach(), batch.pool_mask, batch.attention_mask, encoder.pooling)
+    assert not np.allclose(plain.numpy(), vectors.numpy(), atol=1e-4)
+    # ... saving keeps it, and a plain sentence-transformers export is refused (its Pooling cannot run it).
+    saved = Encoder.from_pretrained(encoder.save_pretrained(tmp_path / "saved"))
+    np.testing.assert_allclose(saved.encode(["a short text", "another one"]), vectors.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(Decoder2VecError, match="latent-attention pooling layer.*--exact"):
+        export_sentence_transformers(saved, tmp_path / "st")

@@ -32,7 +32,8 @@ from .bidirectional import is_bidirectional, set_causal
 from .chat_format import wrap
 from .errors import Decoder2VecError, choices_error
 from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
-from .pooling import check_pooling, pool
+from .pooling import (LatentAttention, check_pooling, latent_attention_pool, load_latent_attention, pool,
+                      save_latent_attention)
 from .precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
 from .quantization import SCHEMES, quantize_model
 from .st_files import POOLING_TO_ST, write_sentence_transformers_files
@@ -157,6 +158,9 @@ class Encoder:
             self.config.max_length = positions
         self.precision_ranges: dict | None = None  # {"normalize_embeddings": bool, "ranges": (2, dim)}
         self.path: Path | None = None  # the folder it was loaded from: never saved over
+        # NV-Embed's trained latent-attention layer between token states and pooling (the folder's
+        # latent_attention.safetensors), run in torch after any backend's forward; None: plain pooling.
+        self.latent_attention: LatentAttention | None = None
 
     @property
     def model(self):
@@ -254,6 +258,7 @@ class Encoder:
                 encoder.compile()
         encoder.path = Path(source) if Path(source).is_dir() else None
         encoder.precision_ranges = _read_ranges(source)
+        encoder.latent_attention = load_latent_attention(source) if Path(source).is_dir() else None
         return encoder
 
     @classmethod
@@ -296,6 +301,9 @@ class Encoder:
         call it inside their own atomic_folder and add files beside it). `instructions` become
         sentence-transformers prompts; exact=True references decoder2vec's own ST module."""
         self.write_model_files(folder)
+        # sentence-transformers' Pooling cannot run a latent-attention layer: only decoder2vec's
+        # own ST module (exact) reproduces such a folder's vectors.
+        exact = exact or self.latent_attention is not None
         if exact or self.pooling in POOLING_TO_ST:
             # The same folder then also loads with SentenceTransformer(path).
             write_sentence_transformers_files(folder, self.config, self._backbone().config,
@@ -308,6 +316,8 @@ class Encoder:
         self._backbone().save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         write_config(folder, self.config)
+        if self.latent_attention is not None:
+            save_latent_attention(self.latent_attention, folder)
         if self.precision_ranges is not None:
             data = {"normalize_embeddings": self.precision_ranges["normalize_embeddings"],
                     "ranges": np.asarray(self.precision_ranges["ranges"]).tolist()}
@@ -438,7 +448,12 @@ class Encoder:
         Training uses this."""
         batch = batch.to(self.device)
         states = self.hidden_states(batch)
-        return pool(states, batch.pool_mask, batch.attention_mask, self.config.pooling)
+        return self._pool(states, batch.pool_mask, batch.attention_mask)
+
+    def _pool(self, states: torch.Tensor, pool_mask: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.latent_attention is not None:
+            return latent_attention_pool(self.latent_attention, states, pool_mask, attention_mask, self.config.pooling)
+        return pool(states, pool_mask, attention_mask, self.config.pooling)
 
     def _embed_texts(self, ids, pool_masks, packed: bool | None) -> torch.Tensor:
         """The inference forward: token id lists -> pooled vectors, the backend choosing how."""
@@ -447,7 +462,7 @@ class Encoder:
         pool_mask = np.zeros((len(ids), width), dtype=np.int64)
         for row, mask in enumerate(pool_masks):
             pool_mask[row, :len(mask)] = mask
-        return pool(states, torch.from_numpy(pool_mask).to(states.device), attention, self.config.pooling)
+        return self._pool(states, torch.from_numpy(pool_mask).to(states.device), attention)
 
     # ----------------------------------------------------------------- encode
     def encode(

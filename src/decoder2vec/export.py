@@ -97,6 +97,9 @@ def export_sentence_transformers(
         results = read_results(results)
     if not exact:
         check_exportable(encoder.pooling)  # before the (slow) weight write
+        if encoder.latent_attention is not None:
+            raise Decoder2VecError(f"{encoder.path or 'this Encoder'} has a trained latent-attention pooling layer, which "
+                                   "sentence-transformers' Pooling cannot run: export with exact=True (--exact)")
     gaps = [] if exact else sentence_transformers_gaps(encoder, instructions)
     for gap in gaps:
         log.warning("sentence-transformers export: %s", gap)
