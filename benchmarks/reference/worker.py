@@ -47,9 +47,19 @@ def main() -> None:
     print(json.dumps({
         "engine": "llm2vec 0.2.3", "texts": len(texts), "tokens": tokens, "seconds": seconds,
         "tokens_per_s": tokens / seconds, "threads": torch.get_num_threads(),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
     }))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS: /proc's VmHWM. Not ru_maxrss, which Linux carries across exec, so a
+    worker started from a large parent would report at least the parent's size."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
     main()
+
