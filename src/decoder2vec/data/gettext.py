@@ -21,7 +21,6 @@ evaluation message. Fetched with `apt-get download` (nothing installed), parsed 
 from __future__ import annotations
 
 import json
-import os
 import struct
 import tempfile
 import xml.etree.ElementTree as ET
@@ -30,6 +29,7 @@ from pathlib import Path
 from ..errors import Decoder2VecError, choices_error
 from ..loading import cache_dir
 from .debian import deb_members, download_deb
+from .sources import write_json_atomic
 
 LANGUAGES = ("da", "de")
 # package -> its gettext domain (the .mo file's name)
@@ -107,17 +107,9 @@ def package_data(package: str) -> dict:
     target = cache_dir() / "data" / "gettext" / f"{package}.json"
     if target.exists():
         return json.loads(target.read_text(encoding="utf-8"))
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         parsed = _parse_package(download_deb(package, Path(tmp)), package)
-    fd, tmp_path = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(parsed, out, ensure_ascii=False)
-        os.replace(tmp_path, target)
-    except BaseException:
-        Path(tmp_path).unlink(missing_ok=True)
-        raise
+    write_json_atomic(target, parsed)
     return parsed
 
 

@@ -49,7 +49,8 @@ def data_dir() -> Path:
     return path
 
 
-def _write_json_atomic(path: Path, obj) -> None:
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON so a reader never sees half a file (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -67,7 +68,7 @@ def _cached_json(name: str, build):
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     obj = build()
-    _write_json_atomic(path, obj)
+    write_json_atomic(path, obj)
     return obj
 
 
