@@ -393,12 +393,7 @@ class Encoder:
         first: the text keeps its first (max_length - specials) tokens, so a long instruction
         never leaves nothing (or only itself) to pool.
         """
-        instructions = instructions or [None] * len(texts)
-        prefixes = [
-            self.config.instruction_template.format(instruction=ins.strip()) if ins else "" for ins in instructions
-        ]
-        fmt = self.config.chat_format
-        parts = [wrap(p, t, fmt) for p, t in zip(prefixes, texts)] if fmt else list(zip(prefixes, texts))
+        parts = self._model_inputs(texts, instructions or [None] * len(texts))
         enc = self.tokenizer(
             [head + tail for head, tail in parts], add_special_tokens=True, return_offsets_mapping=True,
             return_special_tokens_mask=True, return_attention_mask=False, truncation=False, verbose=False,
@@ -423,6 +418,14 @@ class Encoder:
             ids_out.append(list(ids) if not isinstance(ids, list) else ids)
             masks_out.append(mask)
         return ids_out, masks_out, truncated
+
+    def _model_inputs(self, texts: Sequence[str], instructions: Sequence[str | None]) -> list[tuple[str, str]]:
+        """(head, tail) per text: the model reads head + tail, and the text starts at len(head).
+        The instruction goes through instruction_template, then both through the chat format."""
+        prefixes = [self.config.instruction_template.format(instruction=ins.strip()) if ins else ""
+                    for ins in instructions]
+        fmt = self.config.chat_format
+        return [wrap(p, t, fmt) for p, t in zip(prefixes, texts)] if fmt else list(zip(prefixes, texts))
 
     def collate(self, ids: Sequence[Sequence[int]], pool_masks: Sequence[np.ndarray]) -> Batch:
         """Pad a list of token id lists into a Batch (on `padding_side`; encode's backends always
@@ -631,14 +634,10 @@ class Encoder:
         the text's tokens are found by character offsets: those, not special, that overlap the
         text's characters (a chat format's closing marker is not the text). Over max_length,
         `_fit` keeps the text's first tokens, so the kept tokens' offsets are a prefix."""
-        template, fmt = self.config.instruction_template, getattr(self.config, "chat_format", None)
-        strings, spans = [], []
-        for text, ins in zip(texts, instructions):
-            prefix = template.format(instruction=ins.strip()) if ins else ""
-            head, tail = wrap(prefix, text, fmt) if fmt else (prefix, text)
-            strings.append(head + tail)
-            end = len(text.rstrip()) if fmt else len(text)
-            spans.append((len(head), len(head) + end))
+        fmt = self.config.chat_format
+        parts = self._model_inputs(texts, instructions)
+        strings = [head + tail for head, tail in parts]
+        spans = [(len(head), len(head) + (len(text.rstrip()) if fmt else len(text))) for (head, _), text in zip(parts, texts)]
         enc = self.tokenizer(strings, add_special_tokens=True, return_offsets_mapping=True,
                              return_special_tokens_mask=True, return_attention_mask=False, truncation=False,
                              verbose=False)
