@@ -108,7 +108,7 @@ def role_paragraphs(lang: str, split: str, *, limit: int | None = None) -> list[
     `limit` samples across all modules, not the first folder) and at most `limit` paragraphs kept."""
     if split not in SPLITS:
         raise choices_error("LibreOffice help split", split, SPLITS)
-    root = sources._help_tree(lang)
+    root = sources.help_tree(lang)
     keys = sorted((f.relative_to(root).with_suffix("").as_posix() for f in root.rglob("*.html")),
                   key=lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest())
     out = []

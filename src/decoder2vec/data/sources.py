@@ -183,10 +183,10 @@ def libreoffice_help(lang: str) -> dict[str, dict]:
     """
     if lang not in LIBREOFFICE_PACKAGES:
         raise choices_error("LibreOffice help language", lang, LIBREOFFICE_PACKAGES)
-    return _cached_json(f"libreoffice_help_{lang}.json", lambda: _parse_help_tree(_help_tree(lang), lang))
+    return _cached_json(f"libreoffice_help_{lang}.json", lambda: _parse_help_tree(help_tree(lang), lang))
 
 
-def _help_tree(lang: str) -> Path:
+def help_tree(lang: str) -> Path:
     package = LIBREOFFICE_PACKAGES[lang]
     root = data_dir() / "libreoffice" / package
     help_dir = root / "usr/share/libreoffice/help" / LIBREOFFICE_DIRS[lang]
