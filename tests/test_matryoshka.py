@@ -13,29 +13,11 @@ import torch
 from decoder2vec import Encoder, EncoderConfig
 from decoder2vec.trained_dims import trained_dims, untrained_dim_warning
 from decoder2vec.training import train
-from decoder2vec.training.config import make_config
-from decoder2vec.training.lora import add_lora
 from decoder2vec.training.losses import info_nce
 from decoder2vec.training.matryoshka import apply_matryoshka
 from decoder2vec.training.simcse import SimCSEStage
 from decoder2vec.training.supervised import SupervisedStage
-from test_training_support import FAST, corpus_file, encoder_folder, pairs_file
-
-
-def _stage(cls, tmp_path, data, **overrides):
-    config = make_config({"stage": cls.name, "model": str(encoder_folder(tmp_path)), "data": [str(data)],
-                          "output_dir": str(tmp_path / "out"), "lora_dropout": 0.0, **FAST, **overrides})
-    stage = cls(config)
-    stage.load()
-    items = stage.dataset()
-    torch.manual_seed(0)
-    model = add_lora(stage.net, r=4, alpha=8, dropout=0.0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.05)
-    stage.attach(model)
-    return stage, model, items
+from test_training_support import FAST, attached_stage, corpus_file, encoder_folder, pairs_file
 
 
 def _counted(stage):
@@ -46,7 +28,7 @@ def _counted(stage):
 
 
 def test_supervised_loss_is_the_weighted_sum_over_prefixes(tmp_path):
-    stage, model, items = _stage(SupervisedStage, tmp_path, pairs_file(tmp_path), matryoshka_dims=[8, 32],
+    stage, model, items = attached_stage(SupervisedStage, tmp_path, pairs_file(tmp_path), matryoshka_dims=[8, 32],
                                  matryoshka_weights=[2.0, 1.0], scale=20.0)
     inputs = stage.collate(items[:1])
     vectors = stage.embed(model, stage.view.collate(inputs["ids"], inputs["masks"]))
@@ -66,7 +48,7 @@ def test_supervised_loss_is_the_weighted_sum_over_prefixes(tmp_path):
 
 
 def test_cached_matryoshka_loss_gives_the_plain_gradients(tmp_path):
-    stage, model, items = _stage(SupervisedStage, tmp_path, pairs_file(tmp_path), matryoshka_dims=[8, 32],
+    stage, model, items = attached_stage(SupervisedStage, tmp_path, pairs_file(tmp_path), matryoshka_dims=[8, 32],
                                  mini_batch_size=3)
     apply_matryoshka(stage)
     inputs = stage.collate(items[:1])
@@ -83,7 +65,7 @@ def test_cached_matryoshka_loss_gives_the_plain_gradients(tmp_path):
 
 
 def test_simcse_loss_sums_over_prefixes_and_embeds_once(tmp_path):
-    stage, model, items = _stage(SimCSEStage, tmp_path, corpus_file(tmp_path), matryoshka_dims=[16, 4],
+    stage, model, items = attached_stage(SimCSEStage, tmp_path, corpus_file(tmp_path), matryoshka_dims=[16, 4],
                                  min_words=3, attention_dropout=0.0, hidden_dropout=0.0)
     model.eval()  # no dropout: the expected value can be recomputed
     inputs = stage.collate(items[:4])

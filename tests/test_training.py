@@ -16,7 +16,7 @@ from decoder2vec.training.config import SupervisedConfig, make_config
 from decoder2vec.training.lora import add_lora, default_target_modules
 from decoder2vec.training.losses import info_nce
 from decoder2vec.training.mntp import mask_batch, mask_token_id, pad_chunks
-from test_training_support import FAST, causal_lm_folder, corpus_file, csv_rows, encoder_folder, pairs_file
+from test_training_support import FAST, attached_stage, causal_lm_folder, corpus_file, csv_rows, encoder_folder, pairs_file
 from tiny import FAMILIES, tiny_model, tiny_tokenizer
 
 
@@ -95,21 +95,8 @@ def test_info_nce_is_cross_entropy_over_positives_and_negatives():
 def _supervised_stage(tmp_path, **overrides):
     from decoder2vec.training.supervised import SupervisedStage
 
-    config = make_config({"stage": "supervised", "model": str(encoder_folder(tmp_path)),
-                          "data": [str(pairs_file(tmp_path))], "output_dir": str(tmp_path / "out"),
-                          "lora_dropout": 0.0, **FAST, **overrides})
-    stage = SupervisedStage(config)
-    stage.load()
-    items = stage.dataset()
-    torch.manual_seed(0)
-    model = add_lora(stage.net, r=4, alpha=8, dropout=0.0)
-    # Make the adapter non-zero so gradients reach every LoRA matrix.
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.05)
-    stage.attach(model)
-    return stage, model, stage.collate(items[:1] if config.batch_per_task else items[:4])
+    stage, model, items = attached_stage(SupervisedStage, tmp_path, pairs_file(tmp_path), **overrides)
+    return stage, model, stage.collate(items[:1] if stage.config.batch_per_task else items[:4])
 
 
 def _grads(model):

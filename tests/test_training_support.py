@@ -10,6 +10,9 @@ import torch
 
 from tiny import CORPUS, tiny_config, tiny_encoder, tiny_tokenizer
 
+from decoder2vec.training.config import make_config
+from decoder2vec.training.lora import add_lora
+
 SENTENCES = sorted(set(CORPUS)) + [
     "Copenhagen is a city with many bicycles and old harbours.",
     "The model reads every token before it writes a vector.",
@@ -64,3 +67,21 @@ def csv_rows(path: Path) -> list[dict]:
 
 FAST = dict(per_device_train_batch_size=4, train_max_length=32, logging_steps=1, save_steps=50, report_to="none",
             lora_r=4, lora_alpha=8)
+
+
+def attached_stage(cls, tmp_path, data, **overrides):
+    """A loaded stage of `cls` on the tiny encoder folder with a non-zero LoRA adapter attached (so
+    gradients reach every LoRA matrix): (stage, peft model, dataset items)."""
+    config = make_config({"stage": cls.name, "model": str(encoder_folder(tmp_path)), "data": [str(data)],
+                          "output_dir": str(tmp_path / "out"), "lora_dropout": 0.0, **FAST, **overrides})
+    stage = cls(config)
+    stage.load()
+    items = stage.dataset()
+    torch.manual_seed(0)
+    model = add_lora(stage.net, r=4, alpha=8, dropout=0.0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    stage.attach(model)
+    return stage, model, items
