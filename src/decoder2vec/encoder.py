@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import loading
+from . import int8_loading, loading
 from .atomic import atomic_folder
 from .backends import EXPORTED, Backend, TorchBackend, check_backend
 from .backends.cache import artifact_dir, artifact_key, building
@@ -213,7 +213,8 @@ class Encoder:
         once and keep the artifact (the folder's own `onnx/` from `decoder2vec export --to onnx`,
         else decoder2vec's cache), so later loads skip the export. threads: their CPU threads.
         quantize: "int8" weights (per-channel, static: vectors do not depend on the batch) on any
-        backend (quantization.py, backends/).
+        backend (quantization.py, backends/); a local folder on CPU is quantised while loading,
+        never holding the fp32 model (int8_loading.py).
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
         `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
@@ -244,13 +245,19 @@ class Encoder:
                                        "(CPU, float32 graph)")
             encoder = cls._exported(source, config, backend, quantize, threads, trust_remote_code)
         else:
-            net, tokenizer = loading.load_model(
-                source, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                rope_scaling=rope_scaling, trust_remote_code=trust_remote_code,
-            )
+            load = dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
+                        rope_scaling=rope_scaling, trust_remote_code=trust_remote_code)
+            # int8 from a local folder: quantised while loading, never holding the fp32 model.
+            stream = int8_loading.streams(source, quantize, device, dtype)
+            net, tokenizer = loading.load_model(source, empty=stream, **load)
+            if stream and not int8_loading.fits(net, source):  # legacy tensor names: load in full
+                stream = False
+                net, tokenizer = loading.load_model(source, **load)
             net.eval()
             encoder = cls(net, tokenizer, config)
-            if quantize is not None:
+            if stream:
+                int8_loading.load_quantized(encoder, source)
+            elif quantize is not None:
                 quantize_model(encoder, quantize)
             if threads:
                 torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
@@ -283,9 +284,11 @@ def load_model(
     attn_implementation: str | None = None,
     rope_scaling: dict | None = None,
     trust_remote_code: bool = False,
+    empty: bool = False,
 ):
     """Load (backbone, tokenizer). `with_lm_head=True` keeps the LM head (needed for MNTP).
-    `rope_scaling`: see `apply_rope_scaling`."""
+    `rope_scaling`: see `apply_rope_scaling`. empty=True: the weights stay on the meta device,
+    unread (int8_loading.py fills them while quantising)."""
     source = resolve_model(model)
     device = check_device(device or default_device())
     dtype = parse_dtype(dtype) or default_dtype(device)
@@ -298,13 +301,21 @@ def load_model(
     cls = AutoModelForCausalLM if with_lm_head else AutoModel
     # safetensors only: a pickled .bin checkpoint can run code when loaded.
     kwargs = dict(config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+
+    def build(attn: str):
+        if not empty:
+            return cls.from_pretrained(source, attn_implementation=attn, **kwargs)
+        with init_empty_weights(include_buffers=False):  # buffers (RoPE frequencies) are computed, not read
+            return cls.from_config(config, attn_implementation=attn, dtype=dtype, trust_remote_code=trust_remote_code)
+
     try:
-        net = cls.from_pretrained(source, attn_implementation=attn_implementation, **kwargs)
+        net = build(attn_implementation)
     except ValueError as exc:
         if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
             raise
         # Families without SDPA support fall back to eager attention.
-        net = cls.from_pretrained(source, attn_implementation="eager", **kwargs)
-    net.to(device)
+        net = build("eager")
+    if not empty:
+        net.to(device)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     return net, tokenizer

@@ -183,6 +183,11 @@ def _release_freed_memory() -> None:
     """Hand the freed fp32 weights back to the OS: glibc keeps freed heap pages otherwise, and
     the int8 model would hold the fp32 model's memory for the rest of the process."""
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """glibc's malloc_trim: return freed heap pages to the OS (no garbage collection first)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
