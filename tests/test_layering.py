@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "decoder2vec"
 LAYERS = [
     ["errors", "atomic", "results"],
     ["bidirectional", "pooling", "precision", "unpadded", "chunked_attention", "words"],
-    ["loading", "quantization", "chat_format"],
+    ["loading", "quantization", "int8_loading", "chat_format"],
     ["folder", "st_files", "trained_dims"],
     ["backends"],
     ["encoder", "onnx_backend", "classification"],
