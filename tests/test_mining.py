@@ -19,6 +19,7 @@ from decoder2vec import Decoder2VecError
 from decoder2vec.cli.mine import add_arguments, run
 from decoder2vec.data.pairs import Pair, load_pairs
 from decoder2vec.mining import mine_hard_negatives, write_pair_file
+from decoder2vec.training.teacher import teacher_path
 
 FOX, FOX_DUPLICATE = "The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog!"
 PARIS, DECODER = "Paris is the capital of France.", "A decoder-only language model predicts the next token."
@@ -148,3 +149,21 @@ def test_random_sampling_draws_from_the_filtered_candidates(encoder):
     for negatives in draws:
         assert len(negatives) == 2 and set(negatives) <= set(order)
         assert order.index(negatives[0]) < order.index(negatives[1])
+
+
+def test_a_sentence_transformers_model_mines_as_sentence_transformers_does(tmp_path):
+    """`minilm` (the packaged all-MiniLM-L6-v2) mines through sentence-transformers: the same
+    negatives as sentence-transformers' own function with that model; a per-pair instruction is
+    refused (the model has no notion of it)."""
+    minilm = SentenceTransformer(teacher_path("minilm"), device="cpu")
+    pairs = [p for p in PAIRS if not p.instruction]
+    options = dict(range_min=0, range_max=5, num_negatives=2, relative_margin=0.05)
+    theirs = st_mine_hard_negatives(Dataset.from_dict({"query": [p.query for p in pairs],
+                                                      "positive": [p.positive for p in pairs]}),
+                                    minilm, corpus=[PARIS, BERLIN], output_format="n-tuple", verbose=False, **options)
+    ours = mine_hard_negatives(pairs, "minilm", corpus=[PARIS, BERLIN], **options)
+    assert len(theirs) >= 2  # sentence-transformers drops queries with too few negatives: some must remain
+    assert {row["query"]: [row["negative_1"], row["negative_2"]] for row in theirs} == {
+        p.query: p.negatives for p in ours if p.query in {row["query"] for row in theirs}}
+    with pytest.raises(Decoder2VecError, match="takes no instruction"):
+        mine_hard_negatives(PAIRS, "minilm", num_negatives=1)

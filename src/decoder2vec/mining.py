@@ -15,7 +15,9 @@ takes one prompt string for all queries and pools it with the text, so its vecto
 the ones the supervised stage trains; (2) its output regroups and drops rows (one row per
 negative, or only queries with enough negatives), where a pair file must keep every pair with its
 instruction and task; (3) it needs a SentenceTransformer, i.e. a second load of the model through
-the export. The rules above are kept to the letter (same defaults for range_max, same margin
+the export. Any embedding model can mine: a decoder2vec Encoder (anything Encoder.from_pretrained
+loads) or a sentence-transformers model (the packaged `minilm` or a local folder; fast, and a
+different model than the one being trained, as sentence-transformers users mine). The rules above are kept to the letter (same defaults for range_max, same margin
 formulas, same tie to the hardest positive), so its documentation applies.
 """
 
@@ -34,6 +36,7 @@ import numpy as np
 from .data.pairs import INSTRUCTION_COLUMN, Pair
 from .encoder import Encoder
 from .errors import Decoder2VecError
+from .training.teacher import PACKAGED_TEACHERS, encode_with_teacher
 
 SAMPLING_STRATEGIES = ("top", "random")
 # Queries scored against the whole candidate pool at once: bounds the score matrix's memory.
@@ -75,7 +78,9 @@ def mine_hard_negatives(
 ) -> list[Pair]:
     """Every pair again, in order, with mined hard negatives added after the ones it had.
 
-    model: an Encoder, or anything `Encoder.from_pretrained` loads. Queries are encoded with their
+    model: an Encoder, anything `Encoder.from_pretrained` loads, or a sentence-transformers model
+    (`minilm`: the packaged all-MiniLM-L6-v2, or a local sentence-transformers folder; a hub id
+    is loaded as an Encoder; None: the default Encoder model). Queries are encoded with their
     pair's instruction, else `query_instruction`; candidates with `document_instruction` (the
     supervised stage's keys of the same names). Pairs sharing a query (and instruction) share
     their positives: none of them is a negative for that query, and the margins are measured from
@@ -86,7 +91,7 @@ def mine_hard_negatives(
     """
     pairs = list(pairs)
     _check(pairs, range_min, range_max, num_negatives, sampling_strategy)
-    encoder = model if isinstance(model, Encoder) else Encoder.from_pretrained(model)
+    encoder = _embedder(model)
     groups: dict[tuple[str, str | None], list[int]] = {}  # (query, instruction) -> rows
     for row, pair in enumerate(pairs):
         groups.setdefault((pair.query, pair.instruction or query_instruction), []).append(row)
@@ -126,6 +131,32 @@ def mine_hard_negatives(
         warnings.warn(f"{len(short)} of {len(groups)} queries got fewer than num_negatives={num_negatives} negatives "
                       f"(first: pair {min(short)}); widen range_max or loosen the margins for more", stacklevel=2)
     return [pair for _, pair in sorted(out, key=lambda item: item[0])]
+
+
+class _SentenceTransformerEmbedder:
+    """A sentence-transformers model behind the one call mining makes (Encoder.encode's keywords)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def encode(self, texts, *, instruction=None, batch_size=32, normalize_embeddings=True):
+        given = instruction if isinstance(instruction, (list, tuple)) else [instruction]
+        if any(given):
+            raise Decoder2VecError(f"mining with the sentence-transformers model {self.name!r} takes no instruction "
+                                   "(query/document instructions need a decoder2vec Encoder as --model)")
+        return encode_with_teacher(self.name, list(texts), batch_size=batch_size)
+
+
+def _embedder(model):
+    """What encodes for mining: an Encoder, or a sentence-transformers model as the distill teacher."""
+    if isinstance(model, Encoder) or model is None:
+        return model if model is not None else Encoder.from_pretrained(None)
+    name = str(model)
+    # Only the packaged teacher or a local sentence-transformers folder: a hub id stays an Encoder
+    # (the decoders this library converts), as `--model` means everywhere else.
+    if name in PACKAGED_TEACHERS or (Path(name).expanduser() / "modules.json").is_file():
+        return _SentenceTransformerEmbedder(name)
+    return Encoder.from_pretrained(name)
 
 
 def _negatives(row, own, k, range_min, range_max, num_negatives, absolute_margin, relative_margin,
