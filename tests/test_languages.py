@@ -17,30 +17,103 @@ from tiny import CORPUS, tiny_tokenizer
 # ------------------------------------------------------------------------------ recipes and split
 def test_language_recipes_validate():
     from decoder2vec import languages
-    from decoder2vec.data.languages import LANGUAGES
+    from decoder2vec.data.languages import LANGUAGES, RECIPES
     from decoder2vec.data.registry import CORPORA, EVALUATION_ONLY, PAIRS, refuse_evaluation_only
     from decoder2vec.pipeline import stage_recipes
     from decoder2vec.training.config import load_recipe
 
+    assert RECIPES == ("distill", "paper")
     for code in LANGUAGES:
-        for quick in (False, True):
-            paths = stage_recipes(languages.language_recipes(code, quick))
-            configs = {stage: load_recipe(path) for stage, path in paths.items()}
-            # LLM2Vec's three stages (STAGE_CONFIGS also holds stages these recipes do not use).
-            assert [c.stage for c in configs.values()] == ["mntp", "simcse", "supervised"]
-            # Each stage starts from the previous one's output.
-            assert configs["simcse"].model == configs["mntp"].output_dir
-            assert configs["supervised"].model == configs["simcse"].output_dir
-            # Training never names a source that could hold evaluation pages.
-            for config in configs.values():
-                for source in config.data:
-                    assert not source.startswith("libreoffice") or source.endswith("-train"), source
-                    assert source in LANGUAGES[code].sources or source.startswith("stsb-"), source
-                    assert source in CORPORA or source in PAIRS, source
-                    assert not any(source.startswith(held) for held in EVALUATION_ONLY), source
-                    refuse_evaluation_only(source)  # raises for an evaluation-only source
+        assert set(LANGUAGES[code].recipes) == set(RECIPES)
+        for recipe in RECIPES:
+            for quick in (False, True):
+                paths = stage_recipes(languages.language_recipes(code, quick, recipe=recipe))
+                configs = {stage: load_recipe(path) for stage, path in paths.items()}
+                if recipe == "paper":
+                    # LLM2Vec's three stages (STAGE_CONFIGS also holds stages these recipes do not use).
+                    assert [c.stage for c in configs.values()] == ["mntp", "simcse", "supervised"]
+                    # Each stage starts from the previous one's output.
+                    assert configs["simcse"].model == configs["mntp"].output_dir
+                    assert configs["supervised"].model == configs["simcse"].output_dir
+                else:
+                    assert [c.stage for c in configs.values()] == ["distill"]
+                    assert configs["distill"].data == [f"libreoffice-en-{code}-train"]
+                # Training never names a source that could hold evaluation pages.
+                for config in configs.values():
+                    for source in config.data:
+                        assert not source.startswith("libreoffice") or source.endswith("-train"), source
+                        assert source in LANGUAGES[code].sources or source.startswith("stsb-"), source
+                        assert source in CORPORA or source in PAIRS, source
+                        assert not any(source.startswith(held) for held in EVALUATION_ONLY), source
+                        refuse_evaluation_only(source)  # raises for an evaluation-only source
     with pytest.raises(Decoder2VecError, match="language"):
         languages.language_recipes("xx")
+
+
+@pytest.mark.parametrize("recipe, quick, folder, suite, output_dir", [
+    ("distill", False, "gemma3-270m-da/distill", "da", "runs/adapt-da-distill"),
+    ("distill", True, "gemma3-270m-da/distill/quick", "gemma3-270m-da/distill/quick/suite.yaml",
+     "runs/adapt-da-distill-quick"),
+    ("paper", False, "gemma3-270m-da", "da", "runs/adapt-da"),
+    ("paper", True, "gemma3-270m-da/quick", "gemma3-270m-da/quick/suite.yaml", "runs/adapt-da-quick"),
+])
+def test_adapt_recipe_picks_the_folder_suite_and_output_dir(recipe, quick, folder, suite, output_dir, monkeypatch):
+    """recipe= (--recipe) -> the packaged folder, its suite and a runs folder of its own; nothing trained."""
+    from pathlib import Path
+
+    from decoder2vec import languages
+    from decoder2vec.pipeline import packaged_recipes
+
+    made = []
+
+    class Recorder:
+        def __init__(self, recipes, **kwargs):
+            made.append({"recipes": recipes, **kwargs})
+
+        def run(self):
+            return {"final": Path("done")}
+
+    monkeypatch.setattr(languages, "Pipeline", Recorder)
+    languages.adapt("da", recipe=recipe, quick=quick)
+    root = packaged_recipes()
+    assert made[0]["recipes"] == root / folder
+    assert made[0]["suite"] == (str(root / suite) if suite.endswith(".yaml") else suite)
+    assert Path(made[0]["output_dir"]) == Path(output_dir)
+    if recipe == "distill":  # the default
+        made.clear()
+        languages.adapt("da", quick=quick)
+        assert made[0]["recipes"] == root / folder
+    # quick's suite is the same file for both recipes
+    assert Path(languages.evaluation_suite("de", True, recipe=recipe)).read_text() == (
+        root / "gemma3-270m-de" / "quick" / "suite.yaml").read_text()
+
+
+def test_bad_recipe_is_one_line_naming_the_choices(capsys):
+    from decoder2vec import languages
+    from decoder2vec.cli import main
+
+    with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill, paper$"):
+        languages.adapt("da", recipe="llm2vec")
+    with pytest.raises(SystemExit):
+        main(["adapt", "--language", "da", "--recipe", "llm2vec"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "decoder2vec adapt: error: argument --recipe: invalid choice: 'llm2vec' (choose from 'distill', 'paper')")
+
+
+def test_cli_recipe_flag_is_adapts_keyword(monkeypatch, tmp_path):
+    """--recipe reaches adapt(recipe=...), and the flag's default is the keyword's."""
+    import inspect
+
+    from decoder2vec.cli import adapt as adapt_verb
+    from decoder2vec.cli import main
+    from decoder2vec.languages import DEFAULT_RECIPE, adapt
+
+    assert inspect.signature(adapt).parameters["recipe"].default == DEFAULT_RECIPE == "distill"
+    calls = []
+    monkeypatch.setattr(adapt_verb, "adapt", lambda language, **kwargs: calls.append(kwargs) or tmp_path / "x")
+    main(["adapt", "--language", "de", "--recipe", "paper", "--quick", "--no-evaluate"])
+    main(["adapt", "--language", "de", "--no-evaluate"])
+    assert [(c["recipe"], c["quick"]) for c in calls] == [("paper", True), (DEFAULT_RECIPE, False)]
 
 
 def test_help_split_is_stable_and_holds_out_a_fifth():
@@ -98,7 +171,7 @@ def test_adapt_runs_the_stages_in_order_and_resumes(tmp_path, monkeypatch):
         (recipes / f"{stage}.yaml").write_text(
             f"stage: {stage}\nmodel: unused\ndata: [{data}]\noutput_dir: unused\nmax_steps: 2\n"
             "per_device_train_batch_size: 4\nsave_steps: 1\nlogging_steps: 1\nreport_to: none\n")
-    monkeypatch.setattr(languages, "language_recipes", lambda code, quick=False: recipes)
+    monkeypatch.setattr(languages, "language_recipes", lambda code, quick=False, recipe=None: recipes)
     evaluated = []
 
     def fake_evaluate(model, *, suite, name, output, **load_kwargs):

@@ -133,10 +133,68 @@ def test_cli_run_dry_run_validates_without_training(chain, capsys, monkeypatch):
     assert run_verb.parse_overrides(["max_steps=3", "data=[a, b]"]) == {"max_steps": 3, "data": ["a", "b"]}
 
 
-def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypatch):
-    """The demo's rows, calls and files, with training and evaluation replaced by recorders."""
-    from decoder2vec.demo import BASELINES, Demo
+@pytest.mark.parametrize("name", packaged_recipe_names())
+def test_cli_run_dry_run_validates_every_packaged_recipe_folder(name, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("decoder2vec.training.train", lambda *a, **k: pytest.fail("a dry run trained"))
+    parser = argparse.ArgumentParser()
+    run_verb.add_arguments(parser)
+    run_verb.run(parser.parse_args([name, "--dry-run", "--output-dir", str(tmp_path)]))
+    lines = capsys.readouterr().out.splitlines()
+    stages = list(stage_recipes(recipe_folder(name)))
+    assert [line.split()[0] for line in lines[:-1]] == stages
+    assert [line.split()[-1] for line in lines[:-1]] == [str(tmp_path / s) for s in stages]
+    if "distill" in name.split("/"):
+        assert stages == ["distill"]
 
+
+@pytest.mark.parametrize("recipe, quick, recipes, folder, output_dir", [
+    ("distill", False, None, "smollm2-135m/distill", "runs/demo-distill"),
+    ("distill", True, None, "smollm2-135m/distill/quick", "runs/demo-distill-quick"),
+    ("paper", False, None, "smollm2-135m", "runs/demo"),
+    ("paper", True, None, "smollm2-135m/quick", "runs/demo-quick"),
+    # --recipes overrides --recipe, and names its own runs folder
+    ("paper", False, "gemma3-270m-da/distill", "gemma3-270m-da/distill", "runs/demo-gemma3-270m-da-distill"),
+    ("distill", True, "gemma3-270m-da", "gemma3-270m-da/quick", "runs/demo-gemma3-270m-da-quick"),
+])
+def test_demo_recipe_picks_the_folder_and_output_dir(recipe, quick, recipes, folder, output_dir):
+    from pathlib import Path
+
+    from decoder2vec.demo import Demo
+
+    demo = Demo(recipe=recipe, quick=quick, recipes=recipes)
+    assert demo.folder() == folder and recipe_folder(folder).is_dir()
+    assert demo.default_output_dir() == Path(output_dir)
+
+
+def test_demo_recipe_default_bad_value_and_cli(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from decoder2vec.cli import demo as demo_verb
+    from decoder2vec.cli import main
+    from decoder2vec.data.languages import RECIPES as ADAPT_RECIPES
+    from decoder2vec.demo import DEFAULT_RECIPE, RECIPES, Demo
+
+    assert tuple(RECIPES) == ADAPT_RECIPES  # one set of recipe names for demo and adapt
+    assert Demo().recipe == DEFAULT_RECIPE and Demo().folder() == RECIPES[DEFAULT_RECIPE]  # folders: test above
+    with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill, paper$"):
+        Demo(recipe="llm2vec")
+    with pytest.raises(SystemExit):
+        main(["demo", "--recipe", "llm2vec"])
+    assert "argument --recipe: invalid choice: 'llm2vec' (choose from 'distill', 'paper')" in capsys.readouterr().err
+    # A recipe folder by path names its runs folder after itself.
+    (tmp_path / "mine").mkdir()
+    assert Demo(recipes=str(tmp_path / "mine")).default_output_dir() == Path("runs/demo-mine")
+    # The flags reach Demo's keywords of the same names.
+    made = []
+    monkeypatch.setattr(demo_verb, "Demo", lambda **kwargs: made.append(kwargs) or argparse.Namespace(run=lambda: None))
+    main(["demo", "--recipe", "paper", "--quick"])
+    main(["demo", "--recipes", "gemma3-270m-da/distill"])
+    assert [(m["recipe"], m["quick"], m["recipes"]) for m in made] == [
+        ("paper", True, None), (DEFAULT_RECIPE, False, "gemma3-270m-da/distill")]
+
+
+def _recorders(monkeypatch):
+    """training.train and evaluation.evaluate replaced by recorders: (trained, evaluated) lists."""
     trained, evaluated = [], []
 
     def fake_train(recipe, *, model, output_dir, **overrides):
@@ -155,8 +213,16 @@ def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypat
 
     monkeypatch.setattr("decoder2vec.training.train", fake_train)
     monkeypatch.setattr("decoder2vec.evaluation.evaluate", fake_evaluate)
+    return trained, evaluated
+
+
+def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypatch):
+    """The demo's rows, calls and files (the paper recipe), with training and evaluation replaced by recorders."""
+    from decoder2vec.demo import BASELINES, Demo
+
+    trained, evaluated = _recorders(monkeypatch)
     out = tmp_path / "demo"
-    summary = Demo(quick=True, output_dir=out).run()
+    summary = Demo(recipe="paper", quick=True, output_dir=out).run()
 
     quick = packaged_recipes() / "smollm2-135m" / "quick"
     assert trained == [(str(quick / "mntp.yaml"), "smollm2-135m", str(out / "mntp")),
@@ -170,3 +236,16 @@ def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypat
     assert (out / "demo-quick.png").is_file()
     assert sorted(p.name for p in (out / "results" / "quick").iterdir()) == sorted(
         f"{row}.json" for row in summary["rows"])
+
+
+def test_demo_distill_recipe_is_one_stage_between_the_baselines_and_the_reference(tmp_path, monkeypatch):
+    from decoder2vec.demo import BASELINES, Demo
+
+    trained, evaluated = _recorders(monkeypatch)
+    out = tmp_path / "demo"
+    summary = Demo(recipe="distill", quick=True, output_dir=out).run()
+
+    recipe = packaged_recipes() / "smollm2-135m" / "distill" / "quick" / "distill.yaml"
+    assert trained == [(str(recipe), "smollm2-135m", str(out / "distill"))]
+    assert [name for _, name, _ in evaluated] == [*BASELINES, "distill", "all-MiniLM-L6-v2"]
+    assert summary["suite"] == "quick" and summary["recipes"] == str(recipe.parent)

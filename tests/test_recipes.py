@@ -30,7 +30,9 @@ def test_recipe_is_valid(path):
     assert config.stage == path.stem  # one file per (model, stage), named after the stage
     assert config.recipe == str(path)
     assert config.training_args == {}  # shipped recipes use only named keys
-    packaged = packaged_pairs() if config.stage == "supervised" else packaged_corpora()
+    # Distillation reads sentences (corpora) or pairs (translations: the teacher embeds the English).
+    packaged = {"supervised": packaged_pairs(), "distill": {**packaged_corpora(), **packaged_pairs()}}.get(
+        config.stage, packaged_corpora())
     assert all(source in packaged or is_paper_source(source) for source in config.data), config.data
 
 
@@ -44,6 +46,40 @@ def test_stages_chain(model):
     stages = [s for s in ORDER if s in configs]
     for previous, stage in zip(stages, stages[1:]):
         assert configs[stage].model == configs[previous].output_dir
+
+
+# ------------------------------------------------------------------ the distill recipes
+RECIPE_ROOT = Path(__file__).parents[1] / "src" / "decoder2vec" / "recipes"
+# The measured Danish run (issue 17): one distill stage, MiniLM's in-batch similarities on en-da pairs.
+GEMMA_DISTILL = dict(model="gemma3-270m", teacher="minilm", distill_loss="similarity_kl", train_max_length=64,
+                     per_device_train_batch_size=16, eval_examples=32, learning_rate=2e-4)
+DISTILL = {
+    "gemma3-270m-da/distill": dict(GEMMA_DISTILL, data=["libreoffice-en-da-train"], max_steps=72, save_steps=24,
+                                   logging_steps=8),
+    "gemma3-270m-de/distill": dict(GEMMA_DISTILL, data=["libreoffice-en-de-train"], max_steps=72, save_steps=24,
+                                   logging_steps=8),
+    "smollm2-135m/distill": dict(model="smollm2-135m", teacher="minilm", data=["wikipedia-en"], min_words=6,
+                                 max_words=40, distill_loss="similarity_kl", train_max_length=48,
+                                 per_device_train_batch_size=32, max_steps=72, logging_steps=8, save_steps=24,
+                                 eval_examples=64, learning_rate=2e-4),
+}
+QUICK = dict(max_steps=16, save_steps=8, logging_steps=4)  # the quick flavour: only these differ
+
+
+@pytest.mark.parametrize("folder", sorted(DISTILL))
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_distill_recipes_are_one_stage_with_the_measured_settings(folder, quick):
+    path = RECIPE_ROOT / folder / ("quick" if quick else "") / "distill.yaml"
+    assert sorted(p.name for p in path.parent.glob("*.yaml")) == (
+        ["distill.yaml", "suite.yaml"] if quick and folder.startswith("gemma") else ["distill.yaml"])
+    config = load_recipe(path)
+    for key, value in {**DISTILL[folder], **(QUICK if quick else {})}.items():
+        assert getattr(config, key) == value, (key, getattr(config, key), value)
+    # Its own runs folder, so the paper recipe's runs/<model>[-quick] are never mixed with it.
+    assert config.output_dir == f"runs/{folder.replace('/', '-')}{'-quick' if quick else ''}/distill"
+    if quick and folder.startswith("gemma"):  # scored on the paper quick flavour's suite, so the two compare
+        paper_suite = RECIPE_ROOT / folder.split("/")[0] / "quick" / "suite.yaml"
+        assert (path.parent / "suite.yaml").read_text() == paper_suite.read_text()
 
 
 # ------------------------------------------------------------------ the paper's recipes

@@ -1,8 +1,11 @@
 """Low-resource languages: `adapt`, the pipeline run of a language's packaged recipes.
 
-`adapt("da")` = MNTP on Danish prose -> SimCSE on Danish sentences -> supervised contrastive on
-real pairs (en-da translations of help paragraphs + English STS-B; German adds German STS-B),
-evaluating the language's suite after each stage. Each stage's Encoder folder is kept in
+Two recipes (data/languages.py `RECIPES`), chosen with `recipe=` (`--recipe`):
+- `distill` (the default): one stage, the packaged all-MiniLM-L6-v2 as teacher, its in-batch
+  similarities learnt on en-da / en-de translations of the training help paragraphs;
+- `paper`: LLM2Vec's chain, MNTP on the language's prose -> SimCSE on its sentences ->
+  supervised contrastive on real pairs (en-da translations + English STS-B; German adds German STS-B).
+The language's suite is evaluated after each stage. Each stage's Encoder folder is kept in
 `<output_dir>/<stage>`; a stage whose folder is complete is skipped, so a killed run resumes.
 
 The languages themselves (names, suites, recipe folders, sources) are data: data/languages.py.
@@ -13,28 +16,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.languages import get_language
+from .data.languages import RECIPES, get_language
+from .errors import choices_error
 from .pipeline import SUITE_FILE, Pipeline, recipe_folder
 
-__all__ = ["adapt", "language_recipes", "evaluation_suite"]
+__all__ = ["adapt", "language_recipes", "evaluation_suite", "default_output_dir", "DEFAULT_RECIPE"]
+
+DEFAULT_RECIPE = "distill"  # measured best on the Danish tasks (issue 17); "paper" is LLM2Vec's chain
 
 
-def language_recipes(code: str, quick: bool = False) -> Path:
-    """The language's packaged recipe folder (its quick/ flavour with quick)."""
-    name = get_language(code).recipes
+def language_recipes(code: str, quick: bool = False, *, recipe: str = DEFAULT_RECIPE) -> Path:
+    """The language's packaged recipe folder for `recipe` (its quick/ flavour with quick)."""
+    if recipe not in RECIPES:
+        raise choices_error("recipe", recipe, RECIPES)
+    name = get_language(code).recipes[recipe]
     return recipe_folder(f"{name}/quick" if quick else name)
 
 
-def evaluation_suite(code: str, quick: bool = False) -> str:
+def evaluation_suite(code: str, quick: bool = False, *, recipe: str = DEFAULT_RECIPE) -> str:
     """The suite `adapt` scores after each stage: the language's suite, or with quick the smaller
-    samples in recipes/<language>/quick/suite.yaml."""
-    return str(language_recipes(code, quick=True) / SUITE_FILE) if quick else get_language(code).suite
+    samples in the quick recipe folder's suite.yaml (the same file for every recipe)."""
+    return str(language_recipes(code, True, recipe=recipe) / SUITE_FILE) if quick else get_language(code).suite
+
+
+def default_output_dir(code: str, recipe: str = DEFAULT_RECIPE, quick: bool = False) -> Path:
+    """runs/adapt-<lang>[-<recipe>][-quick]: one folder per recipe and flavour, so a resumed run never
+    reads another recipe's rows. The paper recipe keeps the name it had before there was a choice
+    (runs/adapt-da, runs/adapt-da-quick), so its earlier runs resume."""
+    return Path(f"runs/adapt-{code}{'' if recipe == 'paper' else f'-{recipe}'}{'-quick' if quick else ''}")
 
 
 def adapt(
     language: str,
     *,
     model: str = "gemma3-270m",
+    recipe: str = DEFAULT_RECIPE,
     quick: bool = False,
     output_dir: str | Path | None = None,
     evaluate: bool = True,
@@ -43,13 +59,14 @@ def adapt(
 ) -> Path:
     """Run a language's recipes stage by stage; returns the last stage's Encoder folder.
 
+    `recipe`: "distill" (one distillation stage) or "paper" (MNTP -> SimCSE -> supervised).
     Finished stages (their folder records the stage) are skipped, and so are evaluations already
     made (`<output_dir>/results/`); `<output_dir>/results.json` sums them up. `overrides` apply to
     every stage (e.g. {"max_steps": 2} for a smoke run).
     """
     lang = get_language(language)
-    pipeline = Pipeline(language_recipes(lang.code, quick), model=model,
-                        output_dir=output_dir or f"runs/adapt-{lang.code}{'-quick' if quick else ''}",
-                        suite=evaluation_suite(lang.code, quick), evaluate=evaluate, stages=stages,
+    pipeline = Pipeline(language_recipes(lang.code, quick, recipe=recipe), model=model,
+                        output_dir=output_dir or default_output_dir(lang.code, recipe, quick),
+                        suite=evaluation_suite(lang.code, quick, recipe=recipe), evaluate=evaluate, stages=stages,
                         overrides=dict(overrides or {}))
     return pipeline.run()["final"]

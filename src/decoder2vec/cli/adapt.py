@@ -1,12 +1,12 @@
-"""decoder2vec adapt --language da|de [--model gemma3-270m] [--quick] [--output-dir runs/adapt-da]"""
+"""decoder2vec adapt --language da|de [--recipe distill|paper] [--model gemma3-270m] [--quick] [--output-dir D]"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..data.languages import LANGUAGES
-from ..languages import adapt
+from ..data.languages import LANGUAGES, RECIPES
+from ..languages import DEFAULT_RECIPE, adapt
 from ..training.config import STAGE_CONFIGS
 from . import add_set_argument, parse_overrides
 
@@ -18,9 +18,13 @@ def add_arguments(p):
     p.add_argument("--language", required=True, choices=sorted(LANGUAGES),
                    help="da (Danish) or de (German)")
     p.add_argument("--model", default="gemma3-270m", help="base model (default: the packaged gemma3-270m)")
-    p.add_argument("--quick", action="store_true", help="the quick recipes (~20 min on a 2-core CPU)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPES,
+                   help=f"distill: one stage learning all-MiniLM-L6-v2's similarities on en->LANG translations | "
+                        f"paper: LLM2Vec's MNTP -> SimCSE -> supervised (default: {DEFAULT_RECIPE})")
+    p.add_argument("--quick", action="store_true", help="the recipe's quick flavour (minutes on a 2-core CPU)")
     p.add_argument("--output-dir", dest="output_dir", default=None,
-                   help="where each stage's Encoder folder and results.json go (default: runs/adapt-LANG[-quick])")
+                   help="where each stage's Encoder folder and results.json go (default: runs/adapt-LANG-RECIPE[-quick], "
+                        "runs/adapt-LANG[-quick] for paper)")
     p.add_argument("--stages", nargs="+", choices=list(STAGE_CONFIGS), default=None,
                    help="stages to run, in order (default: all)")
     p.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
@@ -29,7 +33,7 @@ def add_arguments(p):
 
 
 def run(args):
-    final = adapt(args.language, model=args.model, quick=args.quick, output_dir=args.output_dir,
+    final = adapt(args.language, model=args.model, recipe=args.recipe, quick=args.quick, output_dir=args.output_dir,
                   evaluate=args.evaluate, stages=tuple(args.stages) if args.stages else None,
                   overrides=parse_overrides(args.overrides))
     results = final.parent / "results.json"

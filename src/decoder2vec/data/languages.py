@@ -1,15 +1,21 @@
 """The languages decoder2vec adapts a model to: one definition each, as data.
 
 `LANGUAGES` maps a code to its `Language`: the name, the evaluation suite with its tasks, the
-packaged recipe folder (recipes/<recipes>/ and its quick/ flavour) and the packaged sources its
-recipes train on (registry.py), so a test can check that every recipe names only these.
+packaged recipe folder of each recipe (`RECIPES`; each folder has a quick/ flavour) and the
+packaged sources its recipes train on (registry.py), so a test can check that every recipe names
+only these.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import choices_error
+
+# The recipes a language is adapted with (`adapt(recipe=...)`, `decoder2vec adapt --recipe`):
+# distill - one stage: the packaged all-MiniLM-L6-v2's similarities on en->language translations;
+# paper   - LLM2Vec's chain, MNTP -> SimCSE -> supervised, on the language's own text.
+RECIPES = ("distill", "paper")
 
 
 @dataclass(frozen=True)
@@ -17,9 +23,9 @@ class Language:
     code: str
     name: str
     suite: str  # evaluation suite with this language's tasks
-    recipes: str  # packaged recipe folder: recipes/<recipes>/{mntp,simcse,supervised}.yaml and quick/
+    recipes: dict[str, str] = field(hash=False)  # recipe (RECIPES) -> packaged recipe folder, which has a quick/
     corpora: tuple[str, ...]  # prose for MNTP and SimCSE: man pages and the training help pages
-    pairs: tuple[str, ...]  # supervised pairs: translations from the training help pages, STS-B
+    pairs: tuple[str, ...]  # supervised and distill pairs: translations from the training help pages, STS-B
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -27,9 +33,11 @@ class Language:
 
 
 LANGUAGES = {
-    "da": Language("da", "Danish", "da", "gemma3-270m-da", corpora=("manpages-da", "libreoffice-help-da-train"),
+    "da": Language("da", "Danish", "da", {"distill": "gemma3-270m-da/distill", "paper": "gemma3-270m-da"},
+                   corpora=("manpages-da", "libreoffice-help-da-train"),
                    pairs=("libreoffice-en-da-train", "stsb-en-train")),
-    "de": Language("de", "German", "de", "gemma3-270m-de", corpora=("manpages-de", "libreoffice-help-de-train"),
+    "de": Language("de", "German", "de", {"distill": "gemma3-270m-de/distill", "paper": "gemma3-270m-de"},
+                   corpora=("manpages-de", "libreoffice-help-de-train"),
                    pairs=("stsb-de-train", "libreoffice-en-de-train", "stsb-en-train")),
 }
 
