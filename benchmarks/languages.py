@@ -1,13 +1,13 @@
 """Danish and German: base models vs the adapted Gemma-3-270M, one markdown table for docs/languages.md.
 
-    .venv/bin/decoder2vec adapt --language da --quick --output-dir runs/adapt-da-quick
-    .venv/bin/decoder2vec adapt --language de --quick --output-dir runs/adapt-de-quick
+    .venv/bin/decoder2vec adapt --language da --quick                  # distill -> runs/adapt-da-distill-quick
+    .venv/bin/decoder2vec adapt --language da --quick --recipe paper   # paper -> runs/adapt-da-quick
     .venv/bin/python benchmarks/languages.py                 # baselines + the adapt runs' results
     .venv/bin/python benchmarks/languages.py --full          # the full 'da' / 'de' suites instead
 
 Evaluates each baseline on the language suite `adapt` uses (with --quick: the smaller samples in
 recipes/gemma3-270m-<lang>/quick/suite.yaml), reads the adapted stages' scores from
-runs/adapt-<lang>[-quick]/results.json, and prints one row per model: each task's main score, the
+runs/adapt-<lang>[-distill][-quick]/results.json (both recipes), and prints one row per model: each task's main score, the
 average, and the average without the LibreOffice help tasks (the domain the recipes train on;
 the other tasks come from sources no recipe reads). Baseline results are kept in runs/languages/
 so a rerun only evaluates what is new.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from decoder2vec.evaluation import evaluate, load_tasks
 from decoder2vec.evaluation.runner import LIBREOFFICE_SOURCES, task_source
-from decoder2vec.languages import evaluation_suite
+from decoder2vec.languages import default_output_dir, evaluation_suite
 
 # (row label, evaluate() keyword arguments)
 BASELINES = [
@@ -32,8 +32,9 @@ BASELINES = [
     ("SmolLM2-135M {smollm2}", None),  # filled in by smollm2_baseline()
     ("all-MiniLM-L6-v2", dict(model="minilm")),
 ]
-STAGE_LABELS = {"base": "Gemma-3-270M bidirectional, mean (no training)", "mntp": "+ MNTP",
-                "simcse": "+ MNTP + SimCSE", "supervised": "+ MNTP + SimCSE + supervised"}
+STAGE_LABELS = {"base": "Gemma-3-270M bidirectional, mean (no training)", "mntp": "paper: + MNTP",
+                "simcse": "paper: + MNTP + SimCSE", "supervised": "paper: + MNTP + SimCSE + supervised",
+                "distill": "distill: all-MiniLM-L6-v2 distilled through translations"}
 
 
 def smollm2_baseline() -> tuple[str, dict]:
@@ -67,8 +68,11 @@ def main(argv=None):
     for lang in args.languages:
         suite = evaluation_suite(lang, quick)
         rows = []
-        run = Path(f"runs/adapt-{lang}{'-quick' if quick else ''}")
-        results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+        results = {}  # both recipes' rows: paper's stages, then distill's (each run's own results.json)
+        for recipe in ("paper", "distill"):
+            run = default_output_dir(lang, recipe, quick)
+            if (run / "results.json").is_file():
+                results = {**json.loads((run / "results.json").read_text()), **results}
         baselines = [] if args.skip_baselines else [b if b[1] else smollm2_baseline() for b in BASELINES]
         for label, kwargs in baselines:
             slug = "".join(c if c.isalnum() else "-" for c in label.lower())
@@ -82,7 +86,7 @@ def main(argv=None):
             print(f"[{lang}] {label}: {sum(scores.values()) / len(scores):.4f}", file=sys.stderr, flush=True)
         # Gemma's causal rows, then the bidirectional base and each trained stage, then the others.
         stages = [(STAGE_LABELS[s], results[s]["tasks"], results[s].get("seconds"))
-                  for s in ("base", "mntp", "simcse", "supervised") if s in results]
+                  for s in ("base", "mntp", "simcse", "supervised", "distill") if s in results]
         rows = rows[:2] + stages + rows[2:]
         if not rows:
             continue
