@@ -10,7 +10,7 @@ import os
 import httpx
 import numpy as np
 import pytest
-from tiny import CORPUS, FAMILIES, tiny_encoder
+from tiny import CORPUS, FAMILIES, assert_batch_invariant, tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.backends import BACKENDS, TorchBackend
@@ -79,12 +79,7 @@ def test_fp32_equals_the_padded_torch_path(backend, family, tmp_path_factory):
 def test_vectors_do_not_depend_on_the_batch(family, backend, weights, tmp_path_factory):
     encoder = loaded(family, backend, weights, tmp_path_factory)
     assert encoder.backend.weights == weights
-    batched = encoder.encode(TEXTS, normalize_embeddings=True)
-    alone = np.stack([encoder.encode(text, normalize_embeddings=True) for text in TEXTS])
-    reordered = encoder.encode(TEXTS[::-1] + ["a much longer text that pads every other row " * 3],
-                               normalize_embeddings=True, batch_size=7)[:len(TEXTS)][::-1]
-    assert np.abs(batched - alone).max() <= 1e-4
-    assert np.abs(batched - reordered).max() <= 1e-4
+    batched = assert_batch_invariant(encoder, TEXTS)
     # int8 weights stay close to the fp32 vectors of the same backend.
     assert (batched * reference(family)).sum(1).min() > 0.99
     # ... and every output precision of a text is the same alone as in a batch.

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from decoder2vec import Encoder, int8_loading
 from decoder2vec import encoder as encoder_module
 from decoder2vec.quantization import Int8Linear, is_quantized, quantize_model
-from tiny import CORPUS, tiny_config, tiny_encoder, tiny_tokenizer
+from tiny import CORPUS, assert_batch_invariant, tiny_config, tiny_encoder, tiny_tokenizer
 
 TEXTS = CORPUS[:6]
 # RoPE + SwiGLU, learned positions + Conv1D, sliding windows, parallel attention, OPT's projections.
@@ -60,12 +60,7 @@ def test_streamed_int8_keeps_the_calibrated_outlier_channel(tmp_path, monkeypatc
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_streamed_int8_vectors_do_not_depend_on_the_batch(family, tmp_path, monkeypatch):
     encoder = _streamed(tiny_encoder(family).save_pretrained(tmp_path / "encoder"), monkeypatch)
-    batched = encoder.encode(TEXTS, normalize_embeddings=True)
-    alone = np.stack([encoder.encode(text, normalize_embeddings=True) for text in TEXTS])
-    reordered = encoder.encode(TEXTS[::-1] + ["a much longer text that pads every other row " * 3],
-                               normalize_embeddings=True, batch_size=7)[:len(TEXTS)][::-1]
-    assert np.abs(batched - alone).max() <= 1e-4
-    assert np.abs(batched - reordered).max() <= 1e-4
+    assert_batch_invariant(encoder, TEXTS)
 
 
 def test_a_causal_lm_folder_streams_into_the_backbone(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 # model_type -> config overrides that make it tiny. Every family decoder2vec supports is here.
@@ -89,3 +90,16 @@ def tiny_encoder(family: str = "llama", **config):
 
     config.setdefault("max_length", COMMON["max_position_embeddings"])  # GPT-2/OPT have no positions past it
     return Encoder(tiny_model(family), tiny_tokenizer(), EncoderConfig(**config))
+
+
+def assert_batch_invariant(encoder, texts, bound: float = 1e-4) -> np.ndarray:
+    """A text's normalised vector is the same alone, in its batch, and in another order and
+    batch size next to a long text that pads every other row (within `bound`); returns the batch's
+    vectors."""
+    batched = encoder.encode(texts, normalize_embeddings=True)
+    alone = np.stack([encoder.encode(text, normalize_embeddings=True) for text in texts])
+    reordered = encoder.encode(list(texts[::-1]) + ["a much longer text that pads every other row " * 3],
+                               normalize_embeddings=True, batch_size=7)[:len(texts)][::-1]
+    assert np.abs(batched - alone).max() <= bound
+    assert np.abs(batched - reordered).max() <= bound
+    return batched

@@ -31,7 +31,7 @@ from safetensors import safe_open
 from .errors import Decoder2VecError
 from .loading import default_device, parse_dtype
 from .quantization import (
-    OUTLIER_FRACTION, Int8Linear, _encoder_calibration, _in_features, _is_linear, _release_freed_memory, trim_heap,
+    _encoder_calibration, _is_linear, _release_freed_memory, record_input_peak, replace_with_int8, trim_heap,
 )
 
 
@@ -134,8 +134,7 @@ def load_quantized(encoder, source: str) -> None:
 
     def before(module, args):
         reader.module(module)
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).float().abs().amax(0)
-        peaks[module] = torch.maximum(peaks[module], x) if module in peaks else x
+        record_input_peak(peaks, module, args)
 
     def after(module, args, output):
         _replace(model, targets[module], module, peaks.get(module))
@@ -155,15 +154,8 @@ def load_quantized(encoder, source: str) -> None:
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module, peak: torch.Tensor | None) -> None:
-    """The same Int8Linear quantize_model makes from this layer and its calibration peaks."""
-    outliers = None
-    if peak is not None:
-        count = max(1, round(_in_features(module) * OUTLIER_FRACTION))
-        outliers = peak.topk(count).indices
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, Int8Linear(module, outliers))
-    module.weight = None
+    """The same Int8Linear quantize_model makes from this layer and its calibration peak."""
+    replace_with_int8(model, name, module, peak)
     # The fp32 weight and quantising's fp32 temporaries go back to the OS now: glibc would keep
     # them in its heap, and the heap would grow to the whole fp32 model by the last layer.
     trim_heap()

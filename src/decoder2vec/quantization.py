@@ -125,14 +125,7 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
         calibration = _encoder_calibration(model_or_encoder)
     peaks = _input_peaks(model, [m for _, m in targets], calibration) if calibration else {}
     for name, module in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        outliers = None
-        if id(module) in peaks:
-            count = max(1, round(_in_features(module) * OUTLIER_FRACTION))
-            outliers = peaks[id(module)].topk(count).indices
-        setattr(parent, child, Int8Linear(module, outliers))
-        module.weight = None  # the fp32 weight goes now, not after the whole model
+        replace_with_int8(model, name, module, peaks.get(id(module)))
     _own_float_tensors(model)
     _release_freed_memory()
     return model_or_encoder
@@ -140,6 +133,26 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
 
 def _in_features(module: nn.Module) -> int:
     return module.weight.shape[1] if isinstance(module, nn.Linear) else module.weight.shape[0]
+
+
+def replace_with_int8(model: nn.Module, name: str, module: nn.Module, peak: torch.Tensor | None) -> None:
+    """Put `module` (the Linear called `name` in `model`) back as its Int8Linear, the
+    OUTLIER_FRACTION input channels with the largest calibration `peak` kept in float (None: no
+    calibration reached it, no float channels); its fp32 weight goes now, not after the whole model."""
+    outliers = None
+    if peak is not None:
+        count = max(1, round(_in_features(module) * OUTLIER_FRACTION))
+        outliers = peak.topk(count).indices
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, Int8Linear(module, outliers))
+    module.weight = None
+
+
+def record_input_peak(peaks: dict, key, args) -> None:
+    """Fold a layer call's input into peaks[key]: the largest |activation| per input channel."""
+    x = args[0].detach().reshape(-1, args[0].shape[-1]).float().abs().amax(0)
+    peaks[key] = torch.maximum(peaks[key], x) if key in peaks else x
 
 
 def _encoder_calibration(encoder):
@@ -157,8 +170,7 @@ def _input_peaks(model: nn.Module, layers, calibration) -> dict[int, torch.Tenso
     peaks: dict[int, torch.Tensor] = {}
 
     def record(module, args):
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).float().abs().amax(0)
-        peaks[id(module)] = torch.maximum(peaks[id(module)], x) if id(module) in peaks else x
+        record_input_peak(peaks, id(module), args)
 
     handles = [layer.register_forward_pre_hook(record) for layer in layers]
     try:
