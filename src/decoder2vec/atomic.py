@@ -11,7 +11,10 @@ goes through `atomic_folder`:
 - an existing folder that is not an earlier output of the same kind is refused (one-line error),
   unless `overwrite=True`, which still replaces only the files decoder2vec writes;
 - the current folder, its parents, the home folder, and the folder holding the model being saved
-  (or a parent of it) are refused outright.
+  (or a parent of it) are refused outright;
+- the files and folders get the permissions the umask gives (0644 / 0755 under umask 022), as
+  `save_pretrained` in transformers leaves them: a temporary folder is 0700 and some writers make
+  their files 0600, which a service account reading a saved model could not open.
 """
 
 from __future__ import annotations
@@ -105,6 +108,33 @@ def atomic_folder(target, *, kind: str, overwrite: bool = False, keep_existing: 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask can only be
+    read by setting it, which races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(folder: Path) -> None:
+    """Give `folder` and everything in it the permissions a plain mkdir/open would have given:
+    folders 0777 & ~umask, files 0666 & ~umask (0777 & ~umask if they were executable)."""
+    mask = current_umask()
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        full = 0o777 if path.is_dir() or mode & 0o111 else 0o666
+        os.chmod(path, full & ~mask)
+
+
 def _own_files(folder: Path) -> set[str]:
     try:
         return set(json.loads((folder / MARKER).read_text())["files"]) | {MARKER}
@@ -116,6 +146,7 @@ def swap_in(new: Path, target: Path) -> None:
     """Make the complete folder `new` (a sibling of `target`, or on its filesystem) the target: the old folder is renamed aside, `new` renamed in, then every file
     of the old folder that decoder2vec did not write and `new` does not replace is moved back.
     A kill between the steps is finished by the next write (`_finish_or_remove_leftovers`)."""
+    follow_umask(new)
     if not target.exists():
         os.replace(new, target)
         return

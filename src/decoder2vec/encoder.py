@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import int8_loading, loading
 from .atomic import atomic_folder
 from .backends import EXPORTED, Backend, TorchBackend, check_backend
-from .backends.cache import artifact_dir, artifact_key, building
+from .backends.cache import artifact_dir, artifact_key, building, check_own_artifact, needs_building
 from .backends.onnx import GRAPH, OnnxBackend, export_graph, quantize_graph
 from .backends.openvino import IR, OpenVinoBackend, convert_graph
 from .backends.torch import backbone
@@ -279,7 +279,7 @@ class Encoder:
             key = artifact_key(source, bidirectional=config.bidirectional, weights=weights, engine=backend)
             folder = artifact_dir(loading.cache_dir(), key)
             artifact = folder / (GRAPH if backend == "onnx" else IR)
-            if not artifact.is_file():
+            if needs_building(folder):  # missing, or a file changed since it was written
                 with building(folder) as tmp:
                     if backend == "onnx":
                         quantize_graph(graph, tmp / GRAPH)
@@ -720,10 +720,11 @@ def _onnx_graph(source: str, config: EncoderConfig, trust_remote_code: bool) -> 
     export --to onnx`), else the cached one, exported from the torch model on first use."""
     own = Path(source) / "onnx" / GRAPH
     if own.is_file():
+        check_own_artifact(own.parent)
         return own
     key = artifact_key(source, bidirectional=config.bidirectional, weights="float32", engine="onnx")
     folder = artifact_dir(loading.cache_dir(), key)
-    if not (folder / GRAPH).is_file():
+    if needs_building(folder):
         net, _ = loading.load_model(source, device="cpu", dtype="float32", trust_remote_code=trust_remote_code)
         net.eval()
         set_causal(net, not config.bidirectional)

@@ -41,7 +41,11 @@ def cache_dir() -> Path:
     """Where converted models and datasets are kept: $DECODER2VEC_CACHE or ~/.cache/decoder2vec."""
     root = os.environ.get("DECODER2VEC_CACHE") or Path.home() / ".cache" / "decoder2vec"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Decoder2VecError(f"cannot create decoder2vec's cache folder {path}: {exc.strerror or exc}; set "
+                               "DECODER2VEC_CACHE to a writable folder") from None
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_folder
+from .backends.cache import record_artifact
 from .backends.onnx import GRAPH, export_graph, require
 from .backends.torch import TorchBackend
 from .encoder import Encoder
@@ -35,4 +36,5 @@ def export_onnx(encoder_or_path, out_dir, *, overwrite: bool = False) -> Path:
     with atomic_folder(out, kind="onnx export", overwrite=overwrite, sources=[encoder.path]) as folder:
         encoder.write_files(folder)
         export_graph(encoder.backend, folder / ONNX_FILE)
+        record_artifact(folder / ONNX_FILE.parent)  # checked on every load
     return out

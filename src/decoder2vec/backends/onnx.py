@@ -85,7 +85,12 @@ class OnnxBackend(Backend):
             options.intra_op_num_threads = threads
         self.graph = Path(graph)
         self.weights = weights
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's own error types (InvalidProtobuf, Fail, ...): name the file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise Decoder2VecError(f"{graph}: onnxruntime cannot load this graph ({first}); the file may be "
+                                   "truncated or corrupt: export it again") from None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         (states,) = self.session.run(None, {"input_ids": input_ids.cpu().numpy(),
