@@ -277,3 +277,30 @@ def test_hub_id_while_offline_is_one_line(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("decoder2vec info: error: cannot load model 'SomeOrg/no-such-model'"), lines
     assert "Traceback" not in done.stderr
+
+
+class _Marker:
+    """Unpickling this writes a file: the test's proof that nothing was unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "unpickled"))
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt"])
+def test_a_folder_with_only_pickled_weights_is_one_line_and_never_unpickled(name, tmp_path, cache):
+    """Issue 23, case 16: an OSError traceback from transformers before."""
+    import pickle
+
+    folder = _saved(tmp_path)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    (folder / name).write_bytes(pickle.dumps(_Marker(marker)))
+    for kwargs in ({}, {"quantize": "int8"}, {"backend": "onnx"}):
+        with pytest.raises(Decoder2VecError, match=rf"{folder} has no .safetensors weights, only pickled weights "
+                                                   rf"\({name}\), which decoder2vec never loads") as info:
+            Encoder.from_pretrained(folder, **kwargs)
+        assert "\n" not in str(info.value)
+    assert not marker.exists()

@@ -251,6 +251,12 @@ def check_weights(folder: str) -> None:
     path = Path(folder)
     if not path.is_dir():
         return
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = f"only pickled weights ({', '.join(pickled[:3])}), which decoder2vec never loads: they can run " \
+                "code when unpickled" if pickled else "no model weights"
+        raise Decoder2VecError(f"{path} has no .safetensors weights, {found}; convert them where you trust the file: "
+                               "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
     for file in sorted(path.glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="pt"):
