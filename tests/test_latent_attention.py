@@ -80,3 +80,25 @@ def test_a_contrastive_stage_trains_and_saves_the_layer_and_the_next_stage_keeps
     np.testing.assert_allclose(saved.encode(["a short text", "another one"]), vectors.numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(Decoder2VecError, match="latent-attention pooling layer.*--exact"):
         export_sentence_transformers(saved, tmp_path / "st")
+
+
+def test_a_trained_folder_loads_in_sentence_transformers_with_its_layer_or_not_at_all(tmp_path):
+    """Issue 23, case 3: the stage's folder named plain Transformer + Pooling in modules.json, so
+    SentenceTransformer(folder) ran without the layer (cosine 0.94-0.96 to encode, no warning)."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = train({"stage": "simcse", "model": str(encoder_folder(tmp_path)), "data": [str(corpus_file(tmp_path))],
+                    "output_dir": str(tmp_path / "simcse"), "min_words": 3, "latent_attention": 8,
+                    "latent_attention_heads": 4, "learning_rate": 5e-2, **FAST, "max_steps": 3})
+    texts = ["a short text", "another one, a little longer than the first", "x"]
+    expected = Encoder.from_pretrained(folder).encode(texts)
+    with pytest.raises(ValueError, match="trust_remote_code"):  # the clear failure, never other vectors
+        SentenceTransformer(str(folder), device="cpu")
+    st = SentenceTransformer(str(folder), device="cpu", trust_remote_code=True)
+    np.testing.assert_allclose(st.encode(texts), expected, rtol=1e-5, atol=1e-5)
+    # and the layer matters here: plain pooling of the same folder gives other vectors
+    ids, masks, _ = (encoder := Encoder.from_pretrained(folder)).tokenize(texts)
+    batch = encoder.collate(ids, masks)
+    with torch.no_grad():
+        plain = pool(encoder.hidden_states(batch), batch.pool_mask, batch.attention_mask, encoder.pooling).numpy()
+    assert np.abs(plain - expected).max() > 1e-3

@@ -448,6 +448,9 @@ def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dic
     if stage.config.merge_with:
         record["merge"] = _merge_after(stage, encoder)
     config.stages = [*config.stages, record]
+    # The layer is saved with the Encoder, so the folder's sentence-transformers files run it too
+    # (decoder2vec's own ST module): a plain Pooling would load the folder without it (issue 23).
+    encoder.latent_attention = getattr(stage, "latent_attention", None)
     encoder.save_pretrained(staging)
     stage.write_extras(staging)
     shutil.move(str(adapter), staging / "adapter")
