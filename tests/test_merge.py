@@ -145,3 +145,48 @@ def test_a_missing_merge_with_folder_is_refused_before_training(tmp_path):
     with pytest.raises(Decoder2VecError, match="merge_with .*missing' not found"):
         _simcse(tmp_path, "never", merge_with=str(tmp_path / "missing"))
     assert not (tmp_path / "never.checkpoints").exists()
+
+
+def with_latent_attention(tmp_path, name, seed, latents=8):
+    from decoder2vec.pooling import LatentAttention
+
+    torch.manual_seed(seed)
+    encoder = Encoder(tiny_model("llama", seed=seed), tiny_tokenizer(), EncoderConfig(max_length=128))
+    encoder.latent_attention = LatentAttention(32, latents=latents, heads=4)
+    with torch.no_grad():
+        for p in encoder.latent_attention.parameters():
+            p.normal_(std=0.2)
+    return encoder.save_pretrained(tmp_path / name)
+
+
+def test_latent_attention_layers_are_averaged_with_the_weights(tmp_path):
+    """Issue 23, case 4: merge kept the first source's layer (or none) whatever the others had."""
+    import json
+
+    from decoder2vec.pooling import load_latent_attention
+
+    a, b = with_latent_attention(tmp_path, "a", 0), with_latent_attention(tmp_path, "b", 1)
+    out = merge([a, b], [0.25, 0.75], output_dir=tmp_path / "merged")
+    first, second, merged = (load_latent_attention(x).state_dict() for x in (a, b, out))
+    assert not torch.equal(first["latents"], second["latents"])
+    for key, tensor in merged.items():
+        torch.testing.assert_close(tensor, 0.25 * first[key] + 0.75 * second[key], rtol=0, atol=1e-6)
+    # the merged folder runs the layer, through both doors
+    assert json.loads((out / "modules.json").read_text())[0]["type"] == "decoder2vec.st_module.EncoderModule"
+    assert Encoder.from_pretrained(out).latent_attention is not None
+
+
+def test_merging_with_and_without_a_latent_attention_layer_is_refused(tmp_path):
+    a, plain = with_latent_attention(tmp_path, "a", 0), saved(tmp_path, "plain", seed=1)
+    for sources in ([plain, a], [a, plain]):
+        with pytest.raises(Decoder2VecError, match=rf"cannot merge: {a.resolve()} has a trained latent-attention "
+                                                   rf"layer and {plain.resolve()} has none"):
+            merge(sources, output_dir=tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_latent_attention_layers_of_other_sizes_are_refused(tmp_path):
+    a, b = with_latent_attention(tmp_path, "a", 0), with_latent_attention(tmp_path, "b", 1, latents=16)
+    with pytest.raises(Decoder2VecError, match=r"latent-attention layer of .*b is \(dim, latents, heads\) = "
+                                               r"\(32, 16, 4\), of .*a \(32, 8, 4\)"):
+        merge([a, b], output_dir=tmp_path / "merged")

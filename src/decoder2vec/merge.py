@@ -4,7 +4,10 @@ Small embedding models average checkpoints (EmbeddingGemma: several seeds of one
 trained stage with its base (BidirLM: the MNTP model 50/50 with the base, to undo forgetting).
 Sources are anything `Encoder.from_pretrained` loads (Encoder folders, model folders, hub ids,
 .gguf files, packaged names); they must have the same architecture, tensor names and shapes, and
-the same tokenizer vocabulary.
+the same tokenizer vocabulary. A trained latent-attention layer (latent_attention.safetensors) is
+averaged with the same weights when every source has one of the same sizes; a merge where only
+some have it, or where the sizes differ, is refused (a layer kept from one source would not fit
+the averaged weights).
 
 Weights are a convex combination: each in [0, 1], summing to 1. They are not normalised for the
 user, because `--weights 0.7 0.7` is more likely a typo than a request for 0.5/0.5; the error
@@ -22,6 +25,7 @@ import torch
 from .atomic import check_output_folder
 from .encoder import Encoder
 from .errors import Decoder2VecError
+from .pooling import LatentAttention, load_latent_attention
 
 WEIGHT_SUM_TOLERANCE = 1e-6
 
@@ -93,10 +97,32 @@ def merge(
     # Refused before any (slow) load: the output may not be, or hold, any of the sources.
     check_output_folder(output_dir, kind="encoder", overwrite=overwrite,
                         sources=[Path(n) for n in names if Path(n).is_dir()])
+    layer = merged_latent_attention(folders, names, weights)  # refused, if at all, before the slow loads
     first = Encoder.from_pretrained(folders[0])
     average_into(first, names[0], list(zip(folders[1:], names[1:], weights[1:])), weights[0])
+    first.latent_attention = layer
     first.config.stages = [*first.config.stages, {"stage": "merge", "sources": names, "weights": weights}]
     return first.save_pretrained(output_dir, overwrite=overwrite)
+
+
+def merged_latent_attention(folders, names: Sequence[str], weights: Sequence[float]) -> LatentAttention | None:
+    """The weighted average of the sources' latent-attention layers; None when none has one."""
+    layers = [load_latent_attention(f) if Path(f).expanduser().is_dir() else None for f in folders]
+    if all(layer is None for layer in layers):
+        return None
+    if any(layer is None for layer in layers):
+        have = [n for n, layer in zip(names, layers) if layer is not None]
+        lack = [n for n, layer in zip(names, layers) if layer is None]
+        raise Decoder2VecError(f"cannot merge: {', '.join(have)} has a trained latent-attention layer and "
+                               f"{', '.join(lack)} has none; merge models that all have one, or none")
+    sizes = [(layer.dim, layer.n_latents, layer.heads) for layer in layers]
+    for name, size in zip(names[1:], sizes[1:]):
+        if size != sizes[0]:
+            raise Decoder2VecError(f"cannot merge: the latent-attention layer of {name} is (dim, latents, heads) = "
+                                   f"{size}, of {names[0]} {sizes[0]}; only layers of the same sizes average")
+    states = [layer.state_dict() for layer in layers]
+    layers[0].load_state_dict({key: sum(w * s[key].float() for w, s in zip(weights, states)) for key in states[0]})
+    return layers[0]
 
 
 def average_into(first: Encoder, first_name: str, others: Sequence[tuple], first_weight: float) -> None:
