@@ -23,9 +23,14 @@ if [ ! -f "$venv/.installed" ]; then
     # llm2vec 0.2.3 requires transformers>=4.43.1,<=4.44.2; peft 0.12 is the release of the
     # same summer. llm2vec itself goes in --no-deps: its datasets/evaluate/scikit-learn
     # requirements serve only its training scripts, never imported by `import llm2vec`.
-    "${pip[@]}" "transformers==4.44.2" "peft==0.12.0" numpy tqdm packaging psutil
+    "${pip[@]}" "transformers==4.44.2" "peft==0.12.0" "accelerate==0.33.0" numpy tqdm packaging psutil
     "${pip[@]}" --no-deps "llm2vec==0.2.3"
     "$venv/bin/python" -c "import llm2vec, transformers; assert transformers.__version__ == '4.44.2'"
     touch "$venv/.installed"
+fi
+# llm2vec.dataset (E5Data, read by reference_training.py) logs through accelerate; a venv built
+# before that comparison existed lacks it.
+if ! "$venv/bin/python" -c "import accelerate" 2>/dev/null; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "accelerate==0.33.0"
 fi
 echo "$venv/bin/python"

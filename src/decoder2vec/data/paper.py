@@ -4,8 +4,10 @@ E5 mix with its per-dataset instructions (supervised).
     wikitext-103         hub Salesforce/wikitext, wikitext-103-raw-v1, train split: raw lines, empty
                          lines included (the reference tokenizes and packs them too)
     wiki1m               hub princeton-nlp/datasets-for-simcse, wiki1m_for_simcse.txt: one sentence a line
-    e5:FOLDER            the E5 mix as LLM2Vec reads it (its README's "echo-data" download): one
-                         FOLDER/<dataset>.jsonl per dataset, lines {"query", "positive", "negative"}
+    e5:FOLDER            the public E5 mix as llm2vec 0.2.3 reads it (its README's "echo-data"
+                         download): FOLDER/<dataset>.jsonl per dataset (allnli.jsonl,
+                         quora_duplicates.jsonl, ...), lines {"query", "positive", "negative"};
+                         a folder of split files (allnli_split1.jsonl, ...) is read too
 
 Each loader is split in two: fetching (hub download, cached by huggingface_hub/datasets) and
 reading the file in that format, so the readers are tested on small local files.
@@ -14,6 +16,7 @@ reading the file in that format, so the readers are tested on small local files.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +29,12 @@ from .pairs import Pair
 WIKITEXT = ("Salesforce/wikitext", "wikitext-103-raw-v1")
 WIKI1M = ("princeton-nlp/datasets-for-simcse", "wiki1m_for_simcse.txt")
 
-# LLM2Vec's E5 mix: the query instruction of each dataset (llm2vec/dataset/E5Data.py). NLI and
-# Quora appear twice with two instructions (split1/split2), so they alternate between halves.
+# The public E5 archive as llm2vec 0.2.3's E5Data reads it: one file per dataset, read in this
+# order (which, with the seed, fixes the training order). allnli and quora_duplicates carry two
+# instructions, alternated by line parity (row 0 the first, row 1 the second, ...).
 E5_INSTRUCTIONS = {
-    "allnli_split1": "Given a premise, retrieve a hypothesis that is entailed by the premise",
-    "allnli_split2": "Retrieve semantically similar text",
+    "allnli": ("Given a premise, retrieve a hypothesis that is entailed by the premise",
+               "Retrieve semantically similar text"),
     "dureader": "Given a Chinese search query, retrieve web passages that answer the question",
     "eli5_question_answer": "Provided a user question, retrieve the highest voted answers on Reddit ELI5 forum",
     "fever": "Given a claim, retrieve documents that support or refute the claim",
@@ -40,19 +44,30 @@ E5_INSTRUCTIONS = {
     "msmarco_passage": "Given a web search query, retrieve relevant passages that answer the query",
     "msmarco_document": "Given a web search query, retrieve relevant documents that answer the query",
     "nq": "Given a question, retrieve Wikipedia passages that answer the question",
-    "quora_duplicates_split1": "Given a question, retrieve questions that are semantically equivalent to the given question",
-    "quora_duplicates_split2": "Find questions that have the same meaning as the input question",
+    "quora_duplicates": ("Given a question, retrieve questions that are semantically equivalent to the given question",
+                         "Find questions that have the same meaning as the input question"),
     "squad": "Retrieve Wikipedia passages that answer the question",
     "t2ranking": "Given a Chinese search query, retrieve web passages that answer the question",
     "trivia_qa": "Retrieve Wikipedia passages that answer the question",
 }
-# Symmetric tasks: the documents get the same instruction as the query; elsewhere documents get none.
-E5_SYMMETRIC = ("allnli_split2", "quora_duplicates_split1", "quora_duplicates_split2")
+# The split-file layout (llm2vec before 0.2.3): NLI and Quora come as two files each, one
+# instruction per file, and the documents of the symmetric halves get the instruction too. In
+# 0.2.3 that branch names files the public archive does not have, so documents never get one
+# (llm2vec issue #168); the split layout keeps the older behaviour, as its E5Data had it.
+E5_SPLIT_INSTRUCTIONS = {
+    "allnli_split1": E5_INSTRUCTIONS["allnli"][0],
+    "allnli_split2": E5_INSTRUCTIONS["allnli"][1],
+    **{name: E5_INSTRUCTIONS[name] for name in list(E5_INSTRUCTIONS)[1:10]},
+    "quora_duplicates_split1": E5_INSTRUCTIONS["quora_duplicates"][0],
+    "quora_duplicates_split2": E5_INSTRUCTIONS["quora_duplicates"][1],
+    **{name: E5_INSTRUCTIONS[name] for name in list(E5_INSTRUCTIONS)[11:]},
+}
+E5_SPLIT_SYMMETRIC = ("allnli_split2", "quora_duplicates_split1", "quora_duplicates_split2")
 
 
 @dataclass
 class E5Pair(Pair):
-    """A Pair whose documents may carry an instruction too (E5's symmetric tasks)."""
+    """A Pair whose documents may carry an instruction too (the split layout's symmetric halves)."""
 
     document_instruction: str | None = None
 
@@ -87,25 +102,44 @@ def read_wiki1m(file: str) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
+def e5_layout(folder: Path) -> dict:
+    """The instruction table of the layout `folder` is in: the public archive's (allnli.jsonl,
+    quora_duplicates.jsonl, ...) or the split files' (allnli_split1.jsonl, ...)."""
+    names = {f.stem for f in folder.glob("*.jsonl")}
+    if not names:
+        raise Decoder2VecError(f"e5: no <dataset>.jsonl files in {folder} (the public archive has "
+                               f"{', '.join(E5_INSTRUCTIONS)})")
+    split = sorted(names & (set(E5_SPLIT_INSTRUCTIONS) - set(E5_INSTRUCTIONS)))
+    public = sorted(names & {"allnli", "quora_duplicates"})
+    if split and public:
+        raise Decoder2VecError(f"e5: {folder} mixes the public layout ({public[0]}.jsonl) and the split-file layout "
+                               f"({split[0]}.jsonl); keep one of them")
+    table = E5_SPLIT_INSTRUCTIONS if split else E5_INSTRUCTIONS
+    unknown = sorted(names - set(table))
+    if unknown:
+        raise Decoder2VecError(f"e5: {folder / (unknown[0] + '.jsonl')} is not an E5 dataset "
+                               f"(known: {', '.join(table)})")
+    return table
+
+
 def read_e5(folder: str | Path) -> list[E5Pair]:
-    """The E5 mix in LLM2Vec's layout; split1/split2 halves become one task (E5Data.py), so a
-    batch mixes their two instructions, as in the reference."""
+    """The E5 mix as llm2vec 0.2.3's E5Data reads it: files in its order, each row's query
+    instruction from its dataset (by line parity for allnli and quora_duplicates), no instruction
+    on documents. A folder of split files (allnli_split1.jsonl, ...) is read as llm2vec's earlier
+    E5Data read it (the symmetric halves' documents get their instruction). Datasets missing from
+    the folder are left out (llm2vec would stop); split halves become one task either way."""
     folder = Path(folder)
     if not folder.is_dir():
         raise Decoder2VecError(f"e5: {folder} is not a folder of <dataset>.jsonl files (LLM2Vec's E5 download)")
-    files = sorted(folder.glob("*.jsonl"))
-    unknown = [f.stem for f in files if f.stem not in E5_INSTRUCTIONS]
-    if unknown:
-        raise Decoder2VecError(f"e5: {folder / (unknown[0] + '.jsonl')} is not an E5 dataset "
-                               f"(known: {', '.join(E5_INSTRUCTIONS)})")
-    if not files:
-        raise Decoder2VecError(f"e5: no <dataset>.jsonl files in {folder} (known: {', '.join(E5_INSTRUCTIONS)})")
+    table = e5_layout(folder)
     pairs = []
-    for file in files:
-        name = file.stem
-        instruction = E5_INSTRUCTIONS[name]
+    for name, instruction in table.items():
+        file = folder / f"{name}.jsonl"
+        if not file.is_file():
+            continue
         task = name.replace("_split1", "").replace("_split2", "")
         with open(file, encoding="utf-8") as f:
+            rows = 0
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -115,9 +149,30 @@ def read_e5(folder: str | Path) -> list[E5Pair]:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise Decoder2VecError(f"{file}:{number}: not an E5 row with query/positive/negative "
                                            f"({type(exc).__name__}: {exc})") from None
-                pairs.append(E5Pair(query, positive, [negative] if negative else [], task, instruction,
-                                    instruction if name in E5_SYMMETRIC else None))
+                query_instruction = instruction if isinstance(instruction, str) else instruction[rows % 2]
+                rows += 1
+                pairs.append(E5Pair(query, positive, [negative] if negative else [], task, query_instruction,
+                                    instruction if name in E5_SPLIT_SYMMETRIC else None))
     return pairs
+
+
+def e5_blocks(pairs: list[E5Pair], block: int, seed: int) -> tuple[list[list[E5Pair]], list[E5Pair]]:
+    """(blocks, left out): E5Data's batching for an effective batch of `block` pairs (per-device
+    batch x processes) after transformers' set_seed(seed): each task's rows shuffled in turn, cut
+    into full blocks (a task's tail short of a block is left out), then the blocks shuffled. The
+    same Random stream as the reference's global `random`, so the same blocks in the same order."""
+    rng = random.Random(seed)
+    by_task: dict[str, list[E5Pair]] = {}
+    for pair in pairs:  # insertion order: the files' order, as E5Data's data_map
+        by_task.setdefault(pair.task, []).append(pair)
+    blocks, left_out = [], []
+    for rows in by_task.values():
+        rng.shuffle(rows)
+        full = len(rows) - len(rows) % block
+        blocks += [rows[i:i + block] for i in range(0, full, block)]
+        left_out += rows[full:]
+    rng.shuffle(blocks)
+    return blocks, left_out
 
 
 # ------------------------------------------------------------------ the registry

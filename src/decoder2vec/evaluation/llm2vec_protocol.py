@@ -2,14 +2,17 @@
 
 Two parts, both as in the reference (McGill-NLP/llm2vec):
 
-- per-task instructions: `test_configs/mteb/task_to_instructions.json`, shipped here as
-  llm2vec_task_instructions.json; other tasks get mteb's instruction with the reference's
+- per-task instructions: `test_configs/mteb/task_to_instructions.json` of llm2vec 0.2.3 (67
+  tasks), shipped here as llm2vec_task_instructions.json (tests/test_paper_data.py compares it
+  with the vendored reference file); other tasks get mteb's instruction with the reference's
   ending (`llm2vec_instruction`: a trailing "." becomes ":"). Queries only; documents get none.
-- the chat format of the instruct models it wraps at encode time (`LLM2Vec.prepare_for_tokenization`):
-  the whole "instruction text" string is stripped and put inside the model's user turn. The
-  formats live in decoder2vec.chat_format (training wraps too); the reference keys them by the
-  exact hub id (`EncoderConfig.base_model`), a decoder2vec folder may name its own
-  (`EncoderConfig.chat_format`, which Encoder.tokenize applies itself).
+- the chat format (`LLM2Vec.prepare_for_tokenization`): the whole "instruction text" string is
+  stripped and put inside the model's user turn, but only when the model's name is exactly an
+  instruct hub id. llm2vec's MTEB scripts load the `...-mntp` repositories as the base model, so
+  the published scores were computed unwrapped (llm2vec issue #103), and MtebEncoder encodes
+  unwrapped unless `wrap_in_chat_format=True`; then the format is the folder's
+  (`EncoderConfig.chat_format`, which Encoder.tokenize applies itself) or the one the reference
+  keys to the hub id in `EncoderConfig.base_model`. The formats live in decoder2vec.chat_format.
 
 The reference separates instruction and text with "!@#$%^&*()" and pools the text part, the
 closing marker included; decoder2vec passes the same two parts as instruction and text, so the

@@ -11,16 +11,24 @@ then the task's own prompt, then mteb's default for its type), passed to the Enc
 `instruction=` (never pooled). Documents of retrieval tasks get no instruction, as in LLM2Vec and
 E5; `apply_instruction_to_documents=True` changes that.
 
-`instructions="llm2vec"` runs the LLM2Vec paper's protocol instead (llm2vec_protocol.py): its
-per-task instructions, and for the instruct models it wraps (Llama-3-8B-Instruct,
-Mistral-7B-Instruct-v0.2, Llama-2-7b-chat) their chat format around instruction and text, so
-scores compare with the paper's table. A dict {mteb task name: instruction} uses your own table.
+`instructions="llm2vec"` runs the LLM2Vec paper's protocol instead (llm2vec_protocol.py): llm2vec
+0.2.3's 67 per-task instructions, "instruction text" joined by a space, queries only, so scores
+compare with the paper's table. A dict {mteb task name: instruction} uses your own table.
+
+Chat format: texts are encoded unwrapped by default, even when the folder names a chat_format
+(the paper recipes record one, and training wraps with it). That is what llm2vec's own MTEB
+evaluation does: its scripts load the released `...-mntp` repositories as the base model, and
+`prepare_for_tokenization` wraps only when the model's name is exactly an instruct hub id, so
+the published scores are unwrapped (llm2vec issue #103). `wrap_in_chat_format=True` wraps as
+the Encoder does elsewhere: the folder's chat_format, and in the llm2vec protocol also the format
+llm2vec keys to a base model's hub id (Llama-3-8B-Instruct, Mistral-7B-Instruct-v0.2, ...).
 
 >>> model = MtebEncoder("runs/llama3/supervised", instructions="llm2vec")
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -43,7 +51,8 @@ class MtebEncoder(AbsEncoder):
     def __init__(self, model_name=None, revision: str | None = None, *, device: str | None = None,
                  name: str | None = None, prompts_dict: dict[str, str] | None = None,
                  instructions: str | dict[str, str] | None = None,
-                 apply_instruction_to_documents: bool = False, batch_size: int = 32, **encoder_kwargs: Any):
+                 apply_instruction_to_documents: bool = False, wrap_in_chat_format: bool = False,
+                 batch_size: int = 32, **encoder_kwargs: Any):
         if isinstance(model_name, Encoder):
             self.model = model_name
         elif model_name is None or isinstance(model_name, str):
@@ -56,6 +65,7 @@ class MtebEncoder(AbsEncoder):
         self.prompts_dict = prompts_dict
         self.instructions = instructions
         self.apply_instruction_to_documents = apply_instruction_to_documents
+        self.wrap_in_chat_format = wrap_in_chat_format
         self.batch_size = batch_size
         self.mteb_model_meta = model_meta(self.model, name=name, revision=revision)
 
@@ -76,14 +86,33 @@ class MtebEncoder(AbsEncoder):
                prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         instruction = self.task_instruction(task_metadata, prompt_type)
-        # The Encoder wraps in the chat format itself (Encoder.tokenize): the folder's own, else the
-        # one LLM2Vec applies to its base model's hub id. Wrapping here too would wrap twice.
-        chat = llm2vec_protocol.chat_format_name(self.model.config) if self.instructions == "llm2vec" else None
-        with encoder_settings(self.model, chat_format=chat, instruction_template="{instruction} " if chat else None):
+        # The Encoder wraps in the chat format itself (Encoder.tokenize), so the format is set on its
+        # config for this call: none by default (llm2vec's evaluation, see the module docstring).
+        chat = None
+        if getattr(self, "wrap_in_chat_format", False):
+            chat = (llm2vec_protocol.chat_format_name(self.model.config) if self.instructions == "llm2vec"
+                    else self.model.config.chat_format)
+        template = "{instruction} " if self.instructions == "llm2vec" else None
+        with encoder_settings(self.model, instruction_template=template), _chat_format(self.model, chat):
             return self.model.encode(
                 texts, instruction=instruction, batch_size=kwargs.get("batch_size", self.batch_size),
                 normalize_embeddings=False, show_progress_bar=kwargs.get("show_progress_bar", False),
             )
+
+
+@contextlib.contextmanager
+def _chat_format(encoder, name: str | None):
+    """The Encoder's chat_format set to `name` (None: unwrapped) for the block, then put back."""
+    config = getattr(encoder, "config", None)
+    if not hasattr(config, "chat_format"):  # an encoder without a chat format to set
+        yield
+        return
+    before = config.chat_format
+    config.chat_format = name
+    try:
+        yield
+    finally:
+        config.chat_format = before
 
 
 def model_meta(encoder, *, name: str | None = None, revision: str | None = None) -> ModelMeta:

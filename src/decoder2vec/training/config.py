@@ -95,6 +95,10 @@ class MNTPConfig(StageConfig):
     packing: str = _help(
         "blocks: texts with their special tokens (BOS) packed end to end into full train_max_length blocks, as "
         "LLM2Vec's group_texts | per-text: each text cut alone into windows, no special tokens", "blocks")
+    train_lm_head: bool = _help(
+        "train the LM head in full (not LoRA) next to the LoRA adapter, as LLM2Vec's run_mntp.py does (its LoRA is on "
+        "the backbone only, so an untied head trains in full); only for models whose head is not tied to the input "
+        "embeddings. The Encoder folder keeps the backbone only: the trained head is used by MNTP alone", False)
 
 
 @dataclass

@@ -88,28 +88,39 @@ def pad_chunks(chunks: list[list[int]], pad_id: int) -> dict:
 def mask_batch(input_ids: torch.Tensor, attention: torch.Tensor, *, mask_id: int, vocab_size: int,
                probability: float, policy: str, generator: torch.Generator,
                special_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(masked input ids, labels). labels[i] is the original token where position i was masked,
-    -100 elsewhere; position 0 is never masked (nothing before it predicts it), nor are special
-    tokens (BOS/EOS in packed blocks; LLM2Vec's collator gives them probability 0)."""
+    """(masked input ids, labels), drawn exactly as transformers' DataCollatorForLanguageModeling
+    (run_mntp.py's collator; its full-masking subclass for all-mask) draws them from the torch
+    RNG, here from `generator`: the same seed gives the same masks (benchmarks/reference_training.py
+    compares them with transformers 4.44's collator). labels[i] is the original token where
+    position i was masked, -100 elsewhere. Special tokens (BOS in packed blocks) and padding are
+    never masked. Position 0 may be masked, as in the reference: the loss shifts, so nothing
+    predicts it and its label is never used."""
     input_ids, attention = input_ids.cpu(), attention.cpu()
-    maskable = attention.bool()
-    maskable[:, 0] = False
+    special = ~attention.bool()
     if special_ids:
-        maskable &= ~torch.isin(input_ids, torch.tensor(special_ids))
-    chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & maskable
-    if not chosen.any():  # a tiny batch can draw no mask at all; mask one token so the loss exists
+        special |= torch.isin(input_ids, torch.tensor(special_ids))
+    probabilities = torch.full(input_ids.shape, probability)
+    probabilities.masked_fill_(special, 0.0)
+    chosen = torch.bernoulli(probabilities, generator=generator).bool()
+    if not chosen[:, 1:].any():  # a tiny batch can draw no usable mask; mask one token so the loss exists
+        maskable = ~special
+        maskable[:, 0] = False
         rows, cols = maskable.nonzero(as_tuple=True)
+        if not len(rows):
+            raise Decoder2VecError("mntp: a batch has no token that can be masked (all special or padding)")
         pick = int(torch.randint(len(rows), (1,), generator=generator))
         chosen[rows[pick], cols[pick]] = True
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
     masked = input_ids.clone()
     if policy == "all-mask":
         masked[chosen] = mask_id
-    else:  # 80-10-10: mask, random token, unchanged
-        draw = torch.rand(input_ids.shape, generator=generator)
-        masked[chosen & (draw < 0.8)] = mask_id
-        swap = chosen & (draw >= 0.8) & (draw < 0.9)
-        masked[swap] = torch.randint(vocab_size, (int(swap.sum()),), generator=generator)
+        return masked, labels
+    # 80-10-10: mask; then half of the rest a random token, the other half unchanged.
+    replaced = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & chosen
+    masked[replaced] = mask_id
+    swapped = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & chosen & ~replaced
+    random_words = torch.randint(vocab_size, input_ids.shape, dtype=torch.long, generator=generator)
+    masked[swapped] = random_words[swapped]
     return masked, labels
 
 
@@ -127,6 +138,10 @@ class MNTPStage(Stage):
             # Encoder folders keep the backbone only; an untied LM head would start out random.
             raise Decoder2VecError(
                 f"mntp: {cfg.model} is an Encoder folder without the LM head MNTP needs; start MNTP from the base model")
+        if cfg.train_lm_head and _head_is_tied(self.net):
+            raise Decoder2VecError(
+                f"mntp: train_lm_head: the LM head of {cfg.model} is tied to its input embeddings, so training it would "
+                "change the Encoder's embeddings too (LLM2Vec leaves a tied head frozen); set train_lm_head: false")
         self.mask_id, added = mask_token_id(self.tokenizer, cfg.mask_token)
         if added:
             # A new row in the embedding matrix; LoRA alone would leave it untrained, so peft
@@ -228,6 +243,17 @@ class MNTPStage(Stage):
         return {"mntp_accuracy": round(correct / total, 4), "mntp_eval_loss": round(loss_sum / total, 4),
                 "mntp_eval_tokens": total}
 
+    def extra_modules(self) -> dict:
+        # run_mntp.py puts LoRA on the backbone only, so the (untied) head trains in full; the
+        # engine adds it to the optimizer, checkpoints it and reloads it on resume.
+        if self.config.train_lm_head and getattr(self, "lm_head", None) is not None:
+            return {"mntp_lm_head": self.lm_head}
+        return {}
+
     def backbone(self, merged):
         return getattr(merged, merged.base_model_prefix)
 
+
+def _head_is_tied(net) -> bool:
+    head, embeddings = net.get_output_embeddings(), net.get_input_embeddings()
+    return head is not None and embeddings is not None and head.weight.data_ptr() == embeddings.weight.data_ptr()

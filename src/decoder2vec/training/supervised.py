@@ -17,7 +17,7 @@ import random
 import torch
 
 from ..data.pairs import load_pairs
-from ..data.paper import is_paper_source, paper_pairs
+from ..data.paper import e5_blocks, is_paper_source, paper_pairs
 from ..errors import Decoder2VecError
 from .config import SupervisedConfig
 from .contrastive import EncoderStage, poolable
@@ -45,6 +45,8 @@ class SupervisedStage(EncoderStage):
 
     def dataset(self) -> list:
         cfg = self.config
+        if cfg.batch_per_task and len(cfg.data) == 1 and str(cfg.data[0]).startswith("e5:"):
+            return self._e5_items()
         pairs = []
         for source in cfg.data:
             got = paper_pairs(source) if is_paper_source(source) else load_pairs(
@@ -71,6 +73,27 @@ class SupervisedStage(EncoderStage):
                 f"supervised: no task in {cfg.data} has a full block of per_device_train_batch_size x processes = "
                 f"{cfg.per_device_train_batch_size * world()[1]} pairs (or set batch_per_task: false)")
         return items
+
+    def _e5_items(self) -> list:
+        """The E5 mix in llm2vec 0.2.3's order (data/paper.e5_blocks): the same single-task blocks,
+        in the same order, for this seed and world size. The rows it never trains on (each task's
+        tail short of a block) give the held-out examples, so holding out changes nothing."""
+        cfg = self.config
+        per, size = cfg.per_device_train_batch_size, world()[1]
+        pairs = paper_pairs(cfg.data[0])
+        if not cfg.hard_negatives:
+            for pair in pairs:
+                pair.negatives = []
+        blocks, left_out = e5_blocks(pairs, per * size, cfg.seed)
+        if cfg.data_limit:
+            blocks = blocks[:max(1, cfg.data_limit // (per * size))]
+        held = min(cfg.eval_examples, len(left_out))
+        self.eval_items = random.Random(cfg.seed).sample(left_out, held) if held >= 2 else []
+        if not blocks:
+            raise Decoder2VecError(
+                f"supervised: no dataset in {cfg.data[0]} has a full block of per_device_train_batch_size x processes "
+                f"= {per * size} rows")
+        return [b[r * per:(r + 1) * per] for b in blocks for r in range(size)]
 
     @property
     def ordered(self) -> bool:
