@@ -11,6 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Every skip fails the run unless the test is marked allow_skip (a missing optional package must not
+# pass silently): tests/skip_policy.py.
+pytest_plugins = ["skip_policy", "pytester"]  # pytester: tests/test_suite_policy.py runs small suites
+
 
 @pytest.fixture(scope="session")
 def smollm2():

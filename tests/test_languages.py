@@ -207,8 +207,7 @@ def _flatten(value):
             yield from _flatten(item)
 
 
-@pytest.mark.real
-@pytest.mark.slow
+@pytest.mark.real  # real data, in `make test` (docs/results.md): ~20 s once the help pages are cached
 def test_training_sources_hold_no_evaluation_text():
     """Real LibreOffice help data: no training pair or MNTP paragraph is a text that any suite's
     help task evaluates on."""

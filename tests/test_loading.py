@@ -189,16 +189,11 @@ def test_rope_scaling_through_the_encoder(tmp_path):
 
 
 # ----------------------------------------------------------------- Gemma-3-270M (packaged, split)
-def _gemma_cached() -> bool:
-    return (loading.cache_dir() / "gguf" / "gemma3-270m.gguf").exists() and any(
-        (loading.cache_dir() / "models").glob("gemma3-270m-*/config.json"))
-
-
+# Part of `make test` (issue 23): the first run assembles the packaged GGUF and dequantises it into
+# the cache (measured 165 s at load average 8 on the 2-core CI machine, mostly transformers parsing
+# the GGUF's metadata three times); later runs load the cached copy.
 @pytest.mark.real
-@pytest.mark.slow
-@pytest.mark.skipif(not (_gemma_cached() or os.environ.get("DECODER2VEC_TEST_GEMMA")),
-                    reason="Gemma-3-270M not converted yet (~3 min once): run `decoder2vec info gemma3-270m` "
-                           "or set DECODER2VEC_TEST_GEMMA=1")
+@pytest.mark.timeout(1200)
 def test_gemma3_270m_packaged():
     encoder = Encoder.from_pretrained("gemma3-270m", device="cpu")
     info = encoder.info()
@@ -254,6 +249,7 @@ LOAD_ERRORS = {
 }
 
 
+@pytest.mark.allow_skip(reason="the no-CUDA error cannot be raised on a machine that has CUDA")  # the "cuda without CUDA" case
 @pytest.mark.parametrize("case", list(LOAD_ERRORS))
 def test_load_errors_are_one_line(case, tmp_path, cache):
     make, kwargs, message = LOAD_ERRORS[case]
