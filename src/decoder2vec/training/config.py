@@ -8,6 +8,8 @@ in a recipe and is passed through; every other unknown key is an error that name
 from __future__ import annotations
 
 import dataclasses
+import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 from transformers import TrainingArguments
 
 from ..chat_format import FORMATS
+from ..data.corpora import check_data_file, not_utf8_error
 from ..errors import Decoder2VecError, choices_error
 from ..folder import POOL_SPANS
 from ..pooling import check_pooling
@@ -172,13 +175,18 @@ class DistillConfig(EmbeddingConfig):
 
     stage: str = "distill"
     teacher: str = _help(
-        "teacher: minilm (the packaged all-MiniLM-L6-v2), a sentence-transformers folder or hub id, or a "
-        "decoder2vec Encoder folder", "minilm")
+        "teacher: an anchor (minilm, multilingual-e5-small, embeddinggemma-300m: prompted as their cards say), a "
+        "sentence-transformers folder or hub id (its own prompts), or a decoder2vec Encoder folder", "minilm")
     distill_loss: str = _help(
         "mse: squared distance of the normalised student vector (through a trained linear projection when the "
         "dimensions differ) to the teacher's | similarity_kl: KL divergence from the teacher's in-batch "
         "similarity distribution to the student's", "mse")
     temperature: float = _help("similarity_kl: cosine similarities are divided by this before the softmax", 0.05)
+    similarity_weight: float = _help(
+        "mse: add this times the similarity_kl loss of the student's own vectors (0: mse alone)", 0.0)
+    query_instruction: str | None = _help(
+        "the instruction given to the query of each query -> document pair (e.g. libreoffice-titles-da-train); "
+        "null: none", None)
     save_projection: bool = _help(
         "mse: write the trained projection to the output folder (distill_projection.safetensors); the Encoder "
         "never uses it", True)
@@ -233,7 +241,10 @@ def make_config(values: dict) -> StageConfig:
     if renamed:
         raise Decoder2VecError(f"{stage} recipe key {renamed[0]!r} is now {RENAMED[renamed[0]]}")
     known = {f.name for f in dataclasses.fields(cls)}
-    passthrough = dict(values.pop("training_args", None) or {})
+    passthrough = values.pop("training_args", None) or {}
+    if not isinstance(passthrough, dict):
+        raise Decoder2VecError(f"training_args must be a mapping of TrainingArguments keys, got {passthrough!r}")
+    passthrough = dict(passthrough)
     unknown = [k for k in values if k not in known]
     trainer_keys = _training_argument_names()
     for key in [k for k in unknown if k in trainer_keys]:
@@ -259,9 +270,42 @@ def make_config(values: dict) -> StageConfig:
         values["lora_target_modules"] = [values["lora_target_modules"]]
     if isinstance(values.get("report_to"), str):
         values["report_to"] = [] if values["report_to"] == "none" else [values["report_to"]]
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        _check_type(key, value, types[key])
+    trainer_types = {f.name: f.type for f in dataclasses.fields(TrainingArguments)}
+    for key, value in passthrough.items():
+        _check_type(f"training_args {key}", value, trainer_types[key])
     config = cls(**values, training_args=passthrough)
     validate(config)
     return config
+
+
+# What a key's annotation allows, in the words of the error message. An int is a float; a bool
+# (a Python int) is neither; a path object is a string.
+_SIMPLE_TYPES = {"int": (int, "an integer"), "float": ((int, float), "a number"), "str": ((str, os.PathLike), "a string"),
+                 "bool": (bool, "true or false"), "list": (list, "a list"), "dict": (dict, "a mapping"),
+                 "None": (type(None), "null")}
+
+
+def _check_type(key: str, value, annotation) -> None:
+    """`key: value` against its field's annotation ("float", "int | None", bool, ...): a value of
+    another type is an error naming key, value and the expected type, before anything compares or
+    does arithmetic with it. Annotations with other types (transformers' enums) are not checked."""
+    if isinstance(annotation, str):  # this module's fields (from __future__ import annotations)
+        names = [n.strip() for n in annotation.split("|")]
+    else:  # TrainingArguments' fields: bool, int | None, ...
+        names = [getattr(t, "__name__", str(t)) for t in (typing.get_args(annotation) or (annotation,))]
+    names = ["None" if n == "NoneType" else n for n in names]
+    if not names or any(n not in _SIMPLE_TYPES for n in names):
+        return
+    if isinstance(value, bool) and "bool" not in names:
+        ok = False
+    else:
+        ok = any(isinstance(value, _SIMPLE_TYPES[n][0]) for n in names)
+    if not ok:
+        expected = " or ".join(_SIMPLE_TYPES[n][1] for n in names)
+        raise Decoder2VecError(f"{key} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def validate(config: StageConfig) -> None:
@@ -353,13 +397,13 @@ def load_recipe(recipe: str | Path | dict, **overrides) -> StageConfig:
     if isinstance(recipe, dict):
         values, source = dict(recipe), None
     else:
-        path = Path(recipe)
-        if not path.is_file():
-            raise Decoder2VecError(f"recipe not found: {recipe}")
+        path = check_data_file(recipe, "recipe")
         try:
             values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise not_utf8_error(path) from None
         except yaml.YAMLError as exc:
-            raise Decoder2VecError(f"recipe {recipe} is not valid YAML: {exc}") from exc
+            raise Decoder2VecError(f"recipe {recipe} is not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(values, dict):
             raise Decoder2VecError(f"recipe {recipe} must be a mapping of key: value")
         source = str(path)
