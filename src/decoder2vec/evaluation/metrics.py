@@ -116,7 +116,12 @@ def retrieval_scores(queries: np.ndarray, corpus: np.ndarray, relevant: list[set
     """nDCG@k, recall@k, MRR@k and MAP@k with binary relevance, ranking by cosine similarity
     (what pytrec_eval computes for MTEB's retrieval tasks)."""
     sims = unit_rows(queries) @ unit_rows(corpus).T
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return ranking_scores(np.argsort(-sims, axis=1, kind="stable")[:, :k], relevant, k)
+
+
+def ranking_scores(top, relevant: list[set[int]], k: int = 10) -> dict:
+    """The scores of `retrieval_scores` from each query's ranked corpus indices (best first, at
+    most k): what a search index returns (benchmarks/search.py scores its results with this)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ndcg, recall, mrr, maps = [], [], [], []
     for ranked, rel in zip(top, relevant):
