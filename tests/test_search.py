@@ -4,6 +4,9 @@ an interrupted build, and the server's TEI routes and /v1/search."""
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -223,6 +226,30 @@ def test_interrupted_build_resumes_with_every_row_once(encoder, corpus, tmp_path
     source = read_output(vectors)
     np.testing.assert_array_equal(np.array([stored[i] for i in source["id"].to_pylist()]),
                                   np.stack(source["embedding"].to_numpy(zero_copy_only=False)))
+
+
+KILL_AFTER_SECOND_SHARD = """
+import os, signal, sys
+from decoder2vec.search import build as build_module
+real = build_module.write_record
+def write_record(db, record):
+    if len(record["shards"]) == 2 and record["version"] is not None:
+        os.kill(os.getpid(), signal.SIGKILL)  # the second shard is committed, the record not yet written
+    real(db, record)
+build_module.write_record = write_record
+build_module.build_index(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_sigkill_mid_build_then_the_same_call_finishes(encoder, corpus, tmp_path):
+    vectors = encoded(encoder, corpus, tmp_path / "v")
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SECOND_SHARD, str(vectors), str(tmp_path / "db")],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads((tmp_path / "db" / "decoder2vec_index.json").read_text())["rows"] == 64  # one shard recorded
+    record = build_index(vectors, tmp_path / "db")
+    ids = Index(tmp_path / "db").table.to_arrow()["id"].to_pylist()
+    assert record["rows"] == 300 and sorted(ids) == list(range(300))
 
 
 def test_unfinished_corpus_and_changed_inputs_are_refused(encoder, corpus, tmp_path):
