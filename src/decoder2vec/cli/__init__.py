@@ -27,6 +27,8 @@ from ..training.config import parse_value  # noqa: E402
 # verb -> (module, one-line help)
 VERBS = {
     "encode": ("encode", "encode files or globs into vectors: resumable Parquet shards, or one .npy/.parquet file"),
+    "index": ("index", "load a corpus encode's shards into a LanceDB table with an ANN index (resumable)"),
+    "search": ("search", "search an index with the Encoder that encoded it: ids, scores and texts"),
     "info": ("info", "describe a model: family, size, max length, bidirectional"),
     "train": ("train", "train a stage (MNTP, SimCSE, supervised) from a YAML recipe"),
     "evaluate": ("evaluate", "run the offline evaluation suite (or chosen tasks) on a model"),

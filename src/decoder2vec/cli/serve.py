@@ -9,6 +9,7 @@ from ..backends import BACKENDS
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..loading import DEFAULT_MODEL, resolve_model
+from ..search import Index
 from ..serving import API_KEY_ENV, ServeSettings, check_bind, check_port, serve
 from . import add_model_argument, add_speed_arguments
 
@@ -44,6 +45,8 @@ def add_arguments(p):
                    help=f"seconds from arrival to answer, then 504 (default: {d.request_timeout:g})")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
+    p.add_argument("--index", default=None,
+                   help="an index folder (`decoder2vec index`) to answer POST /v1/search from; built with this model")
     p.add_argument("--max-length", dest="max_length", type=int, default=None)
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="what runs the model: torch (CPU/GPU), onnx or openvino (CPU; exported once, then "
@@ -84,12 +87,14 @@ def run(args):
     settings = ServeSettings(
         model_name=args.model_name or model_name_for(args.model), api_key=api_key, max_inputs=args.max_inputs,
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        truncate=args.truncate, batch_size=args.batch_size, max_request_bytes=args.max_request_bytes,
+        truncate=args.truncate, index=args.index, batch_size=args.batch_size, max_request_bytes=args.max_request_bytes,
         request_timeout=args.request_timeout,
     )
     check_bind(args.host, api_key, args.allow_insecure)
     check_port(args.host, args.port)
     check_safetensors(args.model)
+    if args.index is not None:
+        Index(args.index)  # not an index, unfinished or damaged: said before the model loads
     encoder = Encoder.from_pretrained(args.model, backend=args.backend, max_length=args.max_length,
                                       device=args.device, dtype=args.dtype, threads=args.threads,
                                       trust_remote_code=args.trust_remote_code, quantize=args.quantize,

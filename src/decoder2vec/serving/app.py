@@ -30,7 +30,9 @@ from .errors import APIError, error_response
 from .metrics import Metrics
 from .middleware import Observe, RequireKey
 from .parsing import CLIENT_CLOSED, Parsed, parse_request, read_json
+from .search_route import add_search_route, open_index
 from .settings import ServeSettings, batch_tokens_for
+from .tei import add_tei_routes
 
 log = logging.getLogger(__name__)
 
@@ -187,4 +189,7 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
 
+    add_tei_routes(app, encoder, settings)  # POST /embed, GET /info (tei.py)
+    if settings.index is not None:  # POST /v1/search (search_route.py)
+        add_search_route(app, open_index(settings.index, encoder), settings)
     return app

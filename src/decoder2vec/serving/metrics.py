@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 # Paths reported as themselves; anything else is "other", so a scanner probing random URLs
 # cannot blow up the number of time series.
-ROUTES = ("/v1/embeddings", "/v1/models", "/health", "/metrics", "/docs", "/redoc", "/openapi.json")
+ROUTES = ("/v1/embeddings", "/v1/models", "/v1/search", "/embed", "/info", "/health", "/metrics", "/docs", "/redoc",
+          "/openapi.json")
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _POWERS = tuple(2.0 ** k for k in range(17))  # 1 .. 65536
 

@@ -24,6 +24,8 @@ class ServeSettings:
     # Seconds from arrival to answer; then 504 and the request's pieces not yet encoded are dropped.
     # 600 is the openai client's own default timeout: past it, nobody is waiting for the answer.
     request_timeout: float = 600.0
+    # An index folder (`decoder2vec index`) searched by POST /v1/search; None: no search route.
+    index: str | None = None
 
     def __post_init__(self):
         for name in ("max_inputs", "max_batch_tokens", "max_queue", "max_request_bytes", "batch_size"):
