@@ -54,7 +54,7 @@ def bm25_top(queries: list[str], corpus: list[str], k: int = 10) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="default")
-    parser.add_argument("--json", default=None, help="write {task: {"bm25", "char_ngrams"}} here")
+    parser.add_argument("--json", default=None, help='write {task: {"bm25", "char_ngrams"}} here')
     args = parser.parse_args()
     out = {}
     for task in load_tasks(args.suite):
