@@ -1,35 +1,60 @@
-"""Are decoder2vec's training losses and data those of the reference llm2vec 0.2.3?
+"""Are decoder2vec's training losses, gradients and data those of the reference llm2vec 0.2.3?
 
     .venv/bin/python benchmarks/reference_training.py --json runs/bench/reference_training.json
 
-On the packaged SmolLM2-135M (a Llama: llm2vec's LlamaBiModel / LlamaBiForMNTP), for identical
-inputs, in eval mode (no dropout), fp32:
-- mntp: the same packed blocks, the same masked positions and labels -> MNTPStage.predict + cross
-  entropy vs LlamaBiForMNTP(labels=...).loss
-- simcse: the same sentences (dropout off, so both copies are equal) -> SimCSEStage.loss vs
-  HardNegativeNLLLoss(scale 20) on LLM2Vec's pooled vectors. The sentences carry llm2vec's separator
-  so it pools the sentence: run_simcse.py passes none, and LLM2Vec then averages every position of
-  the left-padded batch, padding included (docs/training.md, "where ours differs")
-- supervised: E5-formatted (query, positive, negative) rows, instructions joined as
-  "instruction; text" -> SupervisedStage.loss (scale 50) vs HardNegativeNLLLoss(scale 50), with
-  `pool_span: llm2vec` (the paper recipes' setting); `supervised_offsets` is the same loss with
-  decoder2vec's default `pool_span: offsets`, for how far that default is from the reference
-- supervised_chat: the same rows through each chat format (`chat_format`) vs the reference with its
-  model's name set to the hub id it wraps that way (LLM2Vec chooses the format by that name)
-- mntp_blocks_equal: our pack_blocks vs run_mntp.py's tokenize + group_texts
-- e5_pool_tokens_equal: the token ids each side pools for E5-formatted queries and documents, with
-  and without chat formats. LLM2Vec marks the last n positions, n = the text's token count
-  tokenized alone; where a tokenizer merges differently at the boundary (SmolLM2's BPE: "; Someone"
-  vs "Someone") that includes a token of the instruction, and `pool_span: llm2vec` does the same
+One forward, eval mode, fp32, on the packaged SmolLM2-135M (a Llama: llm2vec's LlamaBiModel /
+LlamaBiForMNTP), for identical inputs (the fields kept from the first version of this check):
+- mntp: the same packed blocks, masked positions and labels -> MNTPStage.predict + cross entropy
+  vs LlamaBiForMNTP(labels=...).loss (LoRA B = 0)
+- simcse: the same sentences, dropout off, so both copies are equal and the loss is ~0.03: float
+  noise dominates its rel_diff, which is reported but not a target (simcse_dropout is the check)
+- supervised: E5 rows as llm2vec 0.2.3's E5Data writes them ("instruction; " + separator + query,
+  separator + document) -> SupervisedStage.loss (scale 50, `pool_span: llm2vec`) vs
+  HardNegativeNLLLoss(scale 50); `supervised_offsets`: decoder2vec's default `pool_span: offsets`,
+  informative, not a target
+- supervised_chat_*: the same rows through each chat format vs the reference with its model's name
+  set to the hub id it wraps that way
+- mntp_blocks_equal: pack_blocks vs run_mntp.py's tokenize + group_texts
+- e5_pool_tokens_equal: the token ids each side pools, plain and in every chat format
 
-Target: every rel_diff <= 1e-4 and both equalities true. The reference runs in its own venv
-(benchmarks/reference/setup.sh, ~2 minutes the first time).
+Training, on four architectures (`architectures`: llama = SmolLM2-135M; mistral, gemma and qwen2 =
+tiny random models written by transformers 5 and copied for 4.44 by reference/prepare_model.py), the
+same non-zero LoRA adapter on both sides (random A and B, r 4, alpha 8, every projection, where
+each reference script puts it) and one backward of each loss (reference_training_checks.py):
+- mntp: loss and the gradients of every LoRA matrix and of the LM head (run_mntp.py trains an
+  untied head in full: decoder2vec's train_lm_head)
+- simcse: attention dropout 0.3 (run_simcse.py's simcse_dropout), train mode, so the views differ;
+  the same dropout masks on both sides (reference/replay_dropout.py draws each text's mask per view
+  and layer from a seeded generator); sentences of one token length, so no row is padded
+- supervised: the E5 rows above, with gradients
+- gradients: `ours`/`reference` are total gradient norms, rel_diff the largest
+  |g_ours - g_ref| / |g_ref| over the LoRA matrices (and the LM head for mntp)
+`simcse_dropout` and `gradients` repeat the llama entry at the top level.
+Data, from the reference's own code (reference/data_worker.py):
+- collator_masks_equal: transformers 4.44's DataCollatorForLanguageModeling (and run_mntp.py's
+  full-masking subclass: Mistral's all-mask at 0.8) set up as run_mntp.py sets it up, after
+  torch.manual_seed(s), vs mask_batch with a generator seeded s: masked ids and labels of the
+  first packed blocks (collator_mask_diffs lists every position that differs)
+- e5data_rows_equal: llm2vec's E5Data on a folder laid out like the public archive (all 14 files,
+  uneven sizes) vs read_e5 + e5_blocks: the same (query, positive, negative) strings in the same
+  order, for effective batches 2 x 1, 2 x 3 and 4 x 2 (per device x processes), seed 42
+
+`reference_bidirectional` says whether the reference's model is bidirectional at all: llm2vec
+0.2.3's Qwen2BiModel sets is_causal=False on its attention modules but keeps Qwen2Model's causal
+mask (unlike its Llama, Mistral and Gemma classes), so its first position equals the causal
+model's. Its qwen2 entry is reported, not a target: it shows how far a causal model is.
+
+Target: every rel_diff <= 1e-4 (simcse in eval mode and supervised_offsets excepted) and every
+equality true, on every architecture whose reference is bidirectional. The reference runs in its own venv
+(benchmarks/reference/setup.sh, a few minutes the first time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -37,9 +62,11 @@ import torch
 import torch.nn.functional as F
 
 from common import REFERENCE, reference_model_dir, reference_python, scratch_dir, wiki_texts
+from reference_training_checks import (architecture_report, data_report, equal_length_sentences, reference_dir,
+                                       tiny_model_dir)
 
 from decoder2vec.chat_format import FORMATS, HUB_FORMATS
-from decoder2vec.data.paper import E5_INSTRUCTIONS, E5_SYMMETRIC, E5Pair
+from decoder2vec.data.paper import E5_INSTRUCTIONS, E5Pair
 from decoder2vec.training.config import make_config
 from decoder2vec.training.lora import add_lora
 from decoder2vec.training.mntp import MNTPStage, mask_batch, pack_blocks
@@ -47,28 +74,43 @@ from decoder2vec.training.simcse import SimCSEStage
 from decoder2vec.training.supervised import SupervisedStage
 
 SEPARATOR = "!@#$%^&*()"  # llm2vec's instruction/text separator
-E5_ROWS = [  # (dataset, query, positive, negative): short, distinct, like the E5 mix
-    ("msmarco_passage", "what is rotary position embedding", "RoPE rotates query and key vectors by position.",
+E5_ROWS = [  # (dataset, line parity, query, positive, negative): short, distinct, like the E5 mix
+    ("msmarco_passage", 0, "what is rotary position embedding", "RoPE rotates query and key vectors by position.",
      "A rope is a bundle of twisted fibres."),
-    ("nq", "who wrote the origin of species", "Charles Darwin published On the Origin of Species in 1859.",
+    ("nq", 0, "who wrote the origin of species", "Charles Darwin published On the Origin of Species in 1859.",
      "The species of finches differ in beak shape."),
-    ("allnli_split2", "A man is playing a guitar on stage.", "Someone performs music for an audience.",
+    ("allnli", 1, "A man is playing a guitar on stage.", "Someone performs music for an audience.",
      "A woman is sleeping at home."),
-    ("quora_duplicates_split1", "How do I learn Python fast?", "What is the quickest way to learn Python?",
+    ("quora_duplicates", 0, "How do I learn Python fast?", "What is the quickest way to learn Python?",
      "How do snakes shed their skin?"),
-    ("fever", "The Eiffel Tower is in Berlin.", "The Eiffel Tower is a wrought-iron tower in Paris, France.",
+    ("fever", 0, "The Eiffel Tower is in Berlin.", "The Eiffel Tower is a wrought-iron tower in Paris, France.",
      "Berlin is the capital of Germany."),
-    ("hotpot_qa", "Which river flows through the city where Mozart was born?",
+    ("hotpot_qa", 0, "Which river flows through the city where Mozart was born?",
      "Salzburg, Mozart's birthplace, lies on the Salzach river.", "Vienna is on the Danube."),
 ]
+ARCHITECTURES = ("llama", "mistral", "gemma", "qwen2")
 
 
-def reference_format(dataset: str, text: str, *, query: bool) -> str:
-    """E5Data.py's strings: 'instruction; ' + separator + text for queries (and both sides of the
-    symmetric datasets), separator + text for documents."""
-    if query or dataset in E5_SYMMETRIC:
-        return f"{E5_INSTRUCTIONS[dataset]}; {SEPARATOR}{text}"
-    return SEPARATOR + text
+def instruction(dataset: str, parity: int) -> str:
+    """llm2vec 0.2.3's instruction of a row: allnli and quora_duplicates alternate two by line."""
+    table = E5_INSTRUCTIONS[dataset]
+    return table if isinstance(table, str) else table[parity]
+
+
+def reference_format(dataset: str, parity: int, text: str, *, query: bool) -> str:
+    """E5Data.py's strings: 'instruction; ' + separator + text for queries, separator + text for
+    documents (0.2.3 gives documents no instruction)."""
+    return f"{instruction(dataset, parity)}; {SEPARATOR}{text}" if query else SEPARATOR + text
+
+
+def e5_rows() -> list[E5Pair]:
+    return [E5Pair(q, p, [n], d, instruction(d, k)) for d, k, q, p, n in E5_ROWS]
+
+
+def supervised_inputs() -> dict:
+    return {"queries": [reference_format(d, k, q, query=True) for d, k, q, _, _ in E5_ROWS],
+            "positives": [reference_format(d, k, p, query=False) for d, k, _, p, _ in E5_ROWS],
+            "negatives": [reference_format(d, k, n, query=False) for d, k, _, _, n in E5_ROWS], "scale": 50.0}
 
 
 # One hub id per chat format: the reference wraps by the model's name.
@@ -76,7 +118,7 @@ CHAT_HUBS = {name: next(hub for hub, n in HUB_FORMATS.items() if n == name) for 
 
 
 def ours(model_source: str, sentences: list[str], block_texts: list[str], length: int) -> tuple[dict, dict]:
-    """Our losses (and the inputs the reference needs to compute its own on the same data)."""
+    """Our one-forward losses (and the inputs the reference needs to compute its own on the same data)."""
     base = dict(model=model_source, output_dir="unused", data=["unused"], train_max_length=length, lora_dropout=0.0,
                 pool_span="llm2vec")
     common = dict(base, attention_dropout=0.0, hidden_dropout=0.0)  # the contrastive stages' dropout: off
@@ -108,13 +150,8 @@ def ours(model_source: str, sentences: list[str], block_texts: list[str], length
         results["simcse"] = float(simcse.loss(simcse.net, simcse.collate(sentences))[0])
     inputs["simcse"] = {"texts": [SEPARATOR + s for s in sentences], "scale": 20.0}
 
-    rows = [E5Pair(q, p, [n], d, E5_INSTRUCTIONS[d], E5_INSTRUCTIONS[d] if d in E5_SYMMETRIC else None)
-            for d, q, p, n in E5_ROWS]
-    inputs["supervised"] = {
-        "queries": [reference_format(d, q, query=True) for d, q, _, _ in E5_ROWS],
-        "positives": [reference_format(d, p, query=False) for d, _, p, _ in E5_ROWS],
-        "negatives": [reference_format(d, n, query=False) for d, _, _, n in E5_ROWS],
-        "scale": 50.0}
+    rows = e5_rows()
+    inputs["supervised"] = supervised_inputs()
     texts = inputs["supervised"]["queries"] + inputs["supervised"]["positives"] + inputs["supervised"]["negatives"]
     inputs["pooled"] = {"texts": texts}
     inputs["chat"] = CHAT_HUBS
@@ -148,13 +185,14 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1e-4)
     args = parser.parse_args()
 
-    from decoder2vec.loading import resolve_model
+    from decoder2vec.loading import cache_dir, load_tokenizer, resolve_model
 
+    torch.manual_seed(0)
     source = str(resolve_model(None))
+    tokenizer = load_tokenizer(None)
     texts = wiki_texts(60)
     sentences = [t.split(". ")[0][:200] for t in texts[: args.sentences]]
     mine, inputs = ours(source, sentences, texts, args.length)
-
     theirs = reference(inputs)
 
     report = {}
@@ -168,30 +206,70 @@ def main() -> None:
     report["mntp_blocks"] = len(mine["blocks"])
     report["e5_pool_tokens_equal"] = mine["pooled"] == theirs["pooled"] and all(
         mine["pooled_chat"][name] == theirs["pooled_chat"][name] for name in CHAT_HUBS)
-    from decoder2vec.loading import load_tokenizer
-
-    tokenizer = load_tokenizer(None)
     report["e5_pool_token_diffs"] = [
         {"format": name, "text": i, "ours": tokenizer.decode(a), "reference": tokenizer.decode(b)}
         for name, got, want in [(None, mine["pooled"], theirs["pooled"]),
                                 *[(n, mine["pooled_chat"][n], theirs["pooled_chat"][n]) for n in CHAT_HUBS]]
         for i, (a, b) in enumerate(zip(got, want)) if a != b]
-    checked = [k for k, _, _ in pairs if k != "supervised_offsets"]  # offsets: informative, not the target
-    report["passed"] = all(report[k]["rel_diff"] <= args.target for k in checked) and \
-        report["mntp_blocks_equal"] and report["e5_pool_tokens_equal"]
 
-    print(f"{'loss':<26}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
-    for key, _, _ in pairs:
-        r = report[key]
-        print(f"{key:<26}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
-    print(f"MNTP blocks equal: {report['mntp_blocks_equal']} ({report['mntp_blocks']} blocks of {args.length})")
-    print(f"E5 pooled tokens equal (plain and every chat format): {report['e5_pool_tokens_equal']}")
-    for d in report["e5_pool_token_diffs"]:
-        print(f"  {d['format'] or 'plain'} text {d['text']}: ours {d['ours']!r}  reference {d['reference']!r}")
-    print("PASS" if report["passed"] else "FAIL", f"(rel_diff <= {args.target}, both equalities)")
+    # Training on every architecture, with the same LoRA adapter, dropout masks and gradients.
+    blocks = pack_blocks(tokenizer, texts, args.length)
+    simcse_sentences = equal_length_sentences(tokenizer, wiki_texts(400, seed=1), args.sentences)
+    root = cache_dir() / "llm2vec-models"
+    models = {"llama": (source, reference_model_dir())}
+    for arch in ARCHITECTURES[1:]:
+        folder = tiny_model_dir(arch, source, root)
+        models[arch] = (folder, reference_dir(folder))
+    report["architectures"] = {
+        arch: architecture_report(src, ref, blocks, simcse_sentences, e5_rows(), supervised_inputs(), args.length)
+        for arch, (src, ref) in models.items()}
+    report["simcse_dropout"] = report["architectures"]["llama"]["simcse"]
+    report["gradients"] = report["architectures"]["llama"]["gradients"]
+    report.update(data_report(source, reference_model_dir(), texts, args.length))
+
+    informative = {"simcse", "supervised_offsets"}  # see the docstring: reported, not targets
+    checked = [report[k] for k, _, _ in pairs if k not in informative]
+    for entry in report["architectures"].values():
+        if not entry["reference_bidirectional"]:
+            continue  # llm2vec 0.2.3's Qwen2BiModel is causal: reported, no target (docstring)
+        checked += [entry["mntp"], entry["simcse"], entry["supervised"], *entry["gradients"].values()]
+    equalities = [v for k, v in report.items() if k.endswith("_equal")]
+    equalities += [e[k] for e in report["architectures"].values() if e["reference_bidirectional"]
+                   for k in e if k.endswith("_equal")]
+    report["passed"] = all(c["rel_diff"] <= args.target for c in checked) and all(equalities)
+    report["machine"] = {"cpu": platform.processor() or platform.machine(), "load_average": os.getloadavg()[0],
+                         "torch": torch.__version__}
+    print_table(report, pairs, args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def print_table(report: dict, pairs: list, args) -> None:
+    print(f"{'one forward (SmolLM2, eval)':<30}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
+    for key, _, _ in pairs:
+        r = report[key]
+        print(f"{key:<30}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
+    print(f"\n{'training (LoRA A, B random)':<30}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
+    for arch, entry in report["architectures"].items():
+        if not entry["reference_bidirectional"]:
+            print(f"{arch}: the reference model is causal (llm2vec 0.2.3's {arch} class keeps the causal mask); "
+                  "no target")
+        for key in ("mntp", "simcse", "supervised"):
+            for label, r in ((f"{arch} {key} loss", entry[key]), (f"{arch} {key} gradients", entry["gradients"][key])):
+                print(f"{label:<30}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
+    print(f"\nMNTP blocks equal: {report['mntp_blocks_equal']} ({report['mntp_blocks']} blocks of {args.length})")
+    print(f"E5 pooled tokens equal (plain and every chat format): {report['e5_pool_tokens_equal']}")
+    for d in report["e5_pool_token_diffs"]:
+        print(f"  {d['format'] or 'plain'} text {d['text']}: ours {d['ours']!r}  reference {d['reference']!r}")
+    print(f"MNTP masks equal to transformers 4.44's collator: {report['collator_masks_equal']} "
+          f"({report['collator_masked_tokens']} masked tokens per case)")
+    for d in report["collator_mask_diffs"]:
+        print(f"  {d}")
+    print(f"E5Data rows equal: {report['e5data_rows_equal']} ({report['e5data_orders']}, {report['e5data_rows']} rows)")
+    m = report["machine"]
+    print(f"{'PASS' if report['passed'] else 'FAIL'} (rel_diff <= {args.target}, every equality); "
+          f"{m['cpu']}, load average {m['load_average']:.2f}, torch {m['torch']}")
 
 
 def reference(inputs: dict) -> dict:
