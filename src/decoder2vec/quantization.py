@@ -1,8 +1,8 @@
 """int8 weights for the torch backend: every Linear layer runs as an int8 x int8 -> int32 matmul.
 
 Weights are quantised once, per output channel (static). Activations are quantised on the fly,
-per token (one scale per row, from that row alone), except a few outlier input channels that stay
-in float. The outlier channels are fixed per layer when the model is quantised (from a fixed
+per token (one scale per row, from that row alone), except a few outlier input channels that run
+at ~15 bits (two int8 limbs, both sides). The outlier channels are fixed per layer when the model is quantised (from a fixed
 calibration text set), never chosen from the batch: a token's vector then does not depend on the
 other texts in the batch, their order or padding (the same bound as fp32, tests/test_backends.py).
 Per-token scales matter for LLMs: some tokens carry activations far larger than the rest, and one
@@ -32,9 +32,9 @@ from .errors import choices_error
 SCHEMES = ("int8",)
 # A handful of input channels (LLM "massive activations") can be 100x the rest; per-token scales
 # alone would round the other channels of those tokens to zero. The OUTLIER_FRACTION input
-# channels with the largest calibration activations run in float instead (LLM.int8()'s
-# decomposition); on SmolLM2 ~2 of 576 channels are real outliers, the rest is headroom.
-OUTLIER_FRACTION = 1 / 32  # ~3% of the matmul in float
+# channels with the largest calibration activations run at ~15 bits instead (LLM.int8()'s
+# decomposition, in integers: _split_rows); on SmolLM2 ~2 of 576 channels are real outliers, the rest is headroom.
+OUTLIER_FRACTION = 1 / 32  # ~3% of the matmul at 15 bits
 # Fixed texts whose activations pick each layer's outlier channels (the channels are a property
 # of the model, not of the text: a few varied sentences find them).
 CALIBRATION_TEXTS = (
@@ -55,9 +55,25 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, peak / 127.0
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """A row-major copy with canonical strides: `.contiguous()` keeps odd strides on size-1 dims,
+    and torch._int_mm on CPU reads a (1, n) operand with stride (1, 1) wrongly (torch 2.13)."""
+    return torch.empty(t.shape, dtype=t.dtype).copy_(t)
+
+
+def _split_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x ~= (hi * 128 + lo) * scale per row, hi in [-127, 127], lo in [-64, 64] (int8 each): 15 bits."""
+    if x.shape[-1] == 0:  # no outlier channels
+        return x.to(torch.int8), x.to(torch.int8), x.new_ones(x.shape[0], 1)
+    peak = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
+    fixed = (x * (16256.0 / peak)).round_()  # 16256 = 127 * 128
+    hi = (fixed / 128.0).round_()
+    return hi.to(torch.int8), (fixed - hi * 128.0).to(torch.int8), peak / 16256.0
+
+
 class Int8Linear(nn.Module):
     """A Linear whose weight is int8 (per output channel) and whose input is quantised per token,
-    with fixed `outliers` input channels in float. Built from an nn.Linear or from GPT-2's Conv1D
+    with fixed `outliers` input channels at ~15 bits. Built from an nn.Linear or from GPT-2's Conv1D
     (the same layer with its weight transposed)."""
 
     def __init__(self, linear: nn.Module, outliers: torch.Tensor | None = None):
@@ -71,9 +87,13 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", scale.reshape(1, -1))
         outliers = torch.zeros(0, dtype=torch.long) if outliers is None else outliers.long().sort().values
         self.register_buffer("outliers", outliers)
-        # The outlier input channels' weights stay float (an error there is multiplied by a huge
-        # activation); their int8 columns are zeroed so the int8 matmul skips them.
-        self.register_buffer("weight_outliers", weight.index_select(1, outliers).t().contiguous())
+        # The outlier input channels get ~15-bit precision (an error there is multiplied by a huge
+        # activation): their weights as two int8 limbs (scale per output channel), their int8
+        # columns in the main matmul zeroed.
+        hi, lo, outlier_scale = _split_rows(weight.index_select(1, outliers))
+        self.register_buffer("weight_outliers_hi", _dense(hi.t()))
+        self.register_buffer("weight_outliers_lo", _dense(lo.t()))
+        self.register_buffer("weight_outliers_scale", outlier_scale.reshape(1, -1))
         self.register_buffer("weight_int8", q.index_fill(1, outliers, 0).contiguous())
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
@@ -81,18 +101,29 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, dtype = x.shape, x.dtype
         rows = x.reshape(-1, self.in_features).float()
-        outlying = rows.index_select(1, self.outliers)
         q, scale = _quantize_rows(rows.index_fill(1, self.outliers, 0.0))
         out = torch._int_mm(q, self.weight_int8.t()) * scale  # int32 * float -> float, one pass
         out.mul_(self.weight_scale)
-        out.addmm_(outlying, self.weight_outliers)
+        if len(self.outliers):
+            out.add_(self._outlier_product(rows.index_select(1, self.outliers)))
         if self.bias is not None:
             out.add_(self.bias)
         return out.reshape(*shape[:-1], self.out_features).to(dtype)
 
+    def _outlier_product(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ outlier weights with both sides as 15-bit fixed point in int8 limbs (hi * 128 + lo):
+        integer matmuls are exact, so a row's result does not depend on how many rows came with it.
+        (A float matmul's does: BLAS picks kernels by the row count, and the last-bit difference
+        would move int8-rounded activations downstream - see backends/base.py unpadded_states.)"""
+        hi, lo, scale = _split_rows(x)
+        high = torch._int_mm(_dense(hi), self.weight_outliers_hi).float()
+        cross = torch._int_mm(torch.cat([hi, lo], 1), torch.cat([self.weight_outliers_lo, self.weight_outliers_hi]))
+        # hi*hi carries 128 * 128, the cross terms 128; lo*lo (2**-14 of the product) is left out.
+        return (high * 16384.0).add_(cross.float(), alpha=128.0).mul_(scale).mul_(self.weight_outliers_scale)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8, " \
-               f"{len(self.outliers)} float channels"
+               f"{len(self.outliers)} 15-bit channels"
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -111,7 +142,7 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
 
     calibration: a callable running the model on fixed inputs, used once to find each layer's
     outlier input channels. For an Encoder it is CALIBRATION_TEXTS through its own tokenizer; a
-    plain module without one gets no float channels.
+    plain module without one gets no 15-bit channels.
     skip: substrings of module names to leave in float (e.g. ("lm_head",)). Embedding tables
     stay float: they are lookups, not matmuls. Run on CPU; call after any LoRA merge."""
     if scheme not in SCHEMES:
@@ -137,8 +168,8 @@ def _in_features(module: nn.Module) -> int:
 
 def replace_with_int8(model: nn.Module, name: str, module: nn.Module, peak: torch.Tensor | None) -> None:
     """Put `module` (the Linear called `name` in `model`) back as its Int8Linear, the
-    OUTLIER_FRACTION input channels with the largest calibration `peak` kept in float (None: no
-    calibration reached it, no float channels); its fp32 weight goes now, not after the whole model."""
+    OUTLIER_FRACTION input channels with the largest calibration `peak` kept at 15 bits (None: no
+    calibration reached it, none); its fp32 weight goes now, not after the whole model."""
     outliers = None
     if peak is not None:
         count = max(1, round(_in_features(module) * OUTLIER_FRACTION))

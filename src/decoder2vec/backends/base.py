@@ -29,6 +29,35 @@ def forward_batches(ids: Sequence[Sequence[int]], pad_id: int, max_tokens: int):
         yield pad(ids[start:start + rows], pad_id)
 
 
+def same_length_batches(ids: Sequence[Sequence[int]], max_tokens: int):
+    """Row indices of `ids` in groups of one length each (at most max_tokens tokens, at least one row)."""
+    by_length: dict[int, list[int]] = {}
+    for row, x in enumerate(ids):
+        by_length.setdefault(len(x), []).append(row)
+    for length, rows in by_length.items():
+        step = max(1, max_tokens // length)
+        for start in range(0, len(rows), step):
+            yield rows[start:start + step]
+
+
+def unpadded_states(forward, ids: Sequence[Sequence[int]], pad_id: int, max_tokens: int):
+    """Right-padded (states, attention_mask) from forward calls that each see texts of one length
+    only: no forward ever has padding in it. Why: int8 activations round each value to one of 255
+    steps, so a last-bit difference before the rounding (attention over 26 padded keys does not sum
+    exactly like attention over the text's own 13) can move a value a whole step, and a model
+    amplifies that step layer by layer (SmolLM2 int8: 4e-2 between a text alone and in a padded
+    batch). Without padding a text's forward is the same computation alone or batched."""
+    _, attention = pad(ids, pad_id)
+    states = None
+    for rows in same_length_batches(ids, max_tokens):
+        input_ids, mask = pad([ids[r] for r in rows], pad_id)
+        out = forward(input_ids, mask)
+        if states is None:
+            states = out.new_zeros(len(ids), attention.shape[1], out.shape[-1])
+        states[rows, :out.shape[1]] = out
+    return states, attention.to(states.device)
+
+
 class Backend:
     """forward(input_ids, attention_mask) -> last hidden states (batch, length, hidden), right padded.
 
@@ -46,6 +75,8 @@ class Backend:
     # sub-batches carry less padding. Vectors do not depend on it (a text's vector does not
     # depend on its batch).
     max_forward_tokens = 4096
+    # True: forward texts of one length together only (int8 activations: see unpadded_states).
+    unpadded = False
 
     def __init__(self, config, pad_id: int):
         self.config = config  # the transformers config (hidden size, family, positions)
@@ -61,6 +92,8 @@ class Backend:
     def states(self, ids: Sequence[Sequence[int]], packed: bool | None = None):
         if packed:
             raise Decoder2VecError(f"packed (unpadded) batches run on the torch backend only, not {self.name!r}")
+        if self.unpadded:
+            return unpadded_states(self.forward, ids, self.pad_id, self.max_forward_tokens)
         _, attention = pad(ids, self.pad_id)
         width = attention.shape[1]
         parts = []

@@ -8,6 +8,11 @@ Which path a batch takes is decided here and nowhere else:
 - compiled (`compile()`): torch.compile(dynamic=True) for inference; training (gradients on)
   always runs the real module so LoRA gradients flow.
 Every forward passes use_cache=False: an encoder never decodes, and a KV cache costs memory.
+
+matmul="onednn" (what `fast=True` picks on CPUs where it measured fastest, cpu.py) runs the fp32
+Linear layers through oneDNN's matmul with bf16 allowed: on CPUs with AMX oneDNN computes them
+from bf16 inputs with fp32 accumulation and fp32 outputs; elsewhere it runs its own fp32 AVX-512
+kernels (on AMD, 2-3x MKL's). Norms, softmax, the residual stream and pooling stay fp32 either way.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Sequence
 import torch
 
 from ..chunked_attention import chunked_attention
+from ..errors import Decoder2VecError, choices_error
 from ..quantization import is_quantized
 from ..unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
-from .base import Backend, pad
+from .base import Backend, pad, unpadded_states
 
 # Batches with more (batch x length x length) elements than this run attention in query chunks:
 # 2**24 is one 4096-token text.
@@ -41,13 +47,31 @@ def backbone(model):
     return net
 
 
+MATMULS = ("default", "onednn")
+
+
+@contextlib.contextmanager
+def onednn_matmuls():
+    """fp32 matmuls through oneDNN with bf16 allowed (torch's process-wide setting, restored after:
+    another Encoder in the process keeps its exact fp32 matmuls)."""
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = before
+
+
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model, pad_id: int):
+    def __init__(self, model, pad_id: int, matmul: str = "default"):
         super().__init__(model.config.get_text_config(), pad_id)
+        if matmul not in MATMULS:
+            raise choices_error("matmul", matmul, MATMULS)
         self.model = model
         self.compiled = None
+        self.matmul = matmul
         self.takes_position_ids = "position_ids" in inspect.signature(backbone(model).forward).parameters
 
     @property
@@ -58,10 +82,25 @@ class TorchBackend(Backend):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def unpadded(self) -> bool:
+        # int8 activations: a text's vector would depend on its batch's padding (base.unpadded_states).
+        return is_quantized(self.model)
+
     def compile(self, **options) -> None:
         self.compiled = torch.compile(self.model, dynamic=True, **options)
 
+    def matmuls(self):
+        """The context every forward runs in: oneDNN matmuls for matmul="onednn" on CPU."""
+        if self.matmul == "onednn" and self.device.type == "cpu" and not torch.is_grad_enabled():
+            return onednn_matmuls()
+        return contextlib.nullcontext()
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with self.matmuls():
+            return self._forward(input_ids, attention_mask)
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         kwargs = {"use_cache": False}
         if self.takes_position_ids:
             # Positions count real tokens only, so left padding does not shift them.
@@ -81,6 +120,13 @@ class TorchBackend(Backend):
         net = backbone(self.model)
         if packed is None:
             packed = uses_varlen_kernel(net)
+        if self.unpadded:
+            if packed:
+                raise Decoder2VecError("packed batches and int8 weights do not go together: int8 runs each length "
+                                       "on its own (backends/base.py unpadded_states); leave packed unset")
+            def forward(input_ids, mask):
+                return self.forward(input_ids.to(self.device), mask.to(self.device))
+            return unpadded_states(forward, ids, self.pad_id, self.max_forward_tokens)
         if not packed:
             input_ids, attention = pad(ids, self.pad_id)
             input_ids, attention = input_ids.to(self.device), attention.to(self.device)
@@ -92,10 +138,12 @@ class TorchBackend(Backend):
         if not uses_varlen_kernel(net):
             kwargs["attention_mask"] = block_diagonal_mask(batch.segments, net)
         model = self.compiled if self.compiled is not None and not torch.is_grad_enabled() else self.model
-        return unpack(last_hidden_state(model(input_ids=batch.input_ids, **kwargs)), batch)
+        with self.matmuls():
+            return unpack(last_hidden_state(model(input_ids=batch.input_ids, **kwargs)), batch)
 
     def info(self) -> dict:
-        return {**super().info(), "compiled": self.compiled is not None, "device": str(self.device)}
+        return {**super().info(), "compiled": self.compiled is not None, "device": str(self.device),
+                "matmul": self.matmul}
 
 
 class PaddedForward(torch.nn.Module):

@@ -1,0 +1,155 @@
+"""CPU capability detection (cpu.py), the fast switch, bf16 engines and int8 batch invariance on
+any CPU: the checks that catch what only some CPUs show (no timings here)."""
+
+import numpy as np
+import pytest
+import torch
+
+from decoder2vec import Encoder, cpu
+from decoder2vec.backends.base import same_length_batches
+from decoder2vec.errors import Decoder2VecError
+from decoder2vec.quantization import Int8Linear, quantize_model
+
+from tiny import CORPUS, assert_batch_invariant, tiny_encoder
+
+TEXTS = CORPUS[:6] + ["a", "two words", "The quick brown fox."]
+
+
+# ---------------------------------------------------------------- int8: batch invariance
+def test_int8_forwards_never_see_padding():
+    """The cause of issue 27's int8 batch dependence: attention over padded keys differs from
+    attention over the text alone in the last bit, and int8 rounding turns that bit into a whole
+    step. Every CPU can check the cure: no int8 forward gets a padded row."""
+    encoder = quantize_model(tiny_encoder("llama"), "int8")
+    masks = []
+    forward = encoder.backend.forward
+    encoder.backend.forward = lambda ids, mask: (masks.append(mask.clone()), forward(ids, mask))[1]
+    encoder.encode(TEXTS, batch_size=32)
+    assert len(masks) > 1 and all(bool(mask.all()) for mask in masks)
+    assert sum(len(mask) for mask in masks) == len(TEXTS)
+
+
+def test_fp32_batches_stay_padded():
+    encoder = tiny_encoder("llama")
+    masks = []
+    forward = encoder.backend.forward
+    encoder.backend.forward = lambda ids, mask: (masks.append(mask.clone()), forward(ids, mask))[1]
+    encoder.encode(TEXTS, batch_size=32)
+    assert len(masks) == 1 and not bool(masks[0].all())
+
+
+def test_same_length_batches_group_and_bound():
+    ids = [[1] * 3, [1] * 5, [1] * 3, [1] * 3, [1] * 5]
+    assert list(same_length_batches(ids, max_tokens=6)) == [[0, 2], [3], [1], [4]]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 7, 16, 33, 64])
+def test_int8_linear_row_does_not_depend_on_the_row_count(rows):
+    """Bit for bit, with outlier channels: a float matmul's kernel is chosen by the row count
+    (MKL gave SmolLM2's 3 rows and 6 rows different last bits), the integer limbs are exact."""
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.nn.Linear(96, 80), outliers=torch.tensor([4, 17, 60]))
+    x = torch.randn(rows, 96)
+    x[:, [4, 17, 60]] *= 50
+    alone = torch.cat([layer(x[i:i + 1]) for i in range(rows)])
+    assert torch.equal(layer(x), alone)
+
+
+def test_int8_outlier_channels_keep_15_bits():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(5, 64)
+    x[:, 7] *= 300  # a "massive activation" channel
+    exact = linear(x)
+    error = (Int8Linear(linear, outliers=torch.tensor([7]))(x) - exact).abs().max()
+    plain = (Int8Linear(linear)(x) - exact).abs().max()
+    assert error < plain / 5  # the outlier at 15 bits, not rounded with its row's other channels
+
+
+def test_int8_one_outlier_channel():
+    """A single outlier channel: a (1, n) int8 operand (torch._int_mm misreads odd strides there)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 16)
+    x = torch.randn(4, 32)
+    x[:, 5] *= 100
+    out = Int8Linear(linear, outliers=torch.tensor([5]))(x)
+    assert (out - linear(x)).abs().max() < 0.05 * linear(x).abs().max()
+
+
+def test_int8_packed_is_refused():
+    encoder = quantize_model(tiny_encoder("llama"), "int8")
+    with pytest.raises(Decoder2VecError, match="packed batches and int8"):
+        encoder.backend.states([[1, 5, 6], [1, 5]], packed=True)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
+def test_int8_tiny_vectors_are_exactly_batch_invariant(family):
+    encoder = quantize_model(tiny_encoder(family), "int8")
+    assert_batch_invariant(encoder, TEXTS, bound=1e-6)
+
+
+def test_int8_smollm2_is_batch_invariant():
+    """The real model, where it showed (4e-2 on AVX-512 and AMX CPUs before the fix): short texts
+    alone vs in a padded batch of 12."""
+    encoder = Encoder.from_pretrained(quantize="int8")
+    texts = ["Short text.", "Paris is the capital of France.", "Hello world",
+             "A much longer text that has many more tokens than the others, so it pads every other row.",
+             "Embeddings map texts to vectors.", "def f(x): return x + 1", "Kort tekst på dansk.",
+             "Eine kurze Frage?", "3.14159", "The quick brown fox jumps over the lazy dog.", "ok", "Why?"]
+    assert_batch_invariant(encoder, texts, bound=1e-6)
+
+
+# ---------------------------------------------------------------- capability detection
+CPUINFO = """processor\t: 0
+model name\t: Test CPU 9000
+flags\t\t: fpu sse2 avx avx2 fma {extra}
+"""
+
+
+@pytest.mark.parametrize("extra, kind, bf16, vnni", [
+    ("", "avx2", False, False),
+    ("avx512f avx512_vnni", "avx512", False, True),
+    ("avx512f avx512_bf16 avx512_vnni", "avx512_bf16", True, True),
+    ("avx512f avx512_bf16 amx_bf16 amx_int8 amx_tile", "amx", True, True),
+])
+def test_cpu_features_from_cpuinfo(extra, kind, bf16, vnni, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(extra=extra))
+    features = cpu.read_features(info)
+    assert (features.kind, features.bf16, features.vnni, features.name) == (kind, bf16, vnni, "Test CPU 9000")
+    line = features.line()
+    assert line.startswith("CPU Test CPU 9000") and "AVX2" in line and "torch kernels" in line
+    have = line.split(": ")[1].split(";")[0].split()
+    assert ("AMX-BF16" in have) == (kind == "amx") and ("AVX512-BF16" in have) == bf16
+
+
+def test_this_cpu_line():
+    line = cpu.cpu_features().line()
+    assert line.startswith("CPU ") and torch.backends.cpu.get_cpu_capability() in line
+
+
+def test_unmeasured_cpu_classes_get_an_exact_engine():
+    """A class nobody measured runs an fp32 engine (speed a guess, accuracy not)."""
+    for flags in ({"avx512f"}, set()):
+        engine = cpu.fast_engine(cpu.CpuFeatures("x", 2, frozenset(flags), "DEFAULT", True))
+        assert engine == cpu.fast_engine_for(cpu.UNMEASURED)
+        assert "quantize" not in engine and "dtype" not in engine
+
+
+# ---------------------------------------------------------------- oneDNN matmuls (bf16 where AMX)
+def test_onednn_matmuls_close_and_restored():
+    encoder = tiny_encoder("llama")
+    exact = encoder.encode(TEXTS, normalize_embeddings=True)
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    encoder.backend.matmul = "onednn"
+    fast = encoder.encode(TEXTS, normalize_embeddings=True)
+    assert torch.backends.mkldnn.matmul.fp32_precision == before  # other encoders keep exact matmuls
+    assert (fast * exact).sum(1).min() > 0.999
+    assert_batch_invariant(encoder, TEXTS, bound=1e-4)
+
+
+def test_unknown_matmul_is_refused():
+    from decoder2vec.backends.torch import TorchBackend
+
+    with pytest.raises(Decoder2VecError, match="unknown matmul 'fast'"):
+        TorchBackend(tiny_encoder("llama").model, 0, matmul="fast")
