@@ -86,7 +86,7 @@ def test_query_document_pairs_learn_each_texts_own_teacher_vector_on_its_side(tm
     """A query -> document source: the query learns the teacher's query-side vector of itself, the
     document the teacher's document-side vector of itself, and only the query gets query_instruction."""
     source = str(pairs_file(tmp_path))
-    monkeypatch.setattr(registry, "QUERY_DOCUMENT_PAIRS", frozenset({source}))
+    monkeypatch.setattr(registry, "PAIR_SIDES", {source: ("query", "document")})
     sides = {}
 
     def fake_teacher(teacher, texts, *, batch_size=64, side="query"):

@@ -69,10 +69,17 @@ PAIRS: dict[str, Callable[..., list[Pair]]] = _merge({
     "libreoffice-titles-da-train": lambda **_: libreoffice.title_pairs("da"),
     "libreoffice-titles-de-train": lambda **_: libreoffice.title_pairs("de"),
 })
-# Pair sources whose first text is a query and the second the document it finds (not a
-# translation or paraphrase of it): distillation gives each its own teacher vector, on its side.
-QUERY_DOCUMENT_PAIRS = frozenset({"libreoffice-titles-en-train", "libreoffice-titles-da-train",
-                                  "libreoffice-titles-de-train"})
+# Pair sources whose two texts are not a translation (or paraphrase) of each other: the side of each
+# text ("query": a query, or a text of a symmetric task; "document": a text to be found).
+# Distillation gives each text its own teacher vector, on its side; other pair sources are
+# translations, both texts learning the teacher's vector of the first (Reimers & Gurevych).
+PAIR_SIDES: dict[str, tuple[str, str]] = {
+    "libreoffice-titles-en-train": ("query", "document"),
+    "libreoffice-titles-da-train": ("query", "document"),
+    "libreoffice-titles-de-train": ("query", "document"),
+    "stsb-en-train": ("query", "query"),  # scored sentence pairs: two sentences, not one meaning
+    "stsb-de-train": ("query", "query"),
+}
 
 SENTENCES: dict[str, Callable[[], list[str]]] = _merge({})
 

@@ -182,6 +182,9 @@ class DistillConfig(EmbeddingConfig):
         "dimensions differ) to the teacher's | similarity_kl: KL divergence from the teacher's in-batch "
         "similarity distribution to the student's", "mse")
     temperature: float = _help("similarity_kl: cosine similarities are divided by this before the softmax", 0.05)
+    source_limit: int | None = _help(
+        "at most this many examples from each data source (a seeded sample), so sources mix in proportion; "
+        "null: all", None)
     similarity_weight: float = _help(
         "mse: add this times the similarity_kl loss of the student's own vectors (0: mse alone)", 0.0)
     query_instruction: str | None = _help(

@@ -67,21 +67,27 @@ class Example:
 
 
 def distill_examples(config: DistillConfig) -> list[Example]:
-    """One Example per sentence and per pair, without duplicates, in source order. A translation or
-    paraphrase pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A
-    query -> document pair (registry.QUERY_DOCUMENT_PAIRS): each text learns its own teacher
-    vector, the query's on the teacher's query side, the document's on its document side."""
+    """One Example per sentence and per pair, without duplicates, in source order. A translation
+    pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A pair source in
+    registry.PAIR_SIDES (e.g. title -> page, STS sentence pairs): each text learns its own teacher
+    vector on its side, and the query of a query -> document pair gets query_instruction."""
     examples: list[Example] = []
     for source in config.data:
-        if source in registry.QUERY_DOCUMENT_PAIRS:
-            examples.extend(Example((p.query, p.positive), ((p.query, "query"), (p.positive, "document")),
-                                    (True, False)) for p in load_pairs(source))
+        if source in registry.PAIR_SIDES:
+            first, second = registry.PAIR_SIDES[source]
+            queries = (first == "query" and second == "document", False)
+            found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries)
+                     for p in load_pairs(source)]
         elif is_pair_source(source):
-            examples.extend(Example((p.query, p.positive), ((p.query, "query"),) * 2) for p in load_pairs(source))
+            found = [Example((p.query, p.positive), ((p.query, "query"),) * 2) for p in load_pairs(source)]
         else:
-            examples.extend(Example((s,), ((s, "query"),))
-                            for s in load_sentences(source, text_column=config.text_column,
-                                                    min_words=config.min_words, max_words=config.max_words))
+            found = [Example((s,), ((s, "query"),))
+                     for s in load_sentences(source, text_column=config.text_column,
+                                             min_words=config.min_words, max_words=config.max_words)]
+        if config.source_limit and len(found) > config.source_limit:
+            # A seeded sample, so a large source does not drown a small one in the shuffled mix.
+            found = random.Random(config.seed).sample(found, config.source_limit)
+        examples.extend(found)
     return list(dict.fromkeys(examples))
 
 
