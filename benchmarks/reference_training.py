@@ -36,7 +36,7 @@ Data, from the reference's own code (reference/data_worker.py):
   torch.manual_seed(s), vs mask_batch with a generator seeded s: masked ids and labels of the
   first packed blocks (collator_mask_diffs lists every position that differs)
 - e5data_rows_equal: llm2vec's E5Data on a folder laid out like the public archive (all 14 files,
-  uneven sizes) vs read_e5 + e5_blocks: the same (query, positive, negative) strings in the same
+  uneven sizes, and the 4 split files it also holds) vs read_e5 + e5_blocks: the same (query, positive, negative) strings in the same
   order, for effective batches 2 x 1, 2 x 3 and 4 x 2 (per device x processes), seed 42
 
 `reference_bidirectional` says whether the reference's model is bidirectional at all: llm2vec

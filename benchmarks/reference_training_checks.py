@@ -205,12 +205,14 @@ def architecture_report(source: str, reference_model: str, blocks, sentences, ro
 
 # ---------------------------------------------------------------- data: collator masks, E5Data
 def public_e5_folder(root: Path) -> Path:
-    """Every file of the public archive, with its fields, 3 + 5k rows for the k-th dataset."""
+    """Every file of the public archive, with its fields: 3 + 5k rows for the k-th dataset, and 4
+    rows in each of the split files the archive also holds (0.2.3 never opens them)."""
     folder = root / "echo-data"
     folder.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(E5_INSTRUCTIONS):
+    names = [*E5_INSTRUCTIONS, "allnli_split1", "allnli_split2", "quora_duplicates_split1", "quora_duplicates_split2"]
+    for k, name in enumerate(names):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for i in range(3 + 5 * k):
+            for i in range(3 + 5 * k if name in E5_INSTRUCTIONS else 4):
                 f.write(json.dumps({"query": f"{name} question {i}?", "positive": f"The {name} answer {i}.",
                                     "negative": f"An unrelated {name} text {i}."}) + "\n")
     return folder

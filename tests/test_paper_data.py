@@ -38,7 +38,7 @@ QUORA = paper.E5_INSTRUCTIONS["quora_duplicates"]
 def public_e5_folder(root: Path, rows: dict[str, int]) -> Path:
     """A folder laid out like the public archive (its file names, its fields), `rows[name]` rows each."""
     folder = root / "echo-data"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name, count in rows.items():
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for i in range(count):
@@ -62,16 +62,23 @@ def test_public_layout_alternates_nli_and_quora_instructions_by_line_and_gives_d
         "allnli query 1", "allnli positive 1", ["allnli negative 1"])
 
 
-def test_split_layout_is_still_read_and_a_mixed_folder_is_refused(tmp_path):
-    folder = public_e5_folder(tmp_path, {"allnli_split1": 1, "allnli_split2": 1, "quora_duplicates_split2": 1})
-    pairs = paper.read_e5(folder)
+def test_split_files_are_ignored_next_to_the_public_ones_and_read_on_request(tmp_path):
+    # The archive holds allnli.jsonl and allnli_split1/2.jsonl; 0.2.3 opens only the former.
+    folder = public_e5_folder(tmp_path, {"allnli": 2, "allnli_split1": 1, "allnli_split2": 1,
+                                         "quora_duplicates_split1": 1, "quora_duplicates_split2": 1})
+    assert [p.query for p in paper.read_e5(folder)] == ["allnli query 0", "allnli query 1"]
+    pairs = paper.paper_pairs(f"e5-split:{folder}")
     assert [(p.task, p.instruction) for p in pairs] == [
-        ("allnli", NLI[0]), ("allnli", NLI[1]), ("quora_duplicates", QUORA[1])]
+        ("allnli", NLI[0]), ("allnli", NLI[1]), ("quora_duplicates", QUORA[0]), ("quora_duplicates", QUORA[1])]
     # The split layout's E5Data gave the symmetric halves' documents their instruction.
-    assert [p.document_instruction for p in pairs] == [None, NLI[1], QUORA[1]]
-    (folder / "allnli.jsonl").write_text('{"query": "q", "positive": "p", "negative": "n"}\n')
-    with pytest.raises(Decoder2VecError, match=r"mixes the public layout \(allnli.jsonl\) and the split-file layout"):
-        paper.read_e5(folder)
+    assert [p.document_instruction for p in pairs] == [None, NLI[1], QUORA[0], QUORA[1]]
+    assert paper.is_paper_source(f"e5-split:{folder}")
+    # A folder of split files only is read as split files.
+    for name in ("allnli", "quora_duplicates_split2"):
+        (folder / f"{name}.jsonl").unlink()
+    assert [p.instruction for p in paper.read_e5(folder)] == [NLI[0], NLI[1], QUORA[0]]
+    with pytest.raises(Decoder2VecError, match=r"has no split files \(allnli_split1.jsonl"):
+        paper.paper_pairs(f"e5-split:{public_e5_folder(tmp_path / 'public', {'allnli': 1, 'nq': 1})}")
 
 
 def test_unknown_file_in_the_public_layout_names_the_known_datasets(tmp_path):

@@ -7,7 +7,9 @@ E5 mix with its per-dataset instructions (supervised).
     e5:FOLDER            the public E5 mix as llm2vec 0.2.3 reads it (its README's "echo-data"
                          download): FOLDER/<dataset>.jsonl per dataset (allnli.jsonl,
                          quora_duplicates.jsonl, ...), lines {"query", "positive", "negative"};
-                         a folder of split files (allnli_split1.jsonl, ...) is read too
+                         the archive's split files (allnli_split1.jsonl, ...) are ignored, as 0.2.3
+                         ignores them, unless the folder has nothing else
+    e5-split:FOLDER      the split files, as llm2vec's earlier E5Data read them
 
 Each loader is split in two: fetching (hub download, cached by huggingface_hub/datasets) and
 reading the file in that format, so the readers are tested on small local files.
@@ -102,36 +104,41 @@ def read_wiki1m(file: str) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def e5_layout(folder: Path) -> dict:
-    """The instruction table of the layout `folder` is in: the public archive's (allnli.jsonl,
-    quora_duplicates.jsonl, ...) or the split files' (allnli_split1.jsonl, ...)."""
+def e5_layout(folder: Path, layout: str | None = None) -> dict:
+    """The instruction table to read `folder` with: the public archive's ("public": allnli.jsonl,
+    quora_duplicates.jsonl, ...) or the split files' ("split": allnli_split1.jsonl, ...). The
+    archive holds both kinds of NLI and Quora files; llm2vec 0.2.3 opens only its table's names, so
+    the other kind is ignored. None: public, unless the folder has only split files."""
     names = {f.stem for f in folder.glob("*.jsonl")}
     if not names:
         raise Decoder2VecError(f"e5: no <dataset>.jsonl files in {folder} (the public archive has "
                                f"{', '.join(E5_INSTRUCTIONS)})")
-    split = sorted(names & (set(E5_SPLIT_INSTRUCTIONS) - set(E5_INSTRUCTIONS)))
-    public = sorted(names & {"allnli", "quora_duplicates"})
-    if split and public:
-        raise Decoder2VecError(f"e5: {folder} mixes the public layout ({public[0]}.jsonl) and the split-file layout "
-                               f"({split[0]}.jsonl); keep one of them")
-    table = E5_SPLIT_INSTRUCTIONS if split else E5_INSTRUCTIONS
-    unknown = sorted(names - set(table))
+    split_only = set(E5_SPLIT_INSTRUCTIONS) - set(E5_INSTRUCTIONS)
+    if layout is None:
+        layout = "split" if names & split_only and not names & {"allnli", "quora_duplicates"} else "public"
+    table = E5_SPLIT_INSTRUCTIONS if layout == "split" else E5_INSTRUCTIONS
+    other = {"allnli", "quora_duplicates"} if layout == "split" else split_only
+    unknown = sorted(names - set(table) - other)
     if unknown:
         raise Decoder2VecError(f"e5: {folder / (unknown[0] + '.jsonl')} is not an E5 dataset "
                                f"(known: {', '.join(table)})")
+    if layout == "split" and not names & split_only:
+        raise Decoder2VecError(f"e5-split: {folder} has no split files (allnli_split1.jsonl, allnli_split2.jsonl, "
+                               "quora_duplicates_split1.jsonl, quora_duplicates_split2.jsonl); use e5:FOLDER")
     return table
 
 
-def read_e5(folder: str | Path) -> list[E5Pair]:
+def read_e5(folder: str | Path, layout: str | None = None) -> list[E5Pair]:
     """The E5 mix as llm2vec 0.2.3's E5Data reads it: files in its order, each row's query
     instruction from its dataset (by line parity for allnli and quora_duplicates), no instruction
-    on documents. A folder of split files (allnli_split1.jsonl, ...) is read as llm2vec's earlier
-    E5Data read it (the symmetric halves' documents get their instruction). Datasets missing from
-    the folder are left out (llm2vec would stop); split halves become one task either way."""
+    on documents. layout="split" (source e5-split:FOLDER, or a folder of split files only) reads
+    allnli_split1.jsonl, ... as llm2vec's earlier E5Data did (the symmetric halves' documents get
+    their instruction). Datasets missing from the folder are left out (llm2vec would stop); split
+    halves become one task either way."""
     folder = Path(folder)
     if not folder.is_dir():
         raise Decoder2VecError(f"e5: {folder} is not a folder of <dataset>.jsonl files (LLM2Vec's E5 download)")
-    table = e5_layout(folder)
+    table = e5_layout(folder, layout)
     pairs = []
     for name, instruction in table.items():
         file = folder / f"{name}.jsonl"
@@ -180,8 +187,12 @@ PAPER_CORPORA = {"wikitext-103": lambda: read_wikitext(_wikitext_files())}
 PAPER_SENTENCES = {"wiki1m": lambda: read_wiki1m(_wiki1m_file())}
 
 
+def is_e5_source(source) -> bool:
+    return str(source).startswith(("e5:", "e5-split:"))
+
+
 def is_paper_source(source: str) -> bool:
-    return source in PAPER_CORPORA or source in PAPER_SENTENCES or source.startswith("e5:")
+    return source in PAPER_CORPORA or source in PAPER_SENTENCES or is_e5_source(source)
 
 
 def paper_texts(source: str) -> list[str]:
@@ -194,6 +205,8 @@ def paper_texts(source: str) -> list[str]:
 
 
 def paper_pairs(source: str) -> list[E5Pair]:
+    if source.startswith("e5-split:"):
+        return read_e5(source[len("e5-split:"):], layout="split")
     if not source.startswith("e5:"):
-        raise Decoder2VecError(f"{source!r} is not a paper pair source (use e5:FOLDER)")
+        raise Decoder2VecError(f"{source!r} is not a paper pair source (use e5:FOLDER or e5-split:FOLDER)")
     return read_e5(source[len("e5:"):])

@@ -17,7 +17,7 @@ import random
 import torch
 
 from ..data.pairs import load_pairs
-from ..data.paper import e5_blocks, is_paper_source, paper_pairs
+from ..data.paper import e5_blocks, is_e5_source, is_paper_source, paper_pairs
 from ..errors import Decoder2VecError
 from .config import SupervisedConfig
 from .contrastive import EncoderStage, poolable
@@ -45,7 +45,7 @@ class SupervisedStage(EncoderStage):
 
     def dataset(self) -> list:
         cfg = self.config
-        if cfg.batch_per_task and len(cfg.data) == 1 and str(cfg.data[0]).startswith("e5:"):
+        if cfg.batch_per_task and len(cfg.data) == 1 and is_e5_source(cfg.data[0]):
             return self._e5_items()
         pairs = []
         for source in cfg.data:
