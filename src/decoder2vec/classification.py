@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -37,6 +38,7 @@ from transformers.modeling_layers import GenericForSequenceClassification, Gener
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from .bidirectional import quirks_for, set_causal
+from .words import join_words, token_word_matrix
 from .errors import Decoder2VecError
 from .folder import read_config
 from .loading import resolve_model
@@ -102,12 +104,18 @@ def load_for_classification(
     return model
 
 
-def predict(model: PreTrainedModel, tokenizer, texts: list[str], *, batch_size: int = 32,
-            max_length: int | None = None) -> list[str]:
-    """The label name (config.id2label) a sequence classifier gives each text: batches padded on
-    the right (transformers' sequence heads read the last non-pad token), no gradients."""
+def predict(model: PreTrainedModel, tokenizer, texts: list, *, batch_size: int = 32,
+            max_length: int | None = None) -> list:
+    """The label names (config.id2label) a classifier gives each text, without gradients, in
+    batches padded on the right (transformers' sequence heads read the last non-pad token).
+    A sequence classifier: one name per text. A token classifier (`finetune --task token`): one
+    name per word, a list per text; a text is a list of words, or a string split at whitespace,
+    and each word gets its first token's label (as it was trained: the words joined by single
+    spaces). A word cut off by max_length is an error, never a guess."""
     if isinstance(texts, str):
         raise Decoder2VecError("texts must be a list of strings, not one string")
+    if _is_token_classifier(model):
+        return _predict_words(model, tokenizer, list(texts), batch_size, max_length)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
@@ -122,6 +130,45 @@ def predict(model: PreTrainedModel, tokenizer, texts: list[str], *, batch_size: 
                     batch.pop("token_type_ids", None)
                 ids = model(**batch).logits.argmax(-1).tolist()
                 out += [model.config.id2label[i] for i in ids]
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _is_token_classifier(model) -> bool:
+    # transformers' classes and classifier_class's generic ones all end with the task's suffix.
+    return type(model).__name__.endswith(TASKS["token"][2]) or isinstance(model, GenericForTokenClassification)
+
+
+def _predict_words(model, tokenizer, texts: list, batch_size: int, max_length: int | None) -> list[list[str]]:
+    words = []
+    for i, text in enumerate(texts):
+        split = text.split() if isinstance(text, str) else list(text)
+        if not split:
+            raise Decoder2VecError(f"texts[{i}] has no words: a token classifier labels each word of a text")
+        words.append(split)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    was_training, out = model.training, []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(words), batch_size):
+                joined = [join_words(w) for w in words[start:start + batch_size]]
+                batch = tokenizer([text for text, _ in joined], padding=True, truncation=max_length is not None,
+                                  max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
+                offsets = batch.pop("offset_mapping").numpy()
+                if "token_type_ids" not in _forward_names(model):
+                    batch.pop("token_type_ids", None)
+                ids = model(**batch.to(model.device)).logits.argmax(-1).cpu().numpy()
+                for row, (_, spans) in enumerate(joined):
+                    member = token_word_matrix(offsets[row], spans)
+                    if not member.any(1).all():
+                        word = int(np.flatnonzero(~member.any(1))[0])
+                        raise Decoder2VecError(f"texts[{start + row}]: word {word} ({words[start + row][word]!r}) has "
+                                               f"no token within max_length={max_length}; raise max_length")
+                    out.append([model.config.id2label[int(ids[row, t])] for t in member.argmax(1)])
     finally:
         model.train(was_training)
     return out

@@ -12,6 +12,7 @@ import argparse
 from ..errors import Decoder2VecError
 from ..training import train
 from ..training.config import FinetuneConfig, parse_value
+from ..training.finetune import TASKS
 from . import add_keyword, add_set_argument, parse_overrides
 from .train import recipe_path
 
@@ -24,6 +25,8 @@ FLAGS = [
     ("model", {}, "model to fine-tune: packaged name, hub id, folder (an Encoder folder) or .gguf"),
     ("data", {"nargs": "+", "metavar": "FILE"}, "labelled .jsonl/.csv files (a text and a label column)"),
     ("output_dir", {}, "where the classifier folder is written"),
+    ("task", {"choices": TASKS}, "sequence: one label per text (default) | token: one label per word (.jsonl rows "
+                                 "of a list of words and a list of as many labels)"),
     ("text_column", {}, "text column of the files (default: text)"),
     ("label_column", {}, "label column of the files (default: label)"),
     ("labels", {"nargs": "+", "metavar": "NAME"}, "label names in id order (default: every label, sorted)"),

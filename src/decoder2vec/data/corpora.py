@@ -9,6 +9,8 @@ local .txt (one text per line) / .jsonl / .csv / .parquet file, or a hub dataset
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -27,18 +29,86 @@ def packaged_corpora() -> dict[str, Callable[[], list[str]]]:
 LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+def check_data_file(path: str | Path, what: str = "data file") -> Path:
+    """`path` if it is a regular file, else an error that says what it is instead (missing, a
+    directory, a FIFO or device: reading one would block or fail in a library's words)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not os.path.lexists(path):
+        raise Decoder2VecError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise Decoder2VecError(f"{what} {path} is a directory, not a file; give a file in it")
+    raise Decoder2VecError(f"{what} {path} is not a regular file (a FIFO, socket, device or broken link); "
+                           "give a file")
+
+
+def first_non_utf8(path: Path) -> tuple[int, int, int] | None:
+    """(line, column, byte) of the first byte of `path` that is not UTF-8, 1-based; None if none."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.start + 1, raw[exc.start]
+    return None
+
+
+def not_utf8_error(path: Path) -> Decoder2VecError | None:
+    """The one-line error for a text file that is not UTF-8 (the words `encode` uses), or None."""
+    found = first_non_utf8(path)
+    if found is None:
+        return None
+    line, column, byte = found
+    return Decoder2VecError(f"{path}:{line}: not UTF-8 (byte {byte:#04x} at column {column}); convert the file, "
+                            "e.g. iconv -f latin1 -t utf-8")
+
+
+def row_location(path: Path, row: int, rows: int) -> str:
+    """Where table row `row` (0-based, of `rows`) of a local file is, for an error: `file:line`
+    for .jsonl/.csv (blank lines skipped, as the readers skip them; a CSV row may span lines),
+    else `file row N` (1-based)."""
+    lines: list[int] = []
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        with open(path, "rb") as f:
+            lines = [number for number, line in enumerate(f, 1) if line.strip()]
+    elif suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            next(reader, None)  # the header
+            end = reader.line_num
+            for record in reader:
+                if record:
+                    lines.append(end + 1)
+                end = reader.line_num
+    if len(lines) == rows:  # a .json array, or a file the reader saw otherwise: rows, not lines
+        return f"{path}:{lines[row]}"
+    return f"{path} row {row + 1}"
+
+
+def is_local_file(source: str) -> bool:
+    """A source `load_table` reads as a local file (else as a hub dataset id)."""
+    path = Path(source).expanduser()
+    return path.suffix.lower() in LOCAL_FORMATS or os.path.lexists(path)
+
+
 def load_table(source: str, split: str = "train"):
     """A `datasets.Dataset` from a local file or a hub dataset ("name[:config[:split]]")."""
     path = Path(source).expanduser()
-    if path.suffix.lower() in LOCAL_FORMATS or path.exists():
-        if not path.is_file():
-            raise Decoder2VecError(f"data file not found: {source}")
+    if is_local_file(source):
+        check_data_file(path)
         builder = LOCAL_FORMATS.get(path.suffix.lower())
         if builder is None:
             raise Decoder2VecError(
                 f"unsupported data file type {path.suffix!r} for {source}; use {', '.join(LOCAL_FORMATS)}"
             )
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        try:
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        except Exception as exc:  # datasets wraps a reader's error in a traceback-long one: say which line
+            bad = not_utf8_error(path) if builder != "parquet" else None
+            reason = " ".join(str(exc.__cause__ or exc).split())[:300]
+            raise (bad or Decoder2VecError(f"data file {path} could not be read as {builder}: {reason}")) from None
     name, _, rest = source.partition(":")
     config, _, hub_split = rest.partition(":")
     hub_split = hub_split or split

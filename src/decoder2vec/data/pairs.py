@@ -10,11 +10,12 @@ instruction; empty or missing: the recipe's). Test splits are refused: we never 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 from ..errors import Decoder2VecError
 from . import registry
-from .corpora import load_table
+from .corpora import is_local_file, load_table, row_location
 from .libreoffice import libreoffice_pairs
 from .pair import Pair
 from .sources import stsb_pairs
@@ -73,7 +74,12 @@ def load_pairs(
             instruction = str(row[i]) if i and row[i] is not None and str(row[i]).strip() else ""
             pairs.append(Pair(str(row[q]), str(row[p]), [str(x) for x in negatives if x], source,
                               instruction or None))
-        if empty:  # dropped, but never silently
-            log.warning("%s: skipped %d row(s) with an empty %s or %s (first: row %d)",
-                        source, len(empty), q, p, empty[0])
+        if empty and is_local_file(source):  # a user's own file: a row missing half its pair is a mistake
+            row = table[empty[0]]
+            column = q if not row[q] else p
+            raise Decoder2VecError(f"{row_location(Path(source).expanduser(), empty[0], len(table))}: no {column!r} "
+                                   "value; every pair needs a query and a positive (fix or remove the row)")
+        if empty:  # a hub dataset's: dropped, but never silently
+            log.warning("%s: skipped %d row(s) with an empty %s or %s (first: row %d, counted from 1)",
+                        source, len(empty), q, p, empty[0] + 1)
     return pairs[:limit] if limit else pairs

@@ -44,6 +44,7 @@ from .supervised import SupervisedStage
 from .losses import world
 from .latent_pooling import apply_latent_attention
 from .matryoshka import apply_matryoshka
+from .resume import NOT_RECIPE, check_resolved, check_resume, hyperparameters, write_run
 from .stage import Stage
 from .throughput import Throughput, layer_parameters, measure_peak_flops
 
@@ -142,6 +143,16 @@ class StageTrainer(Trainer):
         super().log(logs, start_time)
 
 
+class LogLastStep(TrainerCallback):
+    """Log at the last step too: the steps after the last logging step (all of them when max_steps
+    < logging_steps) would otherwise never reach log.csv, and the record's final_loss would be an
+    older window's loss, or none."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+
 class CSVLog(TrainerCallback):
     """log.csv with one row per logging step; rows after a resumed checkpoint are dropped first."""
 
@@ -206,14 +217,20 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
         extra.setdefault("dataloader_pin_memory", False)
         if size > 1:
             extra.setdefault("ddp_backend", "gloo")
-    return TrainingArguments(
-        output_dir=str(work), max_steps=config.max_steps, learning_rate=config.learning_rate,
-        per_device_train_batch_size=batch, gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_steps, lr_scheduler_type=config.lr_scheduler_type,
-        weight_decay=config.weight_decay, logging_steps=config.logging_steps, save_steps=save_steps(config),
-        save_total_limit=config.save_total_limit, seed=config.seed, report_to=config.report_to,
-        remove_unused_columns=False, ddp_find_unused_parameters=False, dataloader_drop_last=True, **extra,
-    )
+    try:
+        return TrainingArguments(
+            output_dir=str(work), max_steps=config.max_steps, learning_rate=config.learning_rate,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=config.gradient_accumulation_steps,
+            warmup_steps=config.warmup_steps, lr_scheduler_type=config.lr_scheduler_type,
+            weight_decay=config.weight_decay, logging_steps=config.logging_steps, save_steps=save_steps(config),
+            save_total_limit=config.save_total_limit, seed=config.seed, report_to=config.report_to,
+            remove_unused_columns=False, ddp_find_unused_parameters=False, dataloader_drop_last=True, **extra,
+        )
+    except (ValueError, TypeError, ImportError) as exc:  # transformers' checks: bf16 without a GPU, a bad enum ...
+        given = ", ".join(f"{k}={v!r}" for k, v in config.training_args.items())
+        reason = " ".join(str(exc).split())
+        raise Decoder2VecError(f"{config.stage}: transformers' TrainingArguments refused the recipe"
+                               + (f" (training_args: {given})" if given else "") + f": {reason}") from None
 
 
 def _check_model_source(config: StageConfig) -> None:
@@ -255,11 +272,6 @@ def _barrier() -> None:
         dist.barrier()
 
 
-# Keys that change how a run is logged or kept, never what it trains.
-NOT_RECIPE = ("logging_steps", "save_steps", "save_total_limit", "report_to", "keep_checkpoints", "force", "recipe",
-              "output_dir")
-
-
 RENAMED_RECORD_KEYS = {"max_length": "train_max_length", "eval_texts": "eval_examples"}
 # What a stage did before these keys existed: a record without them was trained that way.
 BEHAVIOUR_BEFORE_KEY = {"packing": "per-text", "mask_false_negatives": False, "instruction_template": None,
@@ -276,7 +288,7 @@ def recipe_differences(done: dict, config: StageConfig) -> list[str]:
             recorded[new] = recorded.pop(old)
     for key, value in BEHAVIOUR_BEFORE_KEY.items():
         recorded.setdefault(key, value)
-    now = {**_hyperparameters(config), "model": str(config.model) if config.model else None}
+    now = {**hyperparameters(config), "model": str(config.model) if config.model else None}
     defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                 for f in dataclasses.fields(type(config))}
     out = []
@@ -314,10 +326,18 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     _check_model_source(config)
     _check_merge_with(config)
     work = Path(f"{output}.checkpoints")
+    # Settings transformers refuses, and a resume that would mix two runs, fail before the model loads.
+    args = _training_arguments(config, work)
+    resume = last_checkpoint(work)
+    at_step = int(resume.name[len(CHECKPOINT_PREFIX):]) if resume else None
+    run = check_resume(config, work, at_step, log)
 
     stage = stage_class(config.stage)(config)
     stage.load()
     items = stage.dataset()
+    check_resolved(config, run, stage.resolved(), work, resuming=resume is not None)
+    if _is_main():
+        write_run(work, run)
     apply_latent_attention(stage)  # before Matryoshka, which reuses the embedding it finds
     apply_matryoshka(stage)
     if config.gradient_checkpointing:
@@ -333,18 +353,16 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         peft_model.add_module(name, module.to(next(peft_model.parameters()).device))
     trainable, total = trainable_parameters(peft_model)
 
-    args = _training_arguments(config, work)
     peak = measure_peak_flops(args.device, next(peft_model.parameters()).dtype)
     throughput = Throughput(layer_parameters(peft_model), peak)
     trainer = StageTrainer(
         model=peft_model, args=args, train_dataset=items, data_collator=stage.collate,
-        callbacks=[CSVLog(work / "log.csv"), *(callbacks or [])], stage=stage, throughput=throughput,
+        callbacks=[CSVLog(work / "log.csv"), LogLastStep(), *(callbacks or [])], stage=stage, throughput=throughput,
     )
-    resume = last_checkpoint(work)
     if resume is not None:
         _load_extras(stage, resume)
     before_path = work / "before.json"  # metrics of the untrained model, kept across a resume
-    if before_path.is_file():
+    if resume is not None and before_path.is_file():
         before = json.loads(before_path.read_text())
     else:
         before = stage.evaluate(peft_model)
@@ -364,11 +382,13 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
             "stage": config.stage, "recipe": config.recipe, "model": str(config.model) if config.model else None,
             "steps": trainer.state.global_step, "final_loss": final_loss,
             "train_loss": round(result.training_loss, 4),
-            "hyperparameters": _hyperparameters(config),
+            "hyperparameters": hyperparameters(config),
             "adapter": "adapter/ (this stage's LoRA alone, on top of 'model'; already merged into these weights)",
         }
         if before or after:
             record["before"], record["after"] = before, after
+        if run["resumes"]:
+            record["resumed"] = run["resumes"]
         _save_output(stage, trainer.model, output, work, record)
         log(f"{config.stage}: done in {trainer.state.global_step} steps, final loss {final_loss}"
             + (f"; after: {after}" if after else "") + f" -> {output}")
@@ -424,11 +444,6 @@ def enable_gradient_checkpointing(net) -> None:
         net.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def _hyperparameters(config: StageConfig) -> dict:
-    skip = {"stage", "model", "output_dir", "recipe", "report_to", "keep_checkpoints"}
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
 def _save_output(stage: Stage, peft_model, output: Path, work: Path, record: dict) -> None:

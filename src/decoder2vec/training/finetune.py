@@ -34,6 +34,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..bidirectional import _configs, is_bidirectional
 from ..classification import load_for_classification
+from ..data.corpora import check_data_file, not_utf8_error
 from ..encoder import EncoderConfig
 from ..errors import Decoder2VecError, choices_error
 from ..loading import DEFAULT_MODEL, default_device, default_dtype, load_tokenizer, parse_dtype, resolve_model
@@ -54,8 +55,14 @@ def read_labelled(path: str | Path, text_column: str = "text", label_column: str
     path = Path(path)
     if path.suffix not in FORMATS:
         raise Decoder2VecError(f"finetune data {path} must be a {' or '.join(FORMATS)} file of labelled rows")
-    if not path.is_file():
-        raise Decoder2VecError(f"finetune data file not found: {path}")
+    check_data_file(path, "finetune data file")
+    try:
+        return _read_labelled(path, text_column, label_column, task)
+    except UnicodeDecodeError:
+        raise (not_utf8_error(path) or Decoder2VecError(f"{path}: not UTF-8")) from None
+
+
+def _read_labelled(path: Path, text_column: str, label_column: str, task: str) -> list[tuple]:
     if task == "token":
         if path.suffix != ".jsonl":
             raise Decoder2VecError(f"finetune data {path}: token classification reads .jsonl rows (a list of words "
@@ -197,6 +204,9 @@ class FinetuneStage(Stage):
                 if name not in names:
                     raise Decoder2VecError(f"{where}: label {name!r} is not in labels ({', '.join(names)})")
         return names
+
+    def resolved(self) -> dict:
+        return {"labels": self.label_names}  # ids in this order: a resume with another order swaps them
 
     def attach(self, peft_model) -> None:
         if self.config.full:

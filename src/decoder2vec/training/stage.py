@@ -41,6 +41,11 @@ class Stage:
     def dataset(self) -> list:
         raise NotImplementedError
 
+    def resolved(self) -> dict:
+        """{recipe key: the value the stage derived for it} where a key may be left to the data
+        (finetune's labels: null = every label, sorted): a resume must derive the same."""
+        return {}
+
     # -- per step
     def collate(self, items: list) -> dict:
         raise NotImplementedError
