@@ -153,6 +153,7 @@ def error_line(capsys, verb):
     (["search", "{tmp}", "fonts"], "is not a decoder2vec index"),
     (["search", "{tmp}/missing", "fonts"], "not found"),
     (["index", "{tmp}", "--output", "{tmp}/db2"], "is not a corpus output"),
+    (["index", "{db}/../vectors", "--output", "{db}/../vectors/db"], "would be inside the corpus output"),
 ])
 def test_bad_input_is_one_line(db, tmp_path, capsys, argv, fragment):
     (tmp_path / "notes.txt").write_text("mine")

@@ -67,6 +67,9 @@ def build_index(
         raise Decoder2VecError(f"{precision} vectors are searched by hamming distance, which only index_type "
                                f"'ivf_flat' (or 'exact') supports; got {index_type!r}")
     db = check_output_folder(Path(output), kind=KIND)
+    if db.resolve() == shards.resolve() or shards.resolve() in db.resolve().parents:
+        raise Decoder2VecError(f"the index {str(output)!r} would be inside the corpus output {str(shards)!r} (Parquet "
+                               "readers of that folder would meet the table's files); choose a folder beside it")
     wanted = {"format": FORMAT, "source": str(shards.resolve()), "model": manifest.get("model"),
               "encoder": {k: settings[k] for k in encoder_keys(EncoderConfig()).keys() | FINGERPRINTS if k in settings},
               "options": {k: settings.get(k) for k in OPTIONS},
