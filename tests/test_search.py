@@ -109,6 +109,22 @@ def test_quantized_search_rescores_like_sentence_transformers(encoder, corpus, t
     assert [h.score for h in few] == sorted((h.score for h in few), reverse=True)
 
 
+def test_int8_with_the_encoders_own_ranges(corpus, tmp_path):
+    """An Encoder calibrated beforehand quantises with its own ranges (the manifest records none):
+    the index takes them from the Encoder that searches it."""
+    calibrated = tiny_encoder("qwen2", max_length=128)
+    ranges = calibrated.calibrate(TEXTS[::3], normalize_embeddings=True)
+    build_index(encoded(calibrated, corpus, tmp_path / "v", precision="int8"), tmp_path / "db")
+    index = Index(tmp_path / "db")
+    with pytest.raises(Decoder2VecError, match="quantised with the Encoder's own ranges"):
+        index.search_vector(np.ones(32, np.float32))
+    hits = index.search(calibrated, "fonts", k=5, rescore_multiplier=60)
+    floats = calibrated.encode(TEXTS, normalize_embeddings=True)
+    levels = quantize_embeddings(floats, "int8", ranges).astype(np.float64) + 128
+    expected = (levels * (ranges[1] - ranges[0]) / 255 + ranges[0]) @ calibrated.encode("fonts", normalize_embeddings=True)
+    assert [h.id for h in hits] == list(np.argsort(-expected, kind="stable")[:5])
+
+
 def test_ann_index_and_carried_text(encoder, corpus, tmp_path):
     """An IVF-HNSW-SQ index on request; the text carried in the shards is used as is."""
     out = encoded(encoder, corpus, tmp_path / "v", carry=["text"])

@@ -16,6 +16,7 @@ import lancedb
 import numpy as np
 
 from ..errors import Decoder2VecError
+from ..precision import CALIBRATED
 from .build import corrupted
 from .record import TABLE, check_encoder, read_record
 from .vectors import metric_of, query_for, rescore
@@ -61,7 +62,13 @@ class Index:
         return self.record["query_instruction"]
 
     def check_encoder(self, encoder) -> None:
+        """Refuse another Encoder; for an int8/uint8 corpus quantised with the Encoder's own calibrated
+        ranges (`Encoder.calibrate`: the manifest records none then), take them from it."""
         check_encoder(self.record, encoder, self.path)
+        saved = getattr(encoder, "precision_ranges", None)
+        if self.precision in CALIBRATED and self.ranges is None and saved is not None:
+            width = self.record["dimension"]
+            self.ranges = np.asarray(saved["ranges"], np.float32)[:, :width]
 
     def encode_queries(self, encoder, queries: list[str]) -> np.ndarray:
         """The float query vectors, encoded as the index's corpus was (its options, the query instruction)."""
@@ -89,6 +96,9 @@ class Index:
         if isinstance(rescore_multiplier, bool) or not isinstance(rescore_multiplier, int) or rescore_multiplier < 1:
             raise Decoder2VecError(f"rescore_multiplier must be an integer >= 1, got {rescore_multiplier!r}")
         vector = np.asarray(vector, np.float32)
+        if self.precision in CALIBRATED and self.ranges is None:
+            raise Decoder2VecError(f"{self.path} holds {self.precision} vectors quantised with the Encoder's own "
+                                   "ranges; search with Index.search(encoder, ...) (or call check_encoder(encoder) first)")
         quantized = self.precision != "float32"
         limit = k * rescore_multiplier if quantized else k
         query = (self.table.search(query_for(vector, self.precision, self.ranges), vector_column_name="vector")
