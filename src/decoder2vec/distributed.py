@@ -4,10 +4,11 @@ the cluster has GPUs) maps a Ray Dataset to vectors.
 - `encode_dataset(ds, model, ...)` is the building block: any Ray Dataset with a text column in,
   the same Dataset plus an `embedding` column out (fixed-size list of float32, or the precision's
   dtype). Write it where you like (`.write_parquet(...)`) or iterate it.
-- `encode_files(...)` is `decoder2vec encode --engine ray`: files are read by Ray tasks with the
-  local reader (same ids, same file:line errors), encoded by the actor pool, and written by the
-  driver as the local engine's shards and manifest, in row order, so a killed job resumes like a
-  local one (and either engine may resume the other's output).
+- `encode_files(...)` is `decoder2vec encode --engine ray`: the driver reads every row once first
+  (`scan_inputs`: a bad row or a repeated id is one line naming its file and line, before Ray
+  starts), then files are read by Ray tasks with the local reader, encoded by the actor pool, and
+  written by the driver as the local engine's shards and manifest, in row order, so a killed job
+  resumes like a local one (and either engine may resume the other's output).
 
 Ray retries the tasks of an actor that dies (Ray Data restarts pool actors and retries their tasks
 by default), so a lost worker costs its batch, not the job. Ray is the optional `ray` extra:
@@ -16,7 +17,6 @@ by default), so a lost worker costs its batch, not the job. Ray is the optional 
 
 from __future__ import annotations
 
-import bisect
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,12 +28,13 @@ import ray
 import ray.data
 from tqdm.auto import tqdm
 
-from .corpus import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, corpus_settings, first_rows, is_empty,
-                     read_chunks, resolve_inputs, shard_ends)
+from .corpus import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, check_resumable, corpus_settings,
+                     fit_texts, is_empty, model_fingerprint, read_chunks, resolve_inputs, row_location, scan_inputs,
+                     shard_ends, text_limit)
 from .encoder import Encoder
 from .errors import Decoder2VecError, choices_error
 from .folder import EncoderConfig, read_config
-from .loading import resolve_model
+from .loading import load_tokenizer, resolve_model
 from .precision import CALIBRATED, check_precision, empty, quantize_embeddings
 
 ROW = "_row"  # the row number over all inputs: orders rows into shards and names a bad row's line
@@ -44,17 +45,21 @@ class EncodeBatches:
     """A Ray Data actor: one Encoder, loaded once in __init__, encodes the text column of each batch."""
 
     def __init__(self, model: str, load: dict, text_column: str, options: dict, precision: str, ranges,
-                 on_empty: str, count_tokens: bool):
+                 on_empty: str, count_tokens: bool, read_limit: int | None = None):
         self.encoder = Encoder.from_pretrained(model, **load)
         self.text_column, self.options, self.precision = text_column, options, precision
         self.ranges = None if ranges is None else np.asarray(ranges, np.float32)
-        self.on_empty, self.count_tokens = on_empty, count_tokens
+        self.on_empty, self.count_tokens, self.read_limit = on_empty, count_tokens, read_limit
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.text_column not in batch.column_names:
             raise Decoder2VecError(f"the dataset has no column {self.text_column!r} (columns: "
                                    f"{', '.join(batch.column_names)})")
-        texts = batch.column(self.text_column).to_pylist()
+        # A long text goes in as a prefix with the same first max_length tokens (corpus.long_texts).
+        ids = batch.column("id") if "id" in batch.column_names else None
+        texts = fit_texts(self.encoder.tokenizer, self.encoder.max_length, batch.column(self.text_column).to_pylist(),
+                          read_limit=self.read_limit,
+                          where=lambda i: f"id {ids[i].as_py()!r}" if ids is not None else f"batch row {i}")
         keep = [i for i, text in enumerate(texts) if not is_empty(text)]
         if self.on_empty == "error" and len(keep) < len(texts):
             bad = next(i for i, text in enumerate(texts) if is_empty(text))
@@ -106,6 +111,7 @@ def encode_dataset(
     num_cpus: float | None = None,
     load: dict | None = None,
     count_tokens: bool = False,
+    read_limit: int | None = None,
 ) -> ray.data.Dataset:
     """`ds` plus an `embedding` column, computed by `num_workers` Encoder actors.
 
@@ -115,7 +121,9 @@ def encode_dataset(
     on CPU-only clusters an equal share of all CPUs but one (at most 1 each). int8/uint8 need `ranges`
     ((2, dim) [min; max]) or a calibrated Encoder, so every worker quantises alike.
     on_empty: "error" fails the job on an empty or null text; "skip" keeps the row with a null
-    embedding (select them with `ds.filter(expr="embedding is null")`)."""
+    embedding (select them with `ds.filter(expr="embedding is null")`).
+    read_limit: the texts were read keeping only that many characters (`corpus.text_limit`);
+    None: they are whole."""
     if on_empty not in ON_EMPTY:
         raise choices_error("on_empty", on_empty, ON_EMPTY)
     check_precision(precision)
@@ -137,29 +145,32 @@ def encode_dataset(
         EncodeBatches,
         fn_constructor_kwargs=dict(model=str(model), load=load or {}, text_column=text_column, options=options,
                                    precision=precision, ranges=None if ranges is None else np.asarray(ranges).tolist(),
-                                   on_empty=on_empty, count_tokens=count_tokens),
+                                   on_empty=on_empty, count_tokens=count_tokens, read_limit=read_limit),
         batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_gpus=num_gpus, **remote,
     )
 
 
 def read_files(files: Sequence[Path], offsets: Sequence[int], *, text_column: str = "text", id_column=None,
-               carry: Sequence[str] = (), chunk_rows: int = 4096, start_row: int = 0) -> ray.data.Dataset:
+               carry: Sequence[str] = (), chunk_rows: int = 4096, start_row: int = 0,
+               max_chars: int | None = None) -> ray.data.Dataset:
     """The rows of `files` as a Ray Dataset (`_row`, `id`, the text column, carried columns), one
-    read task per file, with the local reader: the same ids, empties and file:line errors."""
+    read task per file, with the local reader: the same ids, empties and file:line errors.
+    max_chars: the characters of each text kept (`corpus.text_limit`)."""
     items = [{"path": str(path), "first_row": offsets[i], "end_row": offsets[i + 1]}
              for i, path in enumerate(files) if offsets[i + 1] > start_row]
     kwargs = dict(text_column=text_column, id_column=id_column, carry=list(carry), chunk_rows=chunk_rows,
-                  start_row=start_row)
+                  start_row=start_row, max_chars=max_chars)
     return ray.data.from_items(items, override_num_blocks=max(len(items), 1)).map_batches(
         _read_rows, batch_size=1, batch_format="pyarrow", fn_kwargs=kwargs)
 
 
-def _read_rows(batch: pa.Table, *, text_column, id_column, carry, chunk_rows, start_row) -> Iterator[pa.Table]:
+def _read_rows(batch: pa.Table, *, text_column, id_column, carry, chunk_rows, start_row,
+               max_chars) -> Iterator[pa.Table]:
     for item in batch.to_pylist():
         chunks = read_chunks([Path(item["path"])], text_column=text_column, id_column=id_column, carry=carry,
                              chunk_rows=chunk_rows, start_row=start_row,
-                             offsets=[item["first_row"], item["end_row"]])
+                             offsets=[item["first_row"], item["end_row"]], max_chars=max_chars)
         for chunk in chunks:
             rows = pa.array(range(chunk.first_row, chunk.first_row + len(chunk)), pa.int64())
             yield pa.table({ROW: rows, "id": chunk.ids, text_column: pa.array(chunk.texts, pa.string()),
@@ -211,14 +222,22 @@ def encode_files(
     if kind != "shards":
         raise Decoder2VecError(f"the Ray engine writes Parquet shards into a folder; got {str(output)!r}")
     load = {k: v for k, v in (load or {}).items() if v is not None}
-    offsets = first_rows(files)
     carry = list(carry)
+    config = effective_config(model, load)
     recorded = {
-        **corpus_settings(effective_config(model, load), files, text_column=text_column, id_column=id_column,
+        **corpus_settings(config, files, text_column=text_column, id_column=id_column,
                           carry=carry, instruction=instruction, normalize_embeddings=normalize_embeddings,
                           truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
         **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+        "model_fingerprint": model_fingerprint((settings or {}).get("model") or model),
     }
+    check_resumable(path, recorded)
+    # Every row is read here first, so a bad row is one line before Ray starts (a Ray task's error
+    # would come wrapped in three of Ray's tracebacks), and the workers read only good rows.
+    max_chars = text_limit(load_tokenizer(model, trust_remote_code=bool(load.get("trust_remote_code"))),
+                           config.max_length)
+    offsets = scan_inputs(files, text_column=text_column, id_column=id_column, carry=carry, max_chars=max_chars,
+                          on_empty=on_empty, chunk_rows=shard_rows)
     folder = ShardFolder(path, recorded)
     if folder.complete:
         return Summary.of(folder)
@@ -232,20 +251,20 @@ def encode_files(
     context.enable_progress_bars = False
     try:
         rows = read_files(files, offsets, text_column=text_column, id_column=id_column, carry=carry,
-                          chunk_rows=min(shard_rows, 4096), start_row=folder.next_row)
+                          chunk_rows=min(shard_rows, 4096), start_row=folder.next_row, max_chars=max_chars)
         # Ray merges a read task's output into large blocks, and an actor takes whole blocks: small
         # blocks (streamed, not shuffled) let every actor of the pool get work.
         rows = rows.repartition(target_num_rows_per_block=batch_size * 8)
         encoded = encode_dataset(rows, model, text_column=text_column, instruction=instruction, batch_size=batch_size,
                                  normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim,
                                  precision=precision, on_empty="skip", num_workers=num_workers, num_gpus=num_gpus,
-                                 num_cpus=num_cpus, load=load, count_tokens=True)
+                                 num_cpus=num_cpus, load=load, count_tokens=True, read_limit=max_chars)
         _write_in_order(encoded, folder, files, offsets, shard_rows, carry, on_empty, show_progress_bar)
     except Exception as exc:
         user = _user_error(exc)
         if user is None:
             raise
-        raise Decoder2VecError(str(user).strip().splitlines()[-1]) from None
+        raise Decoder2VecError(user.args[0] if user.args else str(user)) from None
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started_ray:
@@ -286,7 +305,7 @@ def _write_shard(folder, table: pa.Table, files, offsets, carry, on_empty, secon
     if on_empty == "error" and skipped.num_rows:
         row = skipped.column(ROW)[0].as_py()
         raise Decoder2VecError(
-            f"{_location(files, offsets, row)}: empty text (id {skipped.column('id')[0].as_py()!r}); pass "
+            f"{row_location(files, offsets, row)}: empty text (id {skipped.column('id')[0].as_py()!r}); pass "
             "--on-empty skip (on_empty='skip') to skip empty texts, counted and listed in the output")
     out = table.filter(valid).select(["id", "embedding", *carry])
     folder.write(out, first_row=first, end_row=end, skipped_ids=skipped.column("id").to_pylist(),
@@ -294,17 +313,13 @@ def _write_shard(folder, table: pa.Table, files, offsets, carry, on_empty, secon
     return str(np.dtype(out.schema.field("embedding").type.value_type.to_pandas_dtype()))
 
 
-def _location(files, offsets, row: int) -> str:
-    index = bisect.bisect_right(offsets, row) - 1
-    path, local = files[index], row - offsets[index]
-    return f"{path}:{local + 1}" if path.suffix.lower() in (".txt", ".jsonl") else f"{path} row {local + 1}"
-
-
 def _user_error(exc: BaseException) -> Decoder2VecError | None:
-    """The Decoder2VecError a Ray task raised, found through Ray's wrappers (cause chains)."""
+    """The Decoder2VecError a Ray task raised, found through Ray's wrappers (cause chains). Ray
+    re-raises it as a `RayTaskError(Decoder2VecError)` whose text is Ray's traceback and retry
+    advice; the error itself is its `cause`."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, Decoder2VecError):
+        if isinstance(exc, Decoder2VecError) and not isinstance(getattr(exc, "cause", None), BaseException):
             return exc
         seen.add(id(exc))
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..backends import BACKENDS
 from ..corpus import (ON_EMPTY, check_inputs, check_output_path, check_resumable, corpus_settings, encode_corpus,
-                      ids_file, resolve_inputs)
+                      ids_file, manifest_path, model_fingerprint, resolve_inputs)
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..loading import DEFAULT_MODEL
@@ -32,7 +32,9 @@ def add_arguments(p):
     p.add_argument("--inputs", "--input", dest="inputs", required=True, nargs="+",
                    help=".txt (one text per line), .jsonl, .csv or .parquet files, or globs (quote them)")
     p.add_argument("--output", required=True,
-                   help="a folder (Parquet shards + manifest.json, resumable), or one .npy / .parquet file")
+                   help="a folder (Parquet shards + _manifest.json, resumable), or one .npy / .parquet file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing .npy/.parquet output that decoder2vec wrote (never another file)")
     p.add_argument("--text-column", dest="text_column", default="text", help="column/field holding the text")
     p.add_argument("--id-column", dest="id_column", default=None,
                    help="column/field holding each row's id (default: the row number over all inputs, from 0)")
@@ -40,7 +42,7 @@ def add_arguments(p):
                    help="input columns copied into the Parquet output beside id and embedding")
     p.add_argument("--on-empty", dest="on_empty", choices=ON_EMPTY, default="error",
                    help="empty or null texts: stop naming the file and line (error), or skip them and list "
-                        "their ids (in manifest.json, or FILE.ids.json beside a .npy)")
+                        "their ids (in _manifest.json, or FILE.ids.json beside a .npy)")
     p.add_argument("--instruction", default=None, help="instruction placed before every text (not pooled)")
     p.add_argument("--pooling", choices=POOLINGS, default=None)
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
@@ -85,24 +87,30 @@ def run(args):
     # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
     files = resolve_inputs(args.inputs)
     check_inputs(files, text_column=args.text_column, id_column=args.id_column, carry=args.carry)
-    path, kind = check_output_path(args.output)
+    path, kind = check_output_path(args.output, args.overwrite)
     if args.engine == "ray" and kind != "shards":
         raise Decoder2VecError(f"--engine ray writes Parquet shards into a folder; got {args.output!r}")
     if args.engine == "local" and (args.address or args.num_workers != 1):
         raise Decoder2VecError("--address and --num-workers need --engine ray")
     load = dict(pooling=args.pooling, bidirectional=args.bidirectional, max_length=args.max_length,
                 device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile,
-                backend=args.backend)
+                backend=args.backend, fast=args.fast)
     model = args.model or DEFAULT_MODEL
     options = dict(text_column=args.text_column, id_column=args.id_column, carry=args.carry,
                    instruction=args.instruction, batch_size=args.batch_size,
                    normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
                    precision=args.precision, on_empty=args.on_empty, shard_rows=args.shard_rows)
+    if kind != "shards":
+        options["overwrite"] = args.overwrite
     settings = {"model": str(Path(model).resolve()) if Path(model).exists() else model,
-                "dtype": args.dtype, "quantize": args.quantize, "backend": args.backend}
+                "dtype": args.dtype, "quantize": args.quantize, "backend": args.backend,
+                **({"fast": True} if args.fast else {})}  # absent when off: older manifests still resume
     if kind == "shards":
         known = {k: v for k, v in options.items() if k not in ("on_empty", "batch_size")}
-        check_resumable(path, {**corpus_settings(None, files, **known), **settings})
+        # The model's files are hashed only to resume (a hub id not downloaded yet has none: compared after the load).
+        fingerprint = model_fingerprint(model) if manifest_path(path).is_file() else None
+        check_resumable(path, {**corpus_settings(None, files, **known), **settings,
+                               **({"model_fingerprint": fingerprint} if fingerprint else {})})
     if args.engine == "ray":
         # Imported only here: Ray is an optional extra and takes seconds to import.
         from ..distributed import encode_files
@@ -115,7 +123,7 @@ def run(args):
     print(f"wrote {summary.rows} vectors of dimension {summary.dimension} ({summary.dtype}) to {args.output}")
     if summary.skipped_ids:
         shown = ", ".join(map(str, summary.skipped_ids[:10])) + (" ..." if len(summary.skipped_ids) > 10 else "")
-        where = f"{path / 'manifest.json'}" if kind == "shards" else f"{ids_file(path)} (ids of the rows kept)"
+        where = f"{manifest_path(path)}" if kind == "shards" else f"{ids_file(path)} (ids of the rows kept)"
         print(f"skipped {len(summary.skipped_ids)} empty rows (ids {shown}); see {where}")
     elif kind == "npy" and (args.id_column or args.on_empty == "skip"):
         print(f"row ids: {ids_file(path)}")

@@ -8,12 +8,17 @@ shards (or one .npy/.parquet file for small inputs). `decoder2vec encode` is a t
 >>> read_output("vectors/")  # pyarrow Table: id, embedding
 """
 
-from .reading import FORMATS, Chunk, check_inputs, count_rows, first_rows, is_empty, read_chunks, resolve_inputs
-from .run import ON_EMPTY, Quantizer, Summary, corpus_settings, encode_corpus, ids_file, read_output, shard_ends, split_empty
-from .shards import MANIFEST, ShardFolder, check_output_path, check_resumable, embedding_array, read_shards, shard_table
+from .fingerprint import fingerprint_of_encoder, model_fingerprint
+from .long_texts import fit_texts, text_limit
+from .reading import (FORMATS, Chunk, check_inputs, count_rows, first_rows, is_empty, read_chunks, resolve_inputs,
+                      row_location, scan_inputs)
+from .run import ON_EMPTY, Quantizer, Summary, corpus_settings, encode_corpus, read_output, shard_ends, split_empty
+from .shards import (MANIFEST, ShardFolder, check_output_path, check_resumable, embedding_array, ids_file,
+                     manifest_path, read_shards, shard_table)
 
 __all__ = [
     "FORMATS", "MANIFEST", "ON_EMPTY", "Chunk", "Quantizer", "ShardFolder", "Summary", "check_inputs", "check_output_path", "check_resumable", "corpus_settings",
-    "count_rows", "embedding_array", "encode_corpus", "first_rows", "ids_file", "is_empty", "read_chunks",
-    "read_output", "read_shards", "resolve_inputs", "shard_ends", "shard_table", "split_empty",
+    "count_rows", "embedding_array", "encode_corpus", "fingerprint_of_encoder", "first_rows", "fit_texts", "ids_file",
+    "is_empty", "manifest_path", "model_fingerprint", "read_chunks", "read_output", "read_shards", "resolve_inputs",
+    "row_location", "scan_inputs", "shard_ends", "shard_table", "split_empty", "text_limit",
 ]

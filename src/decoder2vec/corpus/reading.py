@@ -6,16 +6,25 @@ and a location (`file:line` or `file row N`) so any error or skipped row names w
 .txt and .jsonl are read line by line in Python because their unit *is* the line: a line number is
 what an error must name, and pyarrow's JSON reader infers one schema per block and reports errors
 by block row. .csv is streamed by pyarrow (`open_csv`, bounded blocks) and .parquet by row batches.
+
+A line ends at \n, \r\n or a lone \r (classic Mac); a UTF-8 byte-order mark at the start of a
+file is not text (what `utf-8-sig` readers do; pyarrow's CSV reader does the same). A line is read
+in blocks and only its first `max_chars` characters are kept (the rest is still checked for
+UTF-8), so one huge line costs a block, not its size: an Encoder reads at most max_length tokens.
 """
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import glob
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -24,7 +33,9 @@ from ..errors import Decoder2VecError
 
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
 CSV_BLOCK_BYTES = 1 << 20
-_COUNT_BLOCK_BYTES = 1 << 22
+READ_BYTES = 1 << 18  # .txt/.jsonl are read in blocks of this size, whatever their line lengths
+BOM = b"\xef\xbb\xbf"
+LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass
@@ -43,10 +54,20 @@ class Chunk:
 
     def location(self, i: int) -> str:
         """Where row i of this chunk is, in the words of the file's own format."""
-        local = self.first_local + i
-        if self.path.suffix.lower() in (".txt", ".jsonl"):
-            return f"{self.path}:{local + 1}"
-        return f"{self.path} row {local + 1}"
+        return location(self.path, self.first_local + i)
+
+
+def location(path: Path, local: int) -> str:
+    """`file:line` (.txt, .jsonl) or `file row N` (.csv, .parquet) of the file's 0-based row `local`."""
+    if Path(path).suffix.lower() in (".txt", ".jsonl"):
+        return f"{path}:{local + 1}"
+    return f"{path} row {local + 1}"
+
+
+def row_location(files: Sequence[Path], offsets: Sequence[int], row: int) -> str:
+    """The location of row `row` counted over all inputs (`offsets` from `scan_inputs`)."""
+    index = bisect.bisect_right(offsets, row) - 1
+    return location(files[index], row - offsets[index])
 
 
 def is_empty(text) -> bool:
@@ -67,8 +88,13 @@ def resolve_inputs(inputs: str | Sequence[str]) -> list[Path]:
             raise Decoder2VecError(f"no input file matches {spec!r}")
         for match in matches:
             path = Path(match)
-            if not path.is_file():
+            if not path.exists():
                 raise Decoder2VecError(f"input file not found: {match}")
+            if path.is_dir():
+                raise Decoder2VecError(f"input {match} is a directory; name its files or a quoted glob, "
+                                       f"e.g. '{match.rstrip('/')}/*.jsonl'")
+            if not path.is_file():  # a FIFO, socket or device: it cannot be read twice (rows are counted first)
+                raise Decoder2VecError(f"input {match} is not a regular file; save the texts to a file first")
             if path.suffix.lower() not in FORMATS:
                 raise Decoder2VecError(
                     f"unsupported input type {path.suffix.lower()!r} for {match}; use {', '.join(FORMATS)}")
@@ -138,12 +164,66 @@ def count_rows(path: Path) -> int:
                 convert_options=pa_csv.ConvertOptions(column_types={n: pa.binary() for n in names})))
         except (pa.ArrowException, OSError) as exc:
             raise Decoder2VecError(f"{path}: {str(exc).splitlines()[0]}") from None
-    lines, last = 0, b"\n"
+    lines, last = 0, b""
     with open(path, "rb") as f:
-        while block := f.read(_COUNT_BLOCK_BYTES):
-            lines += block.count(b"\n")
+        for block in _blocks(f):
+            lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
             last = block[-1:]
-    return lines + (last != b"\n")
+    return lines + (last not in (b"", b"\n", b"\r"))  # a last line without a line end is a row
+
+
+def scan_inputs(files: Sequence[Path], *, text_column: str = "text", id_column: str | None = None,
+                carry: Sequence[str] = (), max_chars: int | None = None, on_empty: str = "skip",
+                chunk_rows: int = 10_000) -> list[int]:
+    """Read every row once before anything is encoded or Ray is started: a bad row (not UTF-8, not
+    JSON, a missing id, an empty text with on_empty="error") or a repeated id is refused now, in
+    one line naming its file and line. Returns each file's first row over all inputs, and the
+    total last (what `first_rows` returns, counted by the reader itself).
+
+    Repeated ids are found from 8 bytes per row (a 64-bit hash of each id), then confirmed on
+    the rows themselves."""
+    offsets, hashes = [0], []
+    for path in files:
+        rows = 0
+        for chunk in _read_file(path, text_column, id_column, tuple(carry), chunk_rows, offsets[-1], max_chars):
+            if on_empty == "error":
+                empty = next((i for i, text in enumerate(chunk.texts) if is_empty(text)), None)
+                if empty is not None:
+                    what = "null" if chunk.texts[empty] is None else "empty"
+                    raise Decoder2VecError(
+                        f"{chunk.location(empty)}: {what} text (id {chunk.ids[empty]!r}); pass --on-empty skip "
+                        "(on_empty='skip') to skip empty texts, counted and listed in the output")
+            if id_column is not None:
+                hashes.append(np.fromiter(map(_id_hash, chunk.ids), np.int64, len(chunk)))
+            rows += len(chunk)
+        offsets.append(offsets[-1] + rows)
+    if hashes:
+        _refuse_repeated_ids(files, offsets, np.concatenate(hashes), text_column, id_column)
+    return offsets
+
+
+def _id_hash(value) -> int:
+    return hash(repr(value))  # repr: 1 and "1" are different ids; lists are hashable this way
+
+
+def _refuse_repeated_ids(files, offsets, hashes: np.ndarray, text_column: str, id_column: str) -> None:
+    order = np.argsort(hashes, kind="stable")  # equal hashes stay in row order
+    ordered = hashes[order]
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+    for row in sorted(order[repeats].tolist()):
+        first = int(order[np.searchsorted(ordered, hashes[row])])
+        value, earlier = _id_at(files, offsets, row, text_column, id_column), \
+            _id_at(files, offsets, first, text_column, id_column)
+        if repr(value) == repr(earlier):  # not merely equal hashes
+            raise Decoder2VecError(
+                f"{row_location(files, offsets, row)}: id {value!r} repeats the id of "
+                f"{row_location(files, offsets, first)}; the values of --id-column ({id_column!r}) must be unique")
+
+
+def _id_at(files, offsets, row: int, text_column: str, id_column: str):
+    chunk = next(read_chunks(files, text_column=text_column, id_column=id_column, start_row=row,
+                             offsets=offsets, max_chars=1))
+    return chunk.ids[0]
 
 
 def first_rows(files: Sequence[Path]) -> list[int]:
@@ -163,10 +243,12 @@ def read_chunks(
     chunk_rows: int = 10_000,
     start_row: int = 0,
     offsets: Sequence[int] | None = None,
+    max_chars: int | None = None,
 ) -> Iterator[Chunk]:
     """Chunks of at most `chunk_rows` rows, in input order, starting at row `start_row` (rows
     before it are read and dropped: resuming costs a read, not an encode). `offsets`, when known
-    (`first_rows(files)`), lets files that end before `start_row` go unread."""
+    (`scan_inputs` or `first_rows`), lets files that end before `start_row` go unread.
+    max_chars: keep only each text's first max_chars characters (`long_texts.text_limit`)."""
     if chunk_rows < 1:
         raise Decoder2VecError(f"chunk rows must be >= 1, got {chunk_rows}")
     row = 0
@@ -175,7 +257,7 @@ def read_chunks(
             row = offsets[index]
             if offsets[index + 1] <= start_row:
                 continue
-        for chunk in _read_file(path, text_column, id_column, tuple(carry), chunk_rows, row):
+        for chunk in _read_file(path, text_column, id_column, tuple(carry), chunk_rows, row, max_chars):
             end = chunk.first_row + len(chunk)
             if end > start_row:
                 yield _tail(chunk, start_row - chunk.first_row) if chunk.first_row < start_row else chunk
@@ -187,35 +269,83 @@ def _tail(chunk: Chunk, skip: int) -> Chunk:
                  chunk.texts[skip:], {k: v[skip:] for k, v in chunk.columns.items()})
 
 
-def _read_file(path, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+def _read_file(path, text_column, id_column, carry, chunk_rows, first_row, max_chars=None) -> Iterator[Chunk]:
     suffix = path.suffix.lower()
     if suffix == ".txt":
         _check_txt_columns(path, text_column, id_column, carry)
-        rows = ({"text": text} for text in _decoded_lines(path))
-        yield from _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row)
+        # A carried text column is copied whole, so then the line is kept whole.
+        rows = ({"text": text} for text in _decoded_lines(path, None if "text" in carry else max_chars))
+        yield from _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row, max_chars)
     elif suffix == ".jsonl":
         yield from _chunks_of_rows(path, _jsonl_rows(path, text_column), text_column, id_column, carry,
-                                   chunk_rows, first_row)
+                                   chunk_rows, first_row, max_chars)
     else:
         _check_names(path, _arrow_names(path), text_column, id_column, carry)
         yield from _chunks_of_batches(path, _arrow_batches(path, text_column), text_column, id_column, carry,
-                                      chunk_rows, first_row)
+                                      chunk_rows, first_row, max_chars)
 
 
-def _decoded_lines(path: Path) -> Iterator[str]:
-    # Split on b"\n" only (str.splitlines also splits on \x0b, \x1c, \u2028, ... so row i would
-    # not be line i); a trailing \r (Windows line ends) is not part of the text.
+def _blocks(f) -> Iterator[bytes]:
+    """A file's bytes in blocks: a UTF-8 BOM at the start dropped, and no block ends inside a
+    \r\n pair (a block that ends with \r takes the next byte), so every line end is in one block."""
+    first = True
+    while block := f.read(READ_BYTES):
+        if first:
+            block, first = block.removeprefix(BOM), False
+        while block.endswith(b"\r") and (more := f.read(1)):
+            block += more
+        yield block
+
+
+def _decoded_lines(path: Path, max_chars: int | None = None) -> Iterator[str]:
+    # Split on \n, \r\n and \r only (str.splitlines also splits on \x0b, \x1c, \u2028, ... so row
+    # i would not be line i). A line is decoded piece by piece as its blocks arrive.
+    line = _Line(path, max_chars)
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            raw = raw[:-1] if raw.endswith(b"\n") else raw
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise Decoder2VecError(
-                    f"{path}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
-                    "convert the file, e.g. iconv -f latin1 -t utf-8"
-                ) from None
+        for block in _blocks(f):
+            start = 0
+            for end in LINE_END.finditer(block):
+                line.add(block[start:end.start()])
+                yield line.finish()
+                start = end.end()
+            line.add(block[start:])
+    if line.fed:  # the last line has no line end
+        yield line.finish()
+
+
+class _Line:
+    """One line being decoded: every byte is checked for UTF-8, the first `max_chars` characters kept."""
+
+    def __init__(self, path: Path, max_chars: int | None):
+        self.path, self.max_chars, self.number = path, max_chars, 1
+        self._start()
+
+    def _start(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.parts, self.kept, self.fed = [], 0, 0
+
+    def add(self, raw: bytes, final: bool = False) -> None:
+        before = self.fed - len(self.decoder.buffer)  # the line's byte where the decoder's input starts
+        self.fed += len(raw)
+        try:
+            text = self.decoder.decode(raw, final)
+        except UnicodeDecodeError as exc:
+            raise Decoder2VecError(
+                f"{self.path}:{self.number}: not UTF-8 (byte {exc.object[exc.start]:#04x} at column "
+                f"{before + exc.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8"
+            ) from None
+        if self.max_chars is not None:
+            text = text[: max(self.max_chars - self.kept, 0)]
+        if text:
+            self.parts.append(text)
+            self.kept += len(text)
+
+    def finish(self) -> str:
+        self.add(b"", final=True)
+        text = "".join(self.parts)
+        self.number += 1
+        self._start()
+        return text
 
 
 def _jsonl_rows(path: Path, text_column: str) -> Iterator[dict]:
@@ -233,7 +363,8 @@ def _jsonl_rows(path: Path, text_column: str) -> Iterator[dict]:
         yield row
 
 
-def _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+def _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first_row,
+                    max_chars=None) -> Iterator[Chunk]:
     chunk = _empty_chunk(path, first_row, 0, carry)
     for local, row in enumerate(rows):
         text = row[text_column]
@@ -248,7 +379,7 @@ def _chunks_of_rows(path, rows, text_column, id_column, carry, chunk_rows, first
                                        f"({text[exc.start]!r} at character {exc.start + 1}); fix the escape") from None
         if id_column is not None and row.get(id_column) is None:
             raise Decoder2VecError(f"{path}:{local + 1} has no id in column {id_column!r}")
-        chunk.texts.append(text)
+        chunk.texts.append(text if text is None or max_chars is None else text[:max_chars])
         chunk.ids.append(row[id_column] if id_column else first_row + local)
         for name in carry:
             chunk.columns[name].append(row.get(name))
@@ -279,7 +410,8 @@ def _arrow_batches(path: Path, text_column: str) -> Iterator[pa.RecordBatch]:
         raise Decoder2VecError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
-def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows, first_row) -> Iterator[Chunk]:
+def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows, first_row,
+                       max_chars=None) -> Iterator[Chunk]:
     chunk = _empty_chunk(path, first_row, 0, carry)
     local = 0
     for batch in batches:
@@ -289,7 +421,7 @@ def _chunks_of_batches(path, batches, text_column, id_column, carry, chunk_rows,
         for i, (text, id_) in enumerate(zip(texts, ids)):
             if id_ is None:
                 raise Decoder2VecError(f"{path} row {local + i + 1} has no id in column {id_column!r}")
-            chunk.texts.append(text)
+            chunk.texts.append(text if text is None or max_chars is None else text[:max_chars])
             chunk.ids.append(id_)
             for name in carry:
                 chunk.columns[name].append(carried[name][i])

@@ -25,8 +25,11 @@ from tqdm.auto import tqdm
 from ..encoder import ON_EMPTY  # the Encoder's empty-text policies, the same names here
 from ..errors import Decoder2VecError, choices_error
 from ..precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
-from .reading import Chunk, check_inputs, first_rows, is_empty, read_chunks, resolve_inputs
-from .shards import ShardFolder, check_output_path, read_shards, shard_table, write_atomic
+from .fingerprint import fingerprint_of_encoder
+from .long_texts import fit_texts, text_limit
+from .output_files import record_output_file
+from .reading import Chunk, check_inputs, is_empty, read_chunks, resolve_inputs, scan_inputs
+from .shards import ShardFolder, check_output_path, check_resumable, ids_file, read_shards, shard_table, write_atomic
 
 
 
@@ -71,14 +74,18 @@ def encode_corpus(
     precision: str = "float32",
     on_empty: str = "error",
     shard_rows: int = 10_000,
+    overwrite: bool = False,
     settings: dict | None = None,
     show_progress_bar: bool | None = None,
 ) -> Summary:
     """Encode every row of `inputs` (paths or globs of .txt/.jsonl/.csv/.parquet) into `output`:
     a folder of Parquet shards with a manifest (resumable), or one .npy/.parquet file.
 
+    Every row is read once first (`scan_inputs`): a bad row or a repeated id is refused before
+    anything is encoded. overwrite: replace an existing .npy/.parquet output that decoder2vec
+    wrote (a file it did not write is never replaced).
     settings: extra entries recorded in the manifest and compared on resume (the CLI passes the
-    model name and load options)."""
+    model name and load options; "model" also names what the model fingerprint hashes)."""
     if on_empty not in ON_EMPTY:
         raise choices_error("on_empty", on_empty, ON_EMPTY)
     check_precision(precision)
@@ -87,20 +94,26 @@ def encode_corpus(
     files = resolve_inputs(inputs)
     carry = list(carry)
     check_inputs(files, text_column=text_column, id_column=id_column, carry=carry)
-    path, kind = check_output_path(output)
-    offsets = first_rows(files)
-    job = dict(text_column=text_column, id_column=id_column, carry=carry, chunk_rows=shard_rows, offsets=offsets)
-    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
-                   truncate_dim=truncate_dim)
-    if show_progress_bar is None:
-        show_progress_bar = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    path, kind = check_output_path(output, overwrite)
     if kind == "shards":
         recorded = {
             **corpus_settings(encoder.config, files, text_column=text_column, id_column=id_column, carry=carry,
                               instruction=instruction, normalize_embeddings=normalize_embeddings,
                               truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
             **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+            "model_fingerprint": fingerprint_of_encoder(encoder, (settings or {}).get("model")),
         }
+        check_resumable(path, recorded)  # before the read of every row
+    max_chars = text_limit(encoder.tokenizer, encoder.max_length)
+    offsets = scan_inputs(files, text_column=text_column, id_column=id_column, carry=carry, max_chars=max_chars,
+                          on_empty=on_empty, chunk_rows=shard_rows)
+    job = dict(text_column=text_column, id_column=id_column, carry=carry, chunk_rows=shard_rows, offsets=offsets,
+               max_chars=max_chars)
+    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
+                   truncate_dim=truncate_dim)
+    if show_progress_bar is None:
+        show_progress_bar = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if kind == "shards":
         return _encode_to_shards(encoder, files, ShardFolder(path, recorded), job, options, precision,
                                  on_empty, show_progress_bar)
     return _encode_to_file(encoder, files, path, kind, job, options, precision, on_empty, show_progress_bar,
@@ -147,9 +160,12 @@ def split_empty(chunk: Chunk, on_empty: str) -> tuple[list[int], list]:
     return keep, skipped
 
 
-def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: dict) -> tuple[np.ndarray, int]:
-    """float32 vectors of the kept rows, and the tokens the model ran on (instruction included)."""
-    texts = [chunk.texts[i] for i in keep]
+def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: dict,
+                 max_chars: int | None = None) -> tuple[np.ndarray, int]:
+    """float32 vectors of the kept rows, and the tokens the model ran on (instruction included).
+    max_chars: the reader kept that many characters of each text (long_texts)."""
+    texts = fit_texts(encoder.tokenizer, encoder.max_length, [chunk.texts[i] for i in keep],
+                      read_limit=max_chars, where=lambda i: chunk.location(keep[i]))
     if not texts:
         return np.zeros((0, options["truncate_dim"] or encoder.dimension), np.float32), 0
     vectors = encoder.encode(texts, precision="float32", show_progress_bar=False, **options)
@@ -198,7 +214,7 @@ def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precisi
             for chunk in read_chunks(files, start_row=folder.next_row, **job):
                 started = time.perf_counter()
                 keep, skipped = split_empty(chunk, on_empty)
-                vectors, tokens = encode_chunk(encoder, chunk, keep, options)
+                vectors, tokens = encode_chunk(encoder, chunk, keep, options, job["max_chars"])
                 out = quantizer(vectors) if len(vectors) else empty(vectors.shape[1], precision)
                 extra = {"calibration": quantizer.ranges.tolist()} if quantizer.new_ranges else {}
                 quantizer.new_ranges = False
@@ -223,7 +239,7 @@ def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, o
     with _progress(job["offsets"][-1], 0, show) as bar:
         for chunk in read_chunks(files, **job):
             keep, skipped = split_empty(chunk, on_empty)
-            vectors, tokens = encode_chunk(encoder, chunk, keep, options)
+            vectors, tokens = encode_chunk(encoder, chunk, keep, options, job["max_chars"])
             parts.append(vectors)
             ids.extend(chunk.ids[i] for i in keep)
             for name, values in chunk.columns.items():
@@ -236,23 +252,31 @@ def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, o
     floats = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
     vectors = Quantizer(encoder, precision, options["normalize_embeddings"], dim)(floats) if len(floats) else \
         empty(dim, precision)
+    companions = []
     if kind == "npy":
+        ids_path = ids_file(path)
         write_atomic(path, lambda tmp: _save_npy(tmp, vectors))
         if write_ids or on_empty == "skip":
             # Row i of the .npy is the input row with ids[i]: the kept rows' ids, beside it.
-            ids_path = ids_file(path)
-            write_atomic(ids_path, lambda tmp: tmp.write_text(json.dumps(ids) + "\n", encoding="utf-8"))
+            try:
+                write_atomic(ids_path, lambda tmp: tmp.write_text(json.dumps(ids) + "\n", encoding="utf-8"))
+            except Decoder2VecError:
+                path.unlink()  # vectors without their ids would be read in the wrong order
+                raise
+            companions.append(ids_path)
+        else:
+            ids_path.unlink(missing_ok=True)  # an earlier run's (check_output_path: ours, and overwrite given)
     else:
         table = shard_table(ids, vectors, columns)
         write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    try:
+        record_output_file(path, companions)
+    except OSError as exc:
+        raise Decoder2VecError(f"wrote {path} but not its record beside it ({exc.strerror or exc}); "
+                               "a later --overwrite will refuse to replace it") from None
     summary.rows, summary.dimension, summary.dtype = len(vectors), vectors.shape[1], str(vectors.dtype)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def ids_file(npy: Path) -> Path:
-    """`vectors.npy` -> `vectors.ids.json`: the ids of the .npy's rows, in order."""
-    return npy.with_name(npy.stem + ".ids.json")
 
 
 def _save_npy(path: Path, vectors: np.ndarray) -> None:

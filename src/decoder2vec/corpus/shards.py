@@ -1,14 +1,17 @@
 """A folder of embedding shards: Parquet files (`id`, `embedding`, carried columns) and a manifest.
 
 Each shard appears complete or not at all (written to a temporary name, then renamed), and the
-manifest (`manifest.json`, also replaced atomically) lists the complete shards with the input rows
-they cover. A run killed at any point resumes after the last shard in the manifest; a shard file
+manifest (`_manifest.json`, also replaced atomically) lists the complete shards with the input rows
+they cover. Its name starts with "_", like Spark's `_SUCCESS`, so Parquet readers given the folder
+(pyarrow.dataset, pandas.read_parquet, Ray Data, DuckDB, Spark) skip it and read only the shards;
+folders written before it was renamed (`manifest.json`) are still read. A run killed at any point resumes after the last shard in the manifest; a shard file
 renamed in but not yet listed is simply written again under the same name, so no row is written
 twice. The local and the Ray engine write this same layout.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -20,13 +23,22 @@ import pyarrow.parquet as pq
 
 from ..atomic import check_output_folder, record_output
 from ..errors import Decoder2VecError
+from .output_files import check_output_file
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+LEGACY_MANIFEST = "manifest.json"  # the name before readers were given the folder
 KIND = "embeddings"
 FORMAT = "decoder2vec-embeddings/1"
 PARTIAL = ".decoder2vec-partial-"
 # Settings that do not change a written row: a run may resume with other values.
 RESUMABLE_CHANGES = ("on_empty", "batch_size", "device", "compile", "engine", "num_workers", "address")
+
+
+def manifest_path(folder: str | os.PathLike) -> Path:
+    """The manifest of a shard folder: `_manifest.json`, or an older folder's `manifest.json`."""
+    folder = Path(folder)
+    legacy = folder / LEGACY_MANIFEST
+    return legacy if not (folder / MANIFEST).exists() and legacy.is_file() else folder / MANIFEST
 
 
 def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -50,22 +62,35 @@ def shard_table(ids: list, vectors: np.ndarray, columns: dict | None = None,
 
 
 def write_atomic(path: Path, write) -> None:
-    """Call write(temporary_path), then rename it to `path`: readers never see half a file."""
+    """Call write(temporary_path), then rename it to `path`: readers never see half a file. A
+    failed write (a full disk, ...) leaves nothing and is one line naming the file."""
     tmp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # pyarrow's and numpy's write errors are OSErrors too
+        raise Decoder2VecError(write_error(path, exc)) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_error(path: Path, exc: OSError) -> str:
+    text = str(exc).strip()
+    reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(exc):  # numpy's short write
+        reason += " (the disk is full)"
+    return f"cannot write {path}: {reason}; nothing of it was kept"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
 
 
-def check_output_path(output: str | os.PathLike) -> tuple[Path, str]:
+def check_output_path(output: str | os.PathLike, overwrite: bool = False) -> tuple[Path, str]:
     """Where vectors go and how, checked before any model load or encoding: "npy" or "parquet" for a
-    single file, "shards" for a folder (no suffix, a trailing slash, or an existing folder)."""
+    single file, "shards" for a folder (no suffix, a trailing slash, or an existing folder).
+    An existing file is replaced only with overwrite=True, and only if decoder2vec wrote it
+    (output_files); a folder resumes instead, so overwrite does not apply to it."""
     text = str(output)
     path = Path(output)
     suffix = path.suffix.lower()
@@ -73,6 +98,9 @@ def check_output_path(output: str | os.PathLike) -> tuple[Path, str]:
         if path.is_dir() and suffix in (".npy", ".parquet"):
             raise Decoder2VecError(f"output {text!r} is a folder; name a {suffix} file, or a folder without "
                                    "a suffix for Parquet shards")
+        if overwrite:
+            raise Decoder2VecError(f"--overwrite (overwrite=True) applies to a .npy or .parquet output; the folder "
+                                   f"{text!r} resumes an earlier run instead (choose a new folder to start over)")
         check_output_folder(path, kind=KIND)
         _check_writable(path)
         return path, "shards"
@@ -80,7 +108,13 @@ def check_output_path(output: str | os.PathLike) -> tuple[Path, str]:
         raise Decoder2VecError(f"unsupported output type {suffix!r} for {text}; use .npy, .parquet, or a folder "
                                "for Parquet shards")
     _check_writable(path.parent)
+    check_output_file(path, [ids_file(path)] if suffix == ".npy" else [], overwrite=overwrite)
     return path, suffix[1:]
+
+
+def ids_file(npy: Path) -> Path:
+    """`vectors.npy` -> `vectors.ids.json`: the ids of the .npy's rows, in order."""
+    return npy.with_name(npy.stem + ".ids.json")
 
 
 def _check_writable(folder: Path) -> None:
@@ -106,24 +140,28 @@ class ShardFolder:
         self._clean_partials()
 
     def _load(self, settings: dict) -> dict:
-        if self.path.is_file():
+        found = manifest_path(self.folder)
+        if found.is_file():
             try:
-                manifest = json.loads(self.path.read_text(encoding="utf-8"))
+                manifest = json.loads(found.read_text(encoding="utf-8"))
                 recorded = manifest["settings"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise Decoder2VecError(f"{self.path}: not a readable manifest ({type(exc).__name__}); "
+                raise Decoder2VecError(f"{found}: not a readable manifest ({type(exc).__name__}); "
                                        "choose a new output folder") from None
             check_resumable(self.folder, settings)
             differing = settings_differ(recorded, settings)
             if differing:  # a key only one side has (e.g. written by another decoder2vec version)
-                raise Decoder2VecError(
-                    f"{self.folder} holds a run with other settings ({'; '.join(differing)}); "
-                    "run the same command to resume it, or choose a new output folder"
-                )
+                raise Decoder2VecError(other_settings(self.folder, differing))
             manifest["settings"] = {**recorded, **settings}
+            if found != self.path:  # an older folder: its manifest takes the name readers skip
+                write_json_atomic(self.path, manifest)
+                found.unlink()
             return manifest
-        self.folder.mkdir(parents=True, exist_ok=True)
-        record_output(self.folder, KIND)  # marks the folder as decoder2vec's before any shard exists
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            record_output(self.folder, KIND)  # marks the folder as decoder2vec's before any shard exists
+        except OSError as exc:
+            raise Decoder2VecError(write_error(self.folder, exc)) from None
         manifest = {"format": FORMAT, "model": settings.get("model"), "settings": settings, "complete": False,
                     "rows": 0, "rows_read": 0, "tokens": 0, "seconds": 0.0, "skipped_ids": [],
                     "calibration": None, "shards": []}
@@ -157,7 +195,12 @@ class ShardFolder:
         elif table.schema != self.schema:
             table = table.cast(self.schema)
         name = f"shard-{len(self.manifest['shards']):06d}.parquet"
-        write_atomic(self.folder / name, lambda tmp: pq.write_table(table, tmp))
+        try:
+            write_atomic(self.folder / name, lambda tmp: pq.write_table(table, tmp))
+        except Decoder2VecError as exc:
+            raise Decoder2VecError(f"{exc}; the {len(self.manifest['shards'])} complete shards are kept: make room "
+                                   "and run the same command to go on from input row "
+                                   f"{self.next_row}") from None
         m = self.manifest
         m["shards"].append({"file": name, "first_row": first_row, "end_row": end_row, "rows": table.num_rows,
                             "skipped_ids": skipped_ids, "tokens": tokens})
@@ -172,21 +215,31 @@ class ShardFolder:
     def finish(self, dimension: int, dtype: str) -> None:
         self.manifest.update(complete=True, dimension=dimension, dtype=dtype, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json_atomic(self.path, self.manifest)
-        record_output(self.folder, KIND)
+        try:
+            record_output(self.folder, KIND)
+        except OSError as exc:
+            raise Decoder2VecError(write_error(self.folder, exc)) from None
 
 
 def check_resumable(folder: str | os.PathLike, settings: dict) -> None:
     """Before any model load: refuse to resume an output recorded with other values of `settings`
     (only the keys given are compared; ShardFolder compares them all once the model is loaded)."""
-    path = Path(folder) / MANIFEST
+    path = manifest_path(folder)
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))["settings"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no run to resume, or ShardFolder names the unreadable manifest
     differing = settings_differ({k: v for k, v in recorded.items() if k in settings}, settings)
     if differing:
-        raise Decoder2VecError(f"{folder} holds a run with other settings ({'; '.join(differing)}); "
-                               "run the same command to resume it, or choose a new output folder")
+        raise Decoder2VecError(other_settings(folder, differing))
+
+
+def other_settings(folder, differing: list[str]) -> str:
+    """The refusal of a resume; a changed model fingerprint says what it means."""
+    hint = ("; the model's files are not the ones this output was encoded with (a model replaced at the "
+            "same path?)" if any(d.startswith("model_fingerprint:") for d in differing) else "")
+    return (f"{folder} holds a run with other settings ({'; '.join(differing)}){hint}; run the same command "
+            "to resume it, or choose a new output folder")
 
 
 def settings_differ(recorded: dict, current: dict) -> list[str]:
@@ -199,7 +252,7 @@ def settings_differ(recorded: dict, current: dict) -> list[str]:
 def read_shards(folder: str | os.PathLike) -> pa.Table:
     """Every complete shard of a folder as one table, in row order (for tests and small outputs)."""
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest = json.loads(manifest_path(folder).read_text(encoding="utf-8"))
     tables = [pq.read_table(folder / shard["file"]) for shard in manifest["shards"]]
     return pa.concat_tables(tables) if tables else pa.table({"id": [], "embedding": []})
 
