@@ -21,15 +21,16 @@ def trained_dims(config) -> list[int]:
     return full
 
 
-def untrained_dim_warning(config, dim: int | None) -> str | None:
-    """The warning for encode(truncate_dim=dim) when `dim` is not a trained length, else None."""
+def untrained_dim_warning(config, dim: int | None, name: str = "truncate_dim") -> str | None:
+    """The warning for encode(truncate_dim=dim) when `dim` is not a trained length, else None.
+    `name`: what the caller calls the length (the server's `dimensions`)."""
     if dim is None or not config.dimension or dim == config.dimension:
         return None
     dims = trained_dims(config)
     if dim in dims:
         return None
     if dims == [config.dimension]:
-        return (f"truncate_dim={dim}: this model was not trained with Matryoshka dimensions, so a {dim}-dim prefix "
+        return (f"{name}={dim}: this model was not trained with Matryoshka dimensions, so a {dim}-dim prefix "
                 "may lose much more quality than a trained one (train with matryoshka_dims)")
-    return (f"truncate_dim={dim} is not one of the Matryoshka dimensions this model was trained for "
+    return (f"{name}={dim} is not one of the Matryoshka dimensions this model was trained for "
             f"({', '.join(map(str, dims))}); a trained size keeps more quality")

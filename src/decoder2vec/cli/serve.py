@@ -43,6 +43,12 @@ def add_arguments(p):
                    help="larger request bodies get 413")
     p.add_argument("--request-timeout", dest="request_timeout", type=float, default=d.request_timeout,
                    help=f"seconds from arrival to answer, then 504 (default: {d.request_timeout:g})")
+    p.add_argument("--max-input-chars", dest="max_input_chars", type=int, default=d.max_input_chars,
+                   help="characters per input (instruction included); longer inputs get 413 before they are "
+                        "tokenized (default: 100000, or 32 per token of the model's max length if more)")
+    p.add_argument("--header-timeout", dest="header_timeout", type=float, default=d.header_timeout,
+                   help=f"seconds a connection may take to send a request's headers, then it is closed "
+                        f"(default: {d.header_timeout:g})")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
     p.add_argument("--index", default=None,
@@ -88,7 +94,8 @@ def run(args):
         model_name=args.model_name or model_name_for(args.model), api_key=api_key, max_inputs=args.max_inputs,
         max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         truncate=args.truncate, index=args.index, batch_size=args.batch_size, max_request_bytes=args.max_request_bytes,
-        request_timeout=args.request_timeout,
+        request_timeout=args.request_timeout, max_input_chars=args.max_input_chars,
+        header_timeout=args.header_timeout,
     )
     check_bind(args.host, api_key, args.allow_insecure)
     check_port(args.host, args.port)
@@ -98,8 +105,8 @@ def run(args):
     encoder = Encoder.from_pretrained(args.model, backend=args.backend, max_length=args.max_length,
                                       device=args.device, dtype=args.dtype, threads=args.threads,
                                       trust_remote_code=args.trust_remote_code, quantize=args.quantize,
-                                      compile=args.compile)
-    print(f"serving {settings.model_name!r} (dimension {encoder.dimension}, {args.backend} on {encoder.device}) "
+                                      compile=args.compile, fast=args.fast)
+    print(f"serving {settings.model_name!r} (dimension {encoder.dimension}, {encoder.backend.name} on {encoder.device}) "
           f"on http://{args.host}:{args.port}/v1 "
           f"{'with' if api_key else 'without'} an API key; metrics at /metrics")
     serve(encoder, host=args.host, port=args.port, settings=settings, allow_insecure=args.allow_insecure)

@@ -25,13 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..errors import Decoder2VecError
+from ..trained_dims import untrained_dim_warning
 from .batcher import MicroBatcher, Overloaded
 from .errors import APIError, error_response
 from .metrics import Metrics
 from .middleware import Observe, RequireKey
 from .parsing import CLIENT_CLOSED, Parsed, parse_request, read_json
 from .search_route import add_search_route, open_index
-from .settings import ServeSettings, batch_tokens_for
+from .settings import ServeSettings, batch_tokens_for, input_chars_for
 from .tei import add_tei_routes
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,17 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
         return encoder.encode(texts, instruction=instructions, batch_size=settings.batch_size)
 
     batch_tokens = batch_tokens_for(settings, encoder.device.type, encoder.max_length)
+    input_chars = input_chars_for(settings, encoder.max_length)
+    warned_dims: set[int] = set()
+
+    def untrained_dims(dims: int | None) -> str | None:
+        """encode's warning for a `dimensions` the model was not trained for: in the log once per
+        size, and in every answer that uses it."""
+        message = untrained_dim_warning(encoder.config, dims, name="dimensions")
+        if message and dims not in warned_dims:
+            warned_dims.add(dims)
+            log.warning(message)
+        return message
     batcher = MicroBatcher(encode, max_batch_tokens=batch_tokens, max_wait_ms=settings.max_wait_ms,
                            max_queue=settings.max_queue)
     metrics = Metrics(queue_depth=lambda: batcher.queued)
@@ -123,6 +135,12 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
             {"id": settings.model_name, "object": "model", "created": created, "owned_by": "decoder2vec"}]}
 
     async def count_tokens(req: Parsed) -> list[int]:
+        # Before any tokenizing, and by length alone: an over-long input costs nothing.
+        for i, (text, instruction) in enumerate(zip(req.texts, req.instructions)):
+            if len(text) + len(instruction or "") > input_chars:
+                raise APIError(413, f"input[{i}] is {len(text) + len(instruction or '')} characters (instruction "
+                                    f"included); at most {input_chars} per input (--max-input-chars)", param="input",
+                               code="input_too_long")
         loop = asyncio.get_running_loop()
         ids, masks, _ = await loop.run_in_executor(count_pool, counter.tokenize, req.texts, req.instructions)
         for i, (row, mask) in enumerate(zip(ids, masks)):
@@ -153,6 +171,7 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
             return error_response(408, f"the request body did not arrive within {settings.request_timeout:g} s "
                                        "(--request-timeout)", code="timeout")
         req = parse_request(body, settings, dimension)
+        warning = untrained_dims(req.dimensions)
         lengths = await count_tokens(req)
         job = asyncio.ensure_future(batcher.submit(req.texts, req.instructions, lengths))
         gone = asyncio.ensure_future(_client_gone(request))
@@ -181,13 +200,16 @@ def create_app(encoder, settings: ServeSettings | None = None) -> FastAPI:
         tokens = sum(lengths)
         metrics.inputs.inc(len(req.texts))
         metrics.tokens.inc(tokens)
-        return JSONResponse({
+        answer = {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
                      for i, v in enumerate(vectors)],
             "model": settings.model_name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        })
+        }
+        if warning:  # an extra field: OpenAI clients ignore it, a reader of the JSON sees it
+            answer["warning"] = warning
+        return JSONResponse(answer)
 
     add_tei_routes(app, encoder, settings)  # POST /embed, GET /info (tei.py)
     if settings.index is not None:  # POST /v1/search (search_route.py)

@@ -11,6 +11,7 @@ import uvicorn
 
 from ..errors import Decoder2VecError
 from .app import create_app
+from .protocol import header_timeout_protocol
 from .settings import ServeSettings
 
 API_KEY_ENV = "DECODER2VEC_API_KEY"
@@ -57,7 +58,8 @@ def serve(encoder, *, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     check_bind(host, settings.api_key, allow_insecure)
     check_port(host, port)
     app = create_app(encoder, settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
+                http=header_timeout_protocol(settings.header_timeout))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,8 +76,9 @@ class BackgroundServer:
                  port: int | None = None, app=None):
         self.host, self.port = host, port or free_port(host)
         self.app = app or create_app(encoder, settings)
+        settings = settings or getattr(self.app.state, "settings", None) or ServeSettings()
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=30)
+                                timeout_graceful_shutdown=30, http=header_timeout_protocol(settings.header_timeout))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="decoder2vec-server", daemon=True)
 
