@@ -4,8 +4,9 @@ weights) against llm2vec 0.2.3 and sentence-transformers (torch, onnx, openvino 
     .venv/bin/python benchmarks/encode_speed.py --json perf.json   # 1,000 Wikipedia paragraphs, 3 rounds
     .venv/bin/python benchmarks/encode_speed.py --texts 20 --rounds 1 --no-stsb   # proves it runs
 
---json OUT writes {"engines": {NAME: {"tokens_per_s", "x_llm2vec", "peak_rss_mib", "min_cos_llm2vec",
-"weights", "ours", "stsb_dev", "load_s", "warmup_s"}}}. stsb_dev: STS-B dev Spearman x100 of
+--json OUT writes {"cpu": cpu.py's CPU line, "engines": {NAME: {"tokens_per_s", "x_llm2vec", "peak_rss_mib",
+"min_cos_llm2vec", "min_cos_fp32", "weights", "ours", "stsb_dev", "load_s", "warmup_s"}}}; min_cos_fp32:
+against decoder2vec's own fp32 vectors (the accuracy gate of issue 27: >= 0.999). stsb_dev: STS-B dev Spearman x100 of
 --stsb-model (a trained encoder, e.g. runs/demo/supervised) through that engine (ours only; null
 with --no-stsb). sentence-transformers' onnx/openvino backends need optimum-onnx / optimum-intel:
 where they are not installed (they pin other transformers versions, so they are not in .venv) the
@@ -48,7 +49,10 @@ from common import (
 
 ENGINES = ("llm2vec", "sentence-transformers", "sentence-transformers-onnx", "sentence-transformers-openvino",
            "decoder2vec", "decoder2vec-compiled", "decoder2vec-int8", "decoder2vec-int8-compiled",
-           "decoder2vec-onnx", "decoder2vec-onnx-int8", "decoder2vec-openvino", "decoder2vec-openvino-int8")
+           "decoder2vec-onnx", "decoder2vec-onnx-int8", "decoder2vec-openvino", "decoder2vec-openvino-int8",
+           # issue 27: matmuls through oneDNN (bf16 where AMX), bf16 weights, OpenVINO's bf16 precision,
+           # and what --fast picks on this CPU (cpu.FAST_ENGINES).
+           "decoder2vec-onednn", "decoder2vec-bf16", "decoder2vec-openvino-bf16", "decoder2vec-fast")
 ST_EXPORTED = ("sentence-transformers-onnx", "sentence-transformers-openvino")
 BATCH_SIZE = 32
 STSB_PAIRS = 300  # STS-B dev pairs for the fp32/int8 quality check (as in session 2)
@@ -56,9 +60,20 @@ STSB_PAIRS = 300  # STS-B dev pairs for the fp32/int8 quality check (as in sessi
 
 def engine_options(engine: str) -> dict:
     """decoder2vec engine name -> Encoder.from_pretrained keywords."""
+    if engine == "decoder2vec-fast":
+        return {"fast": True}
     backend = next((b for b in ("onnx", "openvino") if f"-{b}" in engine), "torch")
     return {"backend": backend, "quantize": "int8" if "int8" in engine else None,
-            "compile": engine.endswith("-compiled")}
+            "compile": engine.endswith("-compiled"), "dtype": "bfloat16" if "-bf16" in engine else None}
+
+
+def weights_of(engine: str) -> str:
+    if engine == "decoder2vec-fast":
+        from decoder2vec.cpu import fast_engine
+
+        return f"fast: {fast_engine()}"
+    return "int8" if "int8" in engine else "bfloat16" if "-bf16" in engine else \
+        "float32, oneDNN matmuls" if "-onednn" in engine else "float32"
 
 
 # ---------------------------------------------------------------- workers (one process each)
@@ -103,9 +118,11 @@ def load_engine(engine: str, model: str | None = None):
         st = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device="cpu")
         return lambda texts: st.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False)
     options = engine_options(engine)
-    if options["backend"] == "torch":
+    if options.get("backend", "torch") == "torch":
         options["device"] = "cpu"
     encoder = Encoder.from_pretrained(model, pooling="mean", bidirectional=True, max_length=512, **options)
+    if engine.endswith("-onednn"):
+        encoder.backend.matmul = "onednn"
     return lambda texts: encoder.encode(texts, batch_size=BATCH_SIZE)
 
 
@@ -137,7 +154,7 @@ def worker(engine: str, texts_file: str, output: str, warmup: int = 8, stsb_mode
     report = {
         "engine": engine, "texts": len(texts), "seconds": seconds, "load_seconds": load_seconds, "warmup_seconds": warmup_seconds,
         "threads": torch.get_num_threads(), "peak_rss_mib": peak_rss_mib(),
-        "weights": "int8" if "int8" in engine else "float32",
+        "weights": "float32" if engine.startswith("sentence-transformers") else weights_of(engine),
     }
     if stsb_model is not None and engine.startswith("decoder2vec"):
         report["stsb_dev"] = stsb_spearman(load_engine(engine, stsb_model), limit=STSB_PAIRS)
@@ -201,6 +218,7 @@ def main() -> None:
     import torch
 
     from decoder2vec import Encoder
+    from decoder2vec.cpu import cpu_features
 
     texts = wiki_texts(args.texts)
     tokens = count_tokens(texts)
@@ -208,6 +226,8 @@ def main() -> None:
     peak = matmul_peak_gflops()
     flops_per_token = 2 * non_embedding_params(Encoder.from_pretrained().model)
     load_before = os.getloadavg()[0]
+    cpu_line = cpu_features().line()
+    print(cpu_line, flush=True)
     print(f"{len(texts)} Wikipedia paragraphs, {tokens} tokens; torch threads {torch.get_num_threads()}; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s; load average {load_before:.1f}", flush=True)
 
@@ -250,9 +270,10 @@ def main() -> None:
     load_after = os.getloadavg()[0]
 
     reference_speed = statistics.median(run["tokens_per_s"] for run in runs["llm2vec"])
-    print(f"\nload average before {load_before:.1f}, after {load_after:.1f}; fp32 matmul peak {peak:.0f} GFLOP/s")
+    print(f"\n{cpu_line}\nload average before {load_before:.1f}, after {load_after:.1f}; fp32 matmul peak "
+          f"{peak:.0f} GFLOP/s")
     header = (f"{'engine':32s} {'tokens/s':>9s} {'x ref':>6s} {'peak RSS MiB':>13s} {'% peak':>7s} "
-              f"{'min cos vs ref':>15s} {'load s':>7s} {'warm-up s':>10s} {'STS-B':>6s}")
+              f"{'min cos vs ref':>15s} {'vs fp32':>9s} {'load s':>7s} {'warm-up s':>10s} {'STS-B':>6s}")
     print(header + "\n" + "-" * len(header))
     table = {}
     for name in args.engines:
@@ -268,12 +289,15 @@ def main() -> None:
         table[name] = {
             "tokens_per_s": speed, "x_llm2vec": speed / reference_speed, "peak_rss_mib": rss,
             "min_cos_llm2vec": cos, "weights": runs[name][0].get("weights", "float32"),
+            "min_cos_fp32": float(cosines(vectors[name], vectors["decoder2vec"]).min())
+            if name.startswith("decoder2vec") and "decoder2vec" in vectors else None,
             "ours": name.startswith("decoder2vec"), "stsb_dev": stsb,
             "load_s": runs[name][0].get("load_seconds"),  # the first round's: an export happens there
             "warmup_s": max(run.get("warmup_seconds", 0.0) for run in runs[name]),
         }
         row = table[name]
-        print(f"{name:32s} {speed:9.0f} {row['x_llm2vec']:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f} "
+        fp32_cos = "" if row["min_cos_fp32"] is None else f"{row['min_cos_fp32']:.6f}"
+        print(f"{name:32s} {speed:9.0f} {row['x_llm2vec']:6.2f} {rss:13.0f} {mfu:7.1f} {cos:15.6f} {fp32_cos:>9s} "
               f"{row['load_s'] or 0:7.1f} {row['warmup_s']:10.1f} {'' if stsb is None else f'{stsb:6.2f}':>6s}")
     print()
     for name in args.engines:
@@ -281,7 +305,7 @@ def main() -> None:
             cos = cosines(vectors[name], vectors["decoder2vec"])
             print(f"{name} vs decoder2vec fp32 cosine: min {cos.min():.4f}  mean {cos.mean():.4f}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"engines": table, "texts": len(texts), "tokens": tokens,
+        Path(args.json_out).write_text(json.dumps({"engines": table, "cpu": cpu_line, "texts": len(texts), "tokens": tokens,
                                                    "rounds": args.rounds, "load_average": [load_before, load_after]},
                                                   indent=2) + "\n")
         print(f"wrote {args.json_out}")

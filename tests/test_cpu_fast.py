@@ -153,3 +153,73 @@ def test_unknown_matmul_is_refused():
 
     with pytest.raises(Decoder2VecError, match="unknown matmul 'fast'"):
         TorchBackend(tiny_encoder("llama").model, 0, matmul="fast")
+
+
+# ---------------------------------------------------------------- the fast switch
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fast") / "tiny"
+    tiny_encoder("llama").save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("kind", ["amx", "avx512_bf16", "avx2", "avx512"])
+def test_fast_runs_the_table_engine_of_the_cpu_class(kind, tiny_folder, monkeypatch):
+    flags = {"amx": {"avx512f", "avx512_bf16", "amx_bf16"}, "avx512_bf16": {"avx512f", "avx512_bf16"},
+             "avx2": {"avx2"}, "avx512": {"avx512f"}}[kind]
+    monkeypatch.setattr("decoder2vec.encoder.fast_engine",
+                        lambda: cpu.fast_engine(cpu.CpuFeatures("x", 2, frozenset(flags), "AVX2", True)))
+    engine = cpu.fast_engine_for(kind)
+    encoder = Encoder.from_pretrained(tiny_folder, fast=True, device="cpu")
+    assert encoder.backend.name == engine.get("backend", "torch")
+    assert getattr(encoder.backend, "matmul", "default") == engine.get("matmul", "default")
+    exact = Encoder.from_pretrained(tiny_folder).encode(TEXTS, normalize_embeddings=True)
+    assert (encoder.encode(TEXTS, normalize_embeddings=True) * exact).sum(1).min() > 0.999
+
+
+def test_fast_is_off_by_default_and_refuses_explicit_engines(tiny_folder):
+    assert Encoder.from_pretrained(tiny_folder).backend.matmul == "default"
+    with pytest.raises(Decoder2VecError, match="fast=True chooses the engine itself; drop quantize"):
+        Encoder.from_pretrained(tiny_folder, fast=True, quantize="int8")
+    with pytest.raises(Decoder2VecError, match="drop backend, dtype"):
+        Encoder.from_pretrained(tiny_folder, fast=True, backend="onnx", dtype="bfloat16")
+
+
+def test_fast_is_one_flag_for_encode_and_serve():
+    from decoder2vec.cli import build_parser
+
+    parser = build_parser()
+    for verb in (["encode", "--input", "in.txt", "--output", "out.npy"], ["serve"]):
+        assert parser.parse_args([*verb, "--fast"]).fast and not parser.parse_args(verb).fast
+
+
+def test_fast_training_uses_bf16_autocast_only_where_the_table_says(tmp_path, monkeypatch):
+    from decoder2vec.training import engine
+    from decoder2vec.training.config import StageConfig
+
+    config = StageConfig(stage="simcse", model="m", fast=True)
+    for measured, bf16 in (("bf16", True), ("fp32", False)):
+        monkeypatch.setattr(engine, "fast_training", lambda: measured)
+        if torch.cuda.is_available():
+            pytest.skip("CPU training only")
+        assert engine._training_arguments(config, tmp_path).bf16 is bf16
+    config.fast = False
+    monkeypatch.setattr(engine, "fast_training", lambda: "bf16")
+    assert engine._training_arguments(config, tmp_path).bf16 is False
+
+
+# ---------------------------------------------------------------- bf16 engines
+def test_openvino_bf16_and_onnx_refusal(tiny_folder):
+    exact = Encoder.from_pretrained(tiny_folder).encode(TEXTS, normalize_embeddings=True)
+    ov = Encoder.from_pretrained(tiny_folder, backend="openvino", dtype="bfloat16")
+    assert ov.backend.precision == "bf16" and ov.info()["dtype"] == "bfloat16"
+    assert (ov.encode(TEXTS, normalize_embeddings=True) * exact).sum(1).min() > 0.99
+    with pytest.raises(Decoder2VecError, match="ONNX Runtime has no bf16 matmul kernels"):
+        Encoder.from_pretrained(tiny_folder, backend="onnx", dtype="bfloat16")
+
+
+def test_torch_bf16_pools_in_fp32(tiny_folder):
+    encoder = Encoder.from_pretrained(tiny_folder, dtype="bfloat16")
+    vectors = encoder.encode(TEXTS, normalize_embeddings=True)
+    exact = Encoder.from_pretrained(tiny_folder).encode(TEXTS, normalize_embeddings=True)
+    assert vectors.dtype == np.float32 and (vectors * exact).sum(1).min() > 0.99

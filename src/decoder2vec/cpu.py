@@ -42,6 +42,12 @@ FAST_ENGINES = {
 }
 UNMEASURED = "avx2"  # a class with no entry runs this one's engine (exact fp32 on any x86 CPU)
 
+# CPU class -> how `fast: true` trains (benchmarks/train_speed.py --compare-bf16: bf16 autocast must
+# be faster on every stage and its held-out losses within 2 % of fp32's). Classes not listed: fp32.
+FAST_TRAINING = {
+    "avx512_bf16": "fp32",  # placeholder until measured
+}
+
 
 @dataclass(frozen=True)
 class CpuFeatures:
@@ -136,10 +142,15 @@ def fast_engine_for(kind: str) -> dict:
     return {key: value for key, value in entry.items() if key != "measured"}
 
 
+def fast_training(features: CpuFeatures | None = None) -> str:
+    """"bf16" or "fp32": what `fast: true` trains in on this CPU."""
+    return FAST_TRAINING.get((features or cpu_features()).kind, "fp32")
+
+
 def describe() -> dict:
     """`decoder2vec info`'s CPU section."""
     features = cpu_features()
     entry = FAST_ENGINES.get(features.kind)
     return {"cpu": features.line(), "cpu_class": features.kind, **engine_support(),
-            "fast_engine": fast_engine(features),
+            "fast_engine": fast_engine(features), "fast_training": fast_training(features),
             "fast_engine_measured": entry["measured"] if entry else f"not measured on this class: {UNMEASURED}'s"}

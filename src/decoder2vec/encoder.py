@@ -30,6 +30,7 @@ from .backends.openvino import IR, OpenVinoBackend, convert_graph
 from .backends.torch import backbone
 from .bidirectional import is_bidirectional, set_causal
 from .chat_format import wrap
+from .cpu import fast_engine
 from .errors import Decoder2VecError, choices_error
 from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
 from .pooling import (LatentAttention, check_pooling, latent_attention_pool, load_latent_attention, pool,
@@ -203,6 +204,7 @@ class Encoder:
         compile: bool = False,
         threads: int | None = None,
         trust_remote_code: bool = False,
+        fast: bool = False,
     ) -> "Encoder":
         """Load a decoder2vec folder, a Hugging Face model folder or hub id, a .gguf file, or a
         packaged model name (default: the packaged SmolLM2-135M-Instruct). Keyword arguments
@@ -218,7 +220,17 @@ class Encoder:
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
         `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
-        compile: run inference through torch.compile (torch backend; see `Encoder.compile`)."""
+        compile: run inference through torch.compile (torch backend; see `Encoder.compile`).
+        dtype="bfloat16" on backend="openvino": OpenVINO's bf16 inference precision (fp32 weights).
+        fast: on CPU, the fastest engine that kept min cosine >= 0.999 against the fp32 vectors
+        when measured on a CPU of this class (cpu.FAST_ENGINES: backend, precision); it chooses
+        backend/dtype/quantize itself. Default False: the exact fp32 path."""
+        if fast:
+            return cls._fast(model, backend=backend, dtype=dtype, quantize=quantize, device=device, pooling=pooling,
+                             bidirectional=bidirectional, max_length=max_length,
+                             instruction_template=instruction_template, attn_implementation=attn_implementation,
+                             rope_scaling=rope_scaling, compile=compile, threads=threads,
+                             trust_remote_code=trust_remote_code)
         check_backend(backend)
         if quantize is not None and quantize not in SCHEMES:
             raise choices_error("quantize", quantize, SCHEMES)
@@ -237,13 +249,19 @@ class Encoder:
         check_pooling(config.pooling)
         _check_int("max_length", config.max_length)
         if backend in EXPORTED:
-            torch_only = dict(dtype=dtype, attn_implementation=attn_implementation, rope_scaling=rope_scaling,
-                              compile=compile or None, device=device if device not in (None, "cpu") else None)
+            bf16 = backend == "openvino" and loading.parse_dtype(dtype) == torch.bfloat16
+            if backend == "onnx" and loading.parse_dtype(dtype) == torch.bfloat16:
+                raise Decoder2VecError("dtype='bfloat16' on backend='onnx': ONNX Runtime has no bf16 matmul kernels "
+                                       "on CPU; use backend='openvino' or 'torch' for bf16")
+            torch_only = dict(dtype=None if bf16 else dtype, attn_implementation=attn_implementation,
+                              rope_scaling=rope_scaling, compile=compile or None,
+                              device=device if device not in (None, "cpu") else None)
             given = [key for key, value in torch_only.items() if value is not None]
             if given:
                 raise Decoder2VecError(f"{', '.join(given)} apply to the torch backend, not backend={backend!r} "
                                        "(CPU, float32 graph)")
-            encoder = cls._exported(source, config, backend, quantize, threads, trust_remote_code)
+            encoder = cls._exported(source, config, backend, quantize, threads, trust_remote_code,
+                                    precision="bf16" if bf16 else "f32")
         else:
             load = dict(device=device, dtype=dtype, attn_implementation=attn_implementation,
                         rope_scaling=rope_scaling, trust_remote_code=trust_remote_code)
@@ -269,7 +287,8 @@ class Encoder:
         return encoder
 
     @classmethod
-    def _exported(cls, source: str, config: EncoderConfig, backend: str, quantize, threads, trust_remote_code):
+    def _exported(cls, source: str, config: EncoderConfig, backend: str, quantize, threads, trust_remote_code,
+                  precision: str = "f32"):
         """An Encoder on the onnx/openvino backend, from its artifact in the folder or the cache;
         built (once) from the fp32 ONNX graph, itself exported (once) from the torch model."""
         weights = quantize or "float32"
@@ -287,9 +306,30 @@ class Encoder:
                         convert_graph(graph, tmp / IR, weights=weights)
         tokenizer = loading.load_tokenizer(source, trust_remote_code=trust_remote_code)
         text_config = loading.load_config(source, trust_remote_code=trust_remote_code).get_text_config()
-        engine = OnnxBackend if backend == "onnx" else OpenVinoBackend
-        return cls(None, tokenizer, config, backend=engine(artifact, text_config, tokenizer.pad_token_id,
-                                                           weights=weights, threads=threads))
+        if backend == "onnx":
+            engine = OnnxBackend(artifact, text_config, tokenizer.pad_token_id, weights=weights, threads=threads)
+        else:
+            engine = OpenVinoBackend(artifact, text_config, tokenizer.pad_token_id, weights=weights, threads=threads,
+                                     precision=precision)
+        return cls(None, tokenizer, config, backend=engine)
+
+    @classmethod
+    def _fast(cls, model, *, backend, dtype, quantize, device, compile, **load) -> "Encoder":
+        """from_pretrained(fast=True): this CPU class's engine from cpu.FAST_ENGINES."""
+        given = dict(backend=None if backend == "torch" else backend, dtype=dtype, quantize=quantize,
+                     compile=compile or None)
+        given = [key for key, value in given.items() if value is not None]
+        if given:
+            raise Decoder2VecError(f"fast=True chooses the engine itself; drop {', '.join(given)} (or drop fast)")
+        if torch.device(device or loading.default_device()).type != "cpu":
+            return cls.from_pretrained(model, device=device, **load)  # GPUs: the default is already bf16
+        engine = fast_engine()
+        matmul = engine.pop("matmul", "default")
+        encoder = cls.from_pretrained(model, device=device if engine.get("backend", "torch") == "torch" else None,
+                                      **engine, **load)
+        if matmul != "default":
+            encoder.backend.matmul = matmul
+        return encoder
 
     def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write weights (safetensors), tokenizer, decoder2vec_config.json and the

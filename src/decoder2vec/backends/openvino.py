@@ -1,8 +1,10 @@
 """The OpenVINO backend (CPU): the exported ONNX graph (onnx.py) converted to OpenVINO IR.
 
 int8 weights: NNCF's `compress_weights` (INT8_SYM, per output channel, weight-only), so nothing
-depends on the batch. Inference precision is pinned to f32: OpenVINO would otherwise run bf16 on
-CPUs that have it, and the vectors would no longer equal the torch path's.
+depends on the batch. Inference precision is pinned to f32 unless asked for (dtype="bfloat16":
+INFERENCE_PRECISION_HINT=bf16, OpenVINO's bf16 kernels on CPUs with AVX512-BF16 or AMX): OpenVINO
+would otherwise run bf16 on CPUs that have it, and the vectors would no longer equal the torch
+path's.
 
 openvino and nncf are an optional extra, imported inside the functions that need them (import
 time: ~1 s for openvino, several for nncf).
@@ -36,7 +38,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, ir: Path, config, pad_id: int, *, weights: str = "float32", threads: int | None = None,
-                 properties: dict | None = None):
+                 properties: dict | None = None, precision: str = "f32"):
         """properties: extra OpenVINO CPU properties over the defaults below (benchmarks/profile_encode.py
         compares them; e.g. {"PERF_COUNT": True} for per-node timings)."""
         super().__init__(config, pad_id)
@@ -44,7 +46,7 @@ class OpenVinoBackend(Backend):
         # LATENCY: one request at a time uses every core (THROUGHPUT would split them into streams
         # that a synchronous encode loop leaves idle). CACHE_DIR: OpenVINO keeps the compiled blob
         # beside the IR, so a later load skips compiling.
-        defaults = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+        defaults = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
                     "CACHE_DIR": str(Path(ir).parent / "compiled"),
                     # int8 weights stay weight-only everywhere: on CPUs with VNNI/AMX OpenVINO would
                     # otherwise quantise activations too (groups of 32 per token), the scheme that cost
@@ -54,7 +56,9 @@ class OpenVinoBackend(Backend):
         if threads:
             properties["INFERENCE_NUM_THREADS"] = threads
         self.ir = Path(ir)
-        self.weights = weights
+        self.precision = precision
+        # What the matmuls run in (Encoder.info's dtype): OpenVINO's bf16 takes fp32 weights to bf16.
+        self.weights = "bfloat16" if (precision, weights) == ("bf16", "float32") else weights
         self.compiled = ov.Core().compile_model(str(ir), "CPU", properties)
         self.request = self.compiled.create_infer_request()
 
@@ -63,4 +67,4 @@ class OpenVinoBackend(Backend):
         return torch.from_numpy(out[self.compiled.output(0)].copy())
 
     def info(self) -> dict:
-        return {**super().info(), "ir": str(self.ir)}
+        return {**super().info(), "ir": str(self.ir), "inference_precision": self.precision}

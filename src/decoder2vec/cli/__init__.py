@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    """--quantize / --compile: the Encoder.from_pretrained keywords of the same names."""
+    """--quantize / --compile / --fast: the Encoder.from_pretrained keywords of the same names."""
     parser.add_argument("--quantize", choices=["int8"], default=None,
                         help="int8 linear layers for CPU inference (docs/performance.md)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model: faster encoding after a one-time compile")
+    parser.add_argument("--fast", action="store_true",
+                        help="on CPU, the fastest engine that passed the accuracy gate on this CPU class "
+                             "(`decoder2vec info` names it; docs/performance.md); default: exact fp32")
 
 
 def add_model_argument(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..cpu import describe
 from ..encoder import Encoder
 from . import add_model_argument
 
@@ -18,7 +19,8 @@ def add_arguments(p):
 
 
 def run(args):
-    info = Encoder.from_pretrained(args.model).info()
+    # The CPU's matrix units and the engine `--fast` runs on them (cpu.py), after the model's facts.
+    info = {**Encoder.from_pretrained(args.model).info(), **describe()}
     if args.json:
         print(json.dumps(info, indent=2))
         return

@@ -96,10 +96,11 @@ def similarity_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     diagonal, a text with itself, is left out)."""
     n = student.shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=student.device)
-    s = F.normalize(student, dim=-1)
-    t = F.normalize(teacher, dim=-1)
-    s_scores = (s @ s.T / temperature)[off].view(n, n - 1)
-    t_scores = (t @ t.T / temperature)[off].view(n, n - 1)
+    with torch.autocast(student.device.type, enabled=False):  # fp32 scores under bf16 autocast too
+        s = F.normalize(student.float(), dim=-1)
+        t = F.normalize(teacher.float(), dim=-1)
+        s_scores = (s @ s.T / temperature)[off].view(n, n - 1)
+        t_scores = (t @ t.T / temperature)[off].view(n, n - 1)
     return F.kl_div(F.log_softmax(s_scores, dim=-1), F.log_softmax(t_scores, dim=-1), log_target=True,
                     reduction="batchmean")
 

@@ -31,6 +31,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
 from ..atomic import record_output, swap_in
+from ..cpu import fast_training
 from ..encoder import CONFIG_NAME, Encoder
 from ..errors import Decoder2VecError
 from ..merge import _name as merge_source_name, average_into
@@ -215,6 +216,10 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
     extra.pop("gradient_checkpointing", None)
     if not torch.cuda.is_available():
         extra.setdefault("dataloader_pin_memory", False)
+        if config.fast and fast_training() == "bf16":
+            # accelerate's CPU autocast: matmuls in bf16, the fp32 weights and optimizer untouched.
+            extra.setdefault("bf16", True)
+            extra.setdefault("use_cpu", True)
         if size > 1:
             extra.setdefault("ddp_backend", "gloo")
     try:

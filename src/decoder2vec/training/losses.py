@@ -85,7 +85,10 @@ def info_nce(queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Te
         if keys is not None:
             candidate_keys = torch.cat([gather_keys(positive_keys), gather_keys(negative_keys)])
     candidates = positives if negatives is None or negatives.shape[0] == 0 else torch.cat([positives, negatives])
-    scores = F.normalize(queries.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T * scale
+    # fp32 scores even under bf16 autocast (fast CPU training): a softmax over a batch of cosines
+    # times `scale` needs more than bf16's 3 digits.
+    with torch.autocast(queries.device.type, enabled=False):
+        scores = F.normalize(queries.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T * scale
     target = torch.arange(queries.shape[0], device=queries.device) + offset
     seen = candidates.shape[0]
     if keys is not None:
