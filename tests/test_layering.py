@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "decoder2vec"
 # Lowest first; a module may import its own layer and the layers below. A name is a module or a
 # package (every module in it). Keep in step with docs/architecture.md.
 LAYERS = [
-    ["errors", "atomic", "results"],
+    ["errors", "atomic", "results", "cpu"],
     ["bidirectional", "pooling", "precision", "unpadded", "chunked_attention", "words"],
     ["loading", "quantization", "int8_loading", "chat_format"],
     ["folder", "st_files", "trained_dims"],
