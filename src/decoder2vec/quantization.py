@@ -92,7 +92,7 @@ class Int8Linear(nn.Module):
         # columns in the main matmul zeroed.
         hi, lo, outlier_scale = _split_rows(weight.index_select(1, outliers))
         self.register_buffer("weight_outliers_hi", _dense(hi.t()))
-        self.register_buffer("weight_outliers_lo", _dense(lo.t()))
+        self.register_buffer("weight_outliers_cross", _dense(torch.cat([lo.t(), hi.t()])))  # (lo; hi) for (hi, lo)
         self.register_buffer("weight_outliers_scale", outlier_scale.reshape(1, -1))
         self.register_buffer("weight_int8", q.index_fill(1, outliers, 0).contiguous())
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
@@ -117,7 +117,7 @@ class Int8Linear(nn.Module):
         would move int8-rounded activations downstream - see backends/base.py unpadded_states.)"""
         hi, lo, scale = _split_rows(x)
         high = torch._int_mm(_dense(hi), self.weight_outliers_hi).float()
-        cross = torch._int_mm(torch.cat([hi, lo], 1), torch.cat([self.weight_outliers_lo, self.weight_outliers_hi]))
+        cross = torch._int_mm(torch.cat([hi, lo], 1), self.weight_outliers_cross)
         # hi*hi carries 128 * 128, the cross terms 128; lo*lo (2**-14 of the product) is left out.
         return (high * 16384.0).add_(cross.float(), alpha=128.0).mul_(scale).mul_(self.weight_outliers_scale)
 
