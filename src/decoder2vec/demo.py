@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .anchors import installed_anchors
 from .errors import choices_error
 from .evaluation import compare, plot
 from .pipeline import Pipeline, packaged_recipes, recipe_folder
@@ -28,7 +29,6 @@ BASELINES = {
     "causal-last-token": {"pooling": "last_token", "bidirectional": False},
     "bidirectional-mean": {"pooling": "mean", "bidirectional": True},
 }
-REFERENCES = {"all-MiniLM-L6-v2": "minilm"}  # the small encoder users compare against
 # recipe -> packaged recipe folder (each has a quick/ flavour); the same names as adapt's recipes.
 RECIPES = {"distill": "smollm2-135m/distill", "paper": "smollm2-135m"}
 DEFAULT_RECIPE = "paper"  # issue 17: English distill lost to LLM2Vec's chain (docs/results.md), so paper stays the default
@@ -68,7 +68,7 @@ class Demo:
         suite = self.suite or ("quick" if self.quick else "default")
         output_dir = Path(self.output_dir or self.default_output_dir())
         pipeline = Pipeline(self.folder(), output_dir=output_dir,
-                            suite=suite, baselines=BASELINES, references=REFERENCES)
+                            suite=suite, baselines=BASELINES, references=installed_anchors())
         done = pipeline.run()
         rows = done["rows"]
         table = compare(list(rows.values()))

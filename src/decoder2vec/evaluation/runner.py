@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anchors import is_anchor, load_anchor, load_sentence_transformers
+from ..anchors import installed_anchors, is_anchor, load_anchor, load_sentence_transformers
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..folder import read_config
@@ -114,6 +114,16 @@ def evaluate(encoder_or_model=None, suite: str = "default", tasks: list[str] | N
     if output:
         write_results(out, output)
     return out
+
+
+def anchor_results(like: dict, *, batch_size: int = 32) -> list[dict]:
+    """Each installed anchor (anchors.installed_anchors) evaluated on the suite and tasks of the
+    results `like`, each with the prompts its card prescribes (vectors cached, so a second call
+    encodes nothing): the rows a comparison needs beside ours."""
+    suite = str(like.get("suite", "default")).split(":")[0]
+    tasks = list(like["tasks"])
+    return [evaluate(name, suite=suite, tasks=tasks, name=label, batch_size=batch_size, verbose=False)
+            for label, name in installed_anchors().items()]
 
 
 def task_source(name: str, result: dict) -> str | None:

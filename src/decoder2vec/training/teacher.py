@@ -10,6 +10,7 @@ computed again (and the file replaced).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -42,12 +43,18 @@ def is_encoder_teacher(path: str) -> bool:
     return folder.is_dir() and not (folder / "modules.json").is_file()
 
 
+@functools.lru_cache(maxsize=1)
+def _anchor(name: str):
+    """Loaded once for both sides of a stage's texts (the query side, then the document side)."""
+    return load_anchor(name, device="cpu")
+
+
 def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64, side: str = "query") -> np.ndarray:
     """Unit-length float32 teacher vectors of `texts`, in order. `side` ("query": a query or any text
     of a symmetric task; "document": a text to be found) picks the prompt of a teacher that has
     query/document prompts (E5, EmbeddingGemma); a decoder2vec Encoder teacher gets none."""
     if is_anchor(teacher):
-        vectors = load_anchor(teacher, device="cpu").encode(texts, side=side, batch_size=batch_size)
+        vectors = _anchor(teacher).encode(texts, side=side, batch_size=batch_size)
     elif is_encoder_teacher(path := teacher_path(teacher)):
         model = Encoder.from_pretrained(path)
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
