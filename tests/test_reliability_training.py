@@ -76,6 +76,15 @@ def test_a_resume_on_a_data_file_whose_content_changed_is_refused(tmp_path):
         train(simcse(tmp_path, data=[str(data)]))
 
 
+def test_a_resume_on_a_model_folder_replaced_at_the_same_path_is_refused(tmp_path):
+    model = tmp_path / "model"
+    tiny_encoder("llama", max_length=64).save_pretrained(model)
+    stopped(simcse(tmp_path, model=str(model)))
+    tiny_encoder("llama", max_length=32).save_pretrained(model)  # another model, same path
+    with pytest.raises(Decoder2VecError, match=r"model: the files in .*model changed since the checkpoints"):
+        train(simcse(tmp_path, model=str(model)))
+
+
 def test_a_resume_may_train_longer_and_log_otherwise_and_records_both(tmp_path, capsys):
     stopped(simcse(tmp_path))
     folder = train(simcse(tmp_path, max_steps=8, logging_steps=2, save_steps=4))

@@ -65,12 +65,14 @@ def data_fingerprints(config: StageConfig) -> dict:
 
 
 def model_fingerprint(model: str | None) -> str | None:
-    """A local model folder's (or file's) fingerprint: its JSON files' content and each weight
-    file's size and first MiB; None for packaged names and hub ids."""
+    """A local model folder's (or file's) fingerprint: its small JSON/text files' content and each
+    other file's size and first MiB; None for packaged names and hub ids."""
     if model is None:
         return None
     path = Path(str(model)).expanduser()
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    # Not the model card (README.md): text about the model, not the model.
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix != ".md") if path.is_dir() else []
     digest = hashlib.sha256()
     for file in files:
         whole = file.suffix in (".json", ".txt", ".model") and file.stat().st_size <= HEAD_BYTES
