@@ -163,7 +163,8 @@ def test_one_pipeline_one_encoder_class(tmp_path_factory):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"backend": "tensorrt"}, "unknown backend 'tensorrt'; choose one of: torch, onnx, openvino"),
     ({"backend": "onnx", "compile": True}, "compile apply to the torch backend, not backend='onnx'"),
-    ({"backend": "openvino", "dtype": "bfloat16"}, "dtype apply to the torch backend"),
+    ({"backend": "openvino", "dtype": "float16"}, "dtype apply to the torch backend"),  # bf16 is OpenVINO's own
+    ({"backend": "onnx", "dtype": "bfloat16"}, "ONNX Runtime has no bf16 matmul kernels on CPU"),
     ({"quantize": "int4"}, "unknown quantize 'int4'; choose one of: int8"),
     ({"threads": 0}, "threads must be >= 1, got 0"),
     pytest.param({"device": "cuda:0"}, "device 'cuda:0'", marks=pytest.mark.allow_skip(

@@ -78,7 +78,7 @@ def test_int8_one_outlier_channel():
 
 def test_int8_packed_is_refused():
     encoder = quantize_model(tiny_encoder("llama"), "int8")
-    with pytest.raises(Decoder2VecError, match="packed batches and int8"):
+    with pytest.raises(Decoder2VecError, match="packed batches and int8 weights on the CPU"):
         encoder.backend.states([[1, 5, 6], [1, 5]], packed=True)
 
 
@@ -216,6 +216,19 @@ def test_openvino_bf16_and_onnx_refusal(tiny_folder):
     assert (ov.encode(TEXTS, normalize_embeddings=True) * exact).sum(1).min() > 0.99
     with pytest.raises(Decoder2VecError, match="ONNX Runtime has no bf16 matmul kernels"):
         Encoder.from_pretrained(tiny_folder, backend="onnx", dtype="bfloat16")
+
+
+@pytest.mark.parametrize("engine", ["bf16", "onednn", "openvino-bf16"])
+def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder):
+    """bf16 rounds activations as int8 does (coarser than padding's last-bit noise): same cure."""
+    if engine == "onednn":
+        encoder = Encoder.from_pretrained(tiny_folder)
+        encoder.backend.matmul = "onednn"
+    else:
+        encoder = Encoder.from_pretrained(tiny_folder, dtype="bfloat16",
+                                          backend="openvino" if engine.startswith("openvino") else "torch")
+    assert encoder.backend.unpadded
+    assert_batch_invariant(encoder, TEXTS, bound=1e-6)
 
 
 def test_torch_bf16_pools_in_fp32(tiny_folder):

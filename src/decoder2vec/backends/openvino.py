@@ -57,6 +57,7 @@ class OpenVinoBackend(Backend):
             properties["INFERENCE_NUM_THREADS"] = threads
         self.ir = Path(ir)
         self.precision = precision
+        self.unpadded = precision != "f32"  # bf16 activations: same-length batches (base.unpadded_states)
         # What the matmuls run in (Encoder.info's dtype): OpenVINO's bf16 takes fp32 weights to bf16.
         self.weights = "bfloat16" if (precision, weights) == ("bf16", "float32") else weights
         self.compiled = ov.Core().compile_model(str(ir), "CPU", properties)

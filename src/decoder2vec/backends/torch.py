@@ -84,8 +84,12 @@ class TorchBackend(Backend):
 
     @property
     def unpadded(self) -> bool:
-        # int8 activations: a text's vector would depend on its batch's padding (base.unpadded_states).
-        return is_quantized(self.model)
+        # Activations rounded below fp32 on the CPU (int8; bf16 weights; oneDNN's bf16 matmuls): a
+        # text's vector would depend on its batch's padding (base.unpadded_states). On a CPU,
+        # same-length batches cost nothing (no padded tokens to compute); GPUs keep their batches.
+        if self.device.type != "cpu":
+            return False
+        return is_quantized(self.model) or self.matmul == "onednn" or self.weights not in ("float32", "float64")
 
     def compile(self, **options) -> None:
         self.compiled = torch.compile(self.model, dynamic=True, **options)
@@ -122,8 +126,9 @@ class TorchBackend(Backend):
             packed = uses_varlen_kernel(net)
         if self.unpadded:
             if packed:
-                raise Decoder2VecError("packed batches and int8 weights do not go together: int8 runs each length "
-                                       "on its own (backends/base.py unpadded_states); leave packed unset")
+                raise Decoder2VecError(f"packed batches and {self.weights} weights on the CPU do not go together: "
+                                       "each length runs on its own there (backends/base.py unpadded_states); "
+                                       "leave packed unset")
             def forward(input_ids, mask):
                 return self.forward(input_ids.to(self.device), mask.to(self.device))
             return unpadded_states(forward, ids, self.pad_id, self.max_forward_tokens)
