@@ -66,7 +66,8 @@ def test_encode_options(tiny_folder, tmp_path):
     argv = ["encode", "--model", tiny_folder, "--input", str(txt), "--output", str(out), "--device", "cpu"]
     assert main([*argv, "--truncate-dim", "8", "--precision", "ubinary"]) == 0
     assert np.load(out).shape == (3, 1) and np.load(out).dtype == np.uint8
-    assert main([*argv, "--pooling", "last_token", "--no-bidirectional"]) == 0
+    # The first run's file is decoder2vec's own: replaced with --overwrite (refused without, issue 23.5).
+    assert main([*argv, "--pooling", "last_token", "--no-bidirectional", "--overwrite"]) == 0
     causal = Encoder.from_pretrained(tiny_folder, pooling="last_token", bidirectional=False, device="cpu")
     np.testing.assert_allclose(np.load(out), causal.encode(TEXTS), atol=1e-5)
 
