@@ -221,6 +221,7 @@ def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypat
     from decoder2vec.demo import BASELINES, Demo
 
     trained, evaluated = _recorders(monkeypatch)
+    monkeypatch.setattr("decoder2vec.anchors.embeddinggemma_folder", lambda: tmp_path / "not-fetched")
     out = tmp_path / "demo"
     summary = Demo(recipe="paper", quick=True, output_dir=out).run()
 
@@ -229,8 +230,10 @@ def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypat
                        (str(quick / "simcse.yaml"), str(out / "mntp"), str(out / "simcse")),
                        (str(quick / "supervised.yaml"), str(out / "simcse"), str(out / "supervised"))]
     assert evaluated == [("smollm2-135m", name, kwargs) for name, kwargs in BASELINES.items()] + [
-        (str(out / s), s, {}) for s in ("mntp", "simcse", "supervised")] + [("minilm", "all-MiniLM-L6-v2", {})]
-    assert list(summary["rows"]) == [*BASELINES, "mntp", "simcse", "supervised", "all-MiniLM-L6-v2"]
+        (str(out / s), s, {}) for s in ("mntp", "simcse", "supervised")] + [
+        ("minilm", "all-MiniLM-L6-v2", {}), ("multilingual-e5-small", "multilingual-e5-small", {})]
+    assert list(summary["rows"]) == [*BASELINES, "mntp", "simcse", "supervised", "all-MiniLM-L6-v2",
+                                     "multilingual-e5-small"]
     assert summary["suite"] == "quick" and summary["model"] == "smollm2-135m" and summary["quick"] is True
     assert json.loads((out / "demo-quick.json").read_text())["rows"] == summary["rows"]
     assert (out / "demo-quick.png").is_file()
@@ -242,10 +245,15 @@ def test_demo_distill_recipe_is_one_stage_between_the_baselines_and_the_referenc
     from decoder2vec.demo import BASELINES, Demo
 
     trained, evaluated = _recorders(monkeypatch)
+    fetched = tmp_path / "embeddinggemma"  # after `make anchors`: its row too
+    fetched.mkdir()
+    (fetched / "modules.json").write_text("[]")
+    monkeypatch.setattr("decoder2vec.anchors.embeddinggemma_folder", lambda: fetched)
     out = tmp_path / "demo"
     summary = Demo(recipe="distill", quick=True, output_dir=out).run()
 
     recipe = packaged_recipes() / "smollm2-135m" / "distill" / "quick" / "distill.yaml"
     assert trained == [(str(recipe), "smollm2-135m", str(out / "distill"))]
-    assert [name for _, name, _ in evaluated] == [*BASELINES, "distill", "all-MiniLM-L6-v2"]
+    assert [name for _, name, _ in evaluated] == [*BASELINES, "distill", "all-MiniLM-L6-v2", "multilingual-e5-small",
+                                                  "EmbeddingGemma-300M"]
     assert summary["suite"] == "quick" and summary["recipes"] == str(recipe.parent)
