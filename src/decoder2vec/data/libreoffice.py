@@ -97,16 +97,20 @@ def translation_pairs(lang: str) -> list[Pair]:
     return pairs
 
 
-def title_pairs(lang: str) -> list[Pair]:
-    """Help page title -> the page's text (without its heading), from train pages only and without
-    any paragraph that appears on a test page: a query and the document it finds, in one language
-    (the help-retrieval tasks ask the same of test pages)."""
+def title_pairs(lang: str, max_chars: int = 300) -> list[Pair]:
+    """Help page title -> the start of the page's text (without its heading, cut at a word boundary
+    before `max_chars`), from train pages only and without any paragraph that appears on a test
+    page: a query and the document it finds, in one language (the help-retrieval tasks ask the same
+    of test pages, cut at 250 characters). A teacher sees what the student sees, not the whole page."""
     held = held_out_paragraphs(lang)
     pairs, seen = [], set()
     for page in help_pages(lang, "train").values():
         title = page["title"].strip()
         paragraphs = [p for p in page["paragraphs"] if p not in held and p.strip() != title]
         body = " ".join(paragraphs)
+        if len(body) > max_chars:
+            cut = body[:max_chars]
+            body = cut[:cut.rfind(" ")] if cut.rfind(" ") > max_chars // 2 else cut
         if not title or len(body.split()) < 8 or title in seen:
             continue  # a title shared by several pages is no query with one answer
         seen.add(title)
