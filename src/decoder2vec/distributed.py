@@ -228,6 +228,7 @@ def encode_files(
         **corpus_settings(config, files, text_column=text_column, id_column=id_column,
                           carry=carry, instruction=instruction, normalize_embeddings=normalize_embeddings,
                           truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+        "backend": load.get("backend", "torch"),
         **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
         "model_fingerprint": model_fingerprint((settings or {}).get("model") or model),
     }

@@ -100,6 +100,7 @@ def encode_corpus(
             **corpus_settings(encoder.config, files, text_column=text_column, id_column=id_column, carry=carry,
                               instruction=instruction, normalize_embeddings=normalize_embeddings,
                               truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+            "backend": encoder.backend.name,
             **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
             "model_fingerprint": fingerprint_of_encoder(encoder, (settings or {}).get("model")),
         }
