@@ -261,7 +261,10 @@ def _index(table, index_type: str, precision: str, rows: int) -> dict | None:
         return None
     metric = metric_of(precision)
     # sqrt(rows) partitions (LanceDB's guidance), at least ~100 rows each so small tables still train.
-    partitions = max(1, min(round(math.sqrt(rows)), rows // 100))
+    # With dot distance (int8 levels) LanceDB's k-means collapses: "Cannot create 350 IVF partitions:
+    # k-means could only form 6 non-empty clusters" on 122,765 rows; one partition, and the HNSW
+    # graph does the work.
+    partitions = 1 if metric == "dot" else max(1, min(round(math.sqrt(rows)), rows // 100))
     config = {"ivf_pq": lambda: IvfPq(distance_type=metric, num_partitions=partitions),
               "ivf_hnsw_sq": lambda: HnswSq(distance_type=metric, num_partitions=partitions),
               "ivf_flat": lambda: IvfFlat(distance_type=metric, num_partitions=partitions)}[index_type]()
