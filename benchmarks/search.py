@@ -49,6 +49,7 @@ from decoder2vec.corpus import encode_corpus, read_output  # noqa: E402
 from decoder2vec.data.libreoffice import help_documents  # noqa: E402
 from decoder2vec.data.manpages import manpages  # noqa: E402
 from decoder2vec.data.sources import wikipedia_en_articles  # noqa: E402
+from decoder2vec.errors import Decoder2VecError  # noqa: E402
 from decoder2vec.evaluation import evaluate, load_tasks  # noqa: E402
 from decoder2vec.evaluation.metrics import ranking_scores  # noqa: E402
 from decoder2vec.search import Index, build_index  # noqa: E402
@@ -132,7 +133,14 @@ def ann(args, work: Path) -> None:
         for kind in kinds:
             db = work / f"db-{precision}-{kind}"
             t0 = time.perf_counter()
-            record = build_index(shards, db, index_type=kind)
+            try:
+                record = build_index(shards, db, index_type=kind)
+            except Decoder2VecError as exc:  # a row saying so, and the other rows still measured
+                rows.append((precision, f"{kind}: failed ({exc})", "-", float("nan"), float("nan"),
+                             time.perf_counter() - t0, 0.0, 0.0, encode_s))
+                print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+                shutil.rmtree(db, ignore_errors=True)
+                continue
             build_s = time.perf_counter() - t0
             index = Index(db)
             settings = [{}] + ([{"nprobes": args.nprobes}] if record["index"] else []) + \
