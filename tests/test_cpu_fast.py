@@ -219,7 +219,7 @@ def test_openvino_bf16_and_onnx_refusal(tiny_folder):
 
 
 @pytest.mark.parametrize("engine", ["bf16", "onednn", "openvino-bf16"])
-def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder):
+def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder, monkeypatch):
     """bf16 rounds activations as int8 does (coarser than padding's last-bit noise): same cure."""
     if engine == "onednn":
         encoder = Encoder.from_pretrained(tiny_folder)
@@ -227,8 +227,14 @@ def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder
     else:
         encoder = Encoder.from_pretrained(tiny_folder, dtype="bfloat16",
                                           backend="openvino" if engine.startswith("openvino") else "torch")
-    assert encoder.backend.unpadded
-    assert_batch_invariant(encoder, TEXTS, bound=1e-6)
+    # oneDNN's matmuls round to bf16 only on AMX; elsewhere they stay fp32 and keep their batches.
+    rounds = engine != "onednn" or cpu.cpu_features().amx
+    assert encoder.backend.unpadded == rounds
+    assert_batch_invariant(encoder, TEXTS, bound=1e-6 if rounds else 1e-4)
+    if engine == "onednn":  # on an AMX CPU the same engine runs one length at a time
+        monkeypatch.setattr("decoder2vec.backends.torch.cpu_features",
+                            lambda: cpu.CpuFeatures("x", 2, frozenset({"amx_bf16"}), "AVX512", True))
+        assert encoder.backend.unpadded
 
 
 def test_torch_bf16_pools_in_fp32(tiny_folder):

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 
 from ..chunked_attention import chunked_attention
+from ..cpu import cpu_features
 from ..errors import Decoder2VecError, choices_error
 from ..quantization import is_quantized
 from ..unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
@@ -89,7 +90,10 @@ class TorchBackend(Backend):
         # same-length batches cost nothing (no padded tokens to compute); GPUs keep their batches.
         if self.device.type != "cpu":
             return False
-        return is_quantized(self.model) or self.matmul == "onednn" or self.weights not in ("float32", "float64")
+        # oneDNN takes fp32 matmuls to bf16 only on AMX; elsewhere they stay fp32 (padding-stable to
+        # ~1e-5) and same-length batches would only cost speed (a oneDNN kernel per new length).
+        bf16_matmuls = self.matmul == "onednn" and cpu_features().amx
+        return is_quantized(self.model) or bf16_matmuls or self.weights not in ("float32", "float64")
 
     def compile(self, **options) -> None:
         self.compiled = torch.compile(self.model, dynamic=True, **options)
