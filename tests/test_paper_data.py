@@ -24,7 +24,7 @@ from decoder2vec.data import paper
 from decoder2vec.errors import Decoder2VecError
 from decoder2vec.evaluation import llm2vec_protocol
 from decoder2vec.evaluation.mteb_adapter import MtebEncoder, local_sts_task
-from decoder2vec.training import engine, train
+from decoder2vec.training import train
 from decoder2vec.training.config import load_recipe, make_config
 from decoder2vec.training.mntp import MNTPStage, mask_batch
 from decoder2vec.training.supervised import SupervisedStage
@@ -143,16 +143,14 @@ def test_train_lm_head_trains_the_untied_head_and_the_encoder_folder_still_loads
     before = AutoModelForCausalLM.from_pretrained(source).lm_head.weight.detach().clone()
     recipe = {"stage": "mntp", "model": str(source), "data": [str(corpus_file(tmp_path))], "output_dir": "",
               "eval_examples": 0, "learning_rate": 1e-2, "packing": "per-text", **FAST}
-    seen = {}
+    seen, finish = {}, MNTPStage.finish
 
-    class Watch(MNTPStage):  # the head the engine trained, read back before the stage ends
-        def finish(self):
-            seen["head"] = self.lm_head.weight.detach().clone()
-            seen["trainable"] = self.lm_head.weight.requires_grad
-            super().finish()
+    def watch(self):  # the head the engine trained, read back before the stage ends
+        seen["head"] = self.lm_head.weight.detach().clone()
+        seen["trainable"] = self.lm_head.weight.requires_grad
+        finish(self)
 
-    original = engine.stage_class
-    monkeypatch.setattr(engine, "stage_class", lambda name: Watch if name == "mntp" else original(name))
+    monkeypatch.setattr(MNTPStage, "finish", watch)
     out = train({**recipe, "output_dir": str(tmp_path / "head"), "train_lm_head": True}, max_steps=3)
     trained_head = seen.pop("head")
     assert seen.pop("trainable") is True
