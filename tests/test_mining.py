@@ -167,3 +167,27 @@ def test_a_sentence_transformers_model_mines_as_sentence_transformers_does(tmp_p
         p.query: p.negatives for p in ours if p.query in {row["query"] for row in theirs}}
     with pytest.raises(Decoder2VecError, match="takes no instruction"):
         mine_hard_negatives(PAIRS, "minilm", num_negatives=1)
+
+
+def test_a_saved_encoder_folder_mines_as_the_encoder_with_instructions(encoder, tmp_path):
+    """A saved Encoder folder also carries sentence-transformers' modules.json; `decoder2vec mine
+    --model FOLDER` still uses the Encoder (folder.kind), so per-pair and query/document
+    instructions work and the negatives are the in-memory Encoder's (not refused as they are for a
+    sentence-transformers model)."""
+    folder = encoder.save_pretrained(tmp_path / "enc")
+    assert (folder / "modules.json").is_file() and (folder / "decoder2vec_config.json").is_file()
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps({"query": p.query, "positive": p.positive,
+                                          "instruction": p.instruction}) + "\n" for p in PAIRS))
+    options = dict(num_negatives=2, query_instruction="Retrieve the sentence:", document_instruction="Sentence:")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "mined.jsonl"
+    run(parser.parse_args([str(source), "--model", str(folder), "--output", str(out), "--num-negatives", "2",
+                           "--query-instruction", options["query_instruction"],
+                           "--document-instruction", options["document_instruction"]]))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = mine_hard_negatives(load_pairs(str(source)), encoder, **options)
+    assert [row["negative"] for row in rows] == [p.negatives for p in expected]
+    assert rows[1]["instruction"] == "Find the sentence that answers:"
+    assert all(len(row["negative"]) == 2 for row in rows)

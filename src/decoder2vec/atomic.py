@@ -15,22 +15,31 @@ goes through `atomic_folder`:
 - the files and folders get the permissions the umask gives (0644 / 0755 under umask 022), as
   `save_pretrained` in transformers leaves them: a temporary folder is 0700 and some writers make
   their files 0600, which a service account reading a saved model could not open.
+
+Single files (manifests, caches, results, pair files) go through `write_atomic` (and its
+`write_json_atomic` / `write_npy_atomic`): written under a temporary name beside the file, then
+renamed, so a reader never sees half a file; a failed write leaves nothing and is one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import Decoder2VecError
 
 MARKER = ".decoder2vec-output.json"
 PARTIAL = "decoder2vec-partial"
 REPLACED = "decoder2vec-replaced"
+_WRITES = itertools.count()  # with the pid, a temporary file name no other writer (or thread) uses
 # Folders that held an Encoder before folders recorded their kind: decoder2vec wrote them.
 LEGACY_KIND_FILE = {"decoder2vec_config.json": "encoder"}
 
@@ -202,3 +211,43 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_atomic(path, write) -> Path:
+    """Call write(temporary_path), then rename it to `path` (its folder made if missing): readers
+    never see half a file. A failed write (a full disk, ...) leaves nothing and is one line naming
+    the file. The temporary name `.NAME.decoder2vec-partial-N-PID` ends in the writer's pid, so a
+    leftover of a killed writer can be told from one being written (corpus/shards.py)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{PARTIAL}-{next(_WRITES)}-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:  # pyarrow's and numpy's write errors are OSErrors too
+        raise Decoder2VecError(write_error(path, exc)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json_atomic(path, data, *, indent: int | None = 1) -> Path:
+    """`data` as UTF-8 JSON (non-ASCII kept as is), atomically."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_npy_atomic(path, array) -> Path:
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+            np.save(f, array)
+    return write_atomic(path, save)
+
+
+def write_error(path, exc: OSError) -> str:
+    """One line: which file could not be written and why (a full disk said as such)."""
+    text = str(exc).strip()
+    reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(exc):  # numpy's short write
+        reason += " (the disk is full)"
+    return f"cannot write {path}: {reason}; nothing of it was kept"

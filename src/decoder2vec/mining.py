@@ -26,17 +26,18 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .atomic import write_atomic
 from .data.pairs import INSTRUCTION_COLUMN, Pair
 from .encoder import Encoder
 from .errors import Decoder2VecError
-from .training.teacher import PACKAGED_TEACHERS, encode_with_teacher
+from .folder import is_sentence_transformers
+from .training.teacher import encode_with_teacher
 
 SAMPLING_STRATEGIES = ("top", "random")
 # Queries scored against the whole candidate pool at once: bounds the score matrix's memory.
@@ -152,9 +153,10 @@ def _embedder(model):
     if isinstance(model, Encoder) or model is None:
         return model if model is not None else Encoder.from_pretrained(None)
     name = str(model)
-    # Only the packaged teacher or a local sentence-transformers folder: a hub id stays an Encoder
-    # (the decoders this library converts), as `--model` means everywhere else.
-    if name in PACKAGED_TEACHERS or (Path(name).expanduser() / "modules.json").is_file():
+    # Only an anchor or a sentence-transformers folder (folder.kind; a saved Encoder folder carries
+    # modules.json too, and stays an Encoder): a hub id stays an Encoder (the decoders this library
+    # converts), as `--model` means everywhere else.
+    if is_sentence_transformers(name):
         return _SentenceTransformerEmbedder(name)
     return Encoder.from_pretrained(name)
 
@@ -201,16 +203,12 @@ def write_pair_file(pairs: Sequence[Pair], output: str | os.PathLike, *, overwri
     existing file is refused unless overwrite=True; the file appears only when complete."""
     output = check_pair_file(output, overwrite=overwrite)
     with_instruction = any(p.instruction for p in pairs)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             for p in pairs:
                 row = {"query": p.query, "positive": p.positive, "negative": list(p.negatives)}
                 if with_instruction:
                     row[INSTRUCTION_COLUMN] = p.instruction
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return output
+    return write_atomic(output, write)

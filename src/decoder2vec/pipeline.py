@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import evaluation, training
 from .errors import Decoder2VecError, choices_error
-from .folder import last_stage
+from .folder import finished
 from .results import read_results, write_results
 from .training.config import STAGE_CONFIGS, load_recipe
 from .training.engine import recipe_differences
@@ -122,7 +122,7 @@ class Pipeline:
         chain = list(self.chain)
         index = chain.index(stage)
         before = self.output_dir / chain[index - 1] if index else None
-        return str(before) if before is not None and last_stage(before) is not None else str(previous)
+        return str(before) if before is not None and finished(before, chain[index - 1]) else str(previous)
 
     # ------------------------------------------------------------------ steps
     def evaluate_row(self, row: str, model, **load_kwargs) -> dict:
@@ -143,8 +143,8 @@ class Pipeline:
         keys (or, with force: true, trains again)."""
         output = self.output_dir / stage
         values = {**self.overrides, "model": str(previous), "output_dir": str(output)}
-        done = last_stage(output)
-        if done is not None and done.get("stage") == stage and not recipe_differences(
+        done = finished(output, stage)
+        if done is not None and not recipe_differences(
                 done, load_recipe(self.chain[stage], **values)):
             log.warning("%s already finished in %s, skipping", stage, output)
             return output

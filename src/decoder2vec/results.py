@@ -10,16 +10,12 @@ import json
 import os
 from pathlib import Path
 
+from .atomic import write_json_atomic
 from .errors import Decoder2VecError
 
 
 def write_results(results: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, results, indent=2)
 
 
 def read_results(path: str | os.PathLike) -> dict:

@@ -11,7 +11,6 @@ twice. The local and the Ray engine write this same layout.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import check_output_folder, record_output
+from ..atomic import check_output_folder, record_output, write_atomic, write_error, write_json_atomic
 from ..errors import Decoder2VecError
 from .output_files import check_output_file
 
@@ -29,7 +28,7 @@ MANIFEST = "_manifest.json"
 LEGACY_MANIFEST = "manifest.json"  # the name before readers were given the folder
 KIND = "embeddings"
 FORMAT = "decoder2vec-embeddings/1"
-PARTIAL = ".decoder2vec-partial-"
+PARTIAL = ".decoder2vec-partial-"  # in the temporary names of atomic.write_atomic
 # Settings that do not change a written row: a run may resume with other values.
 RESUMABLE_CHANGES = ("on_empty", "batch_size", "device", "compile", "engine", "num_workers", "address")
 
@@ -59,31 +58,6 @@ def shard_table(ids: list, vectors: np.ndarray, columns: dict | None = None,
         except (pa.ArrowException, ValueError) as exc:
             raise Decoder2VecError(f"a shard's columns do not match the first shard's ({schema}): {exc}") from None
     return table
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call write(temporary_path), then rename it to `path`: readers never see half a file. A
-    failed write (a full disk, ...) leaves nothing and is one line naming the file."""
-    tmp = path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:  # pyarrow's and numpy's write errors are OSErrors too
-        raise Decoder2VecError(write_error(path, exc)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_error(path: Path, exc: OSError) -> str:
-    text = str(exc).strip()
-    reason = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(exc):  # numpy's short write
-        reason += " (the disk is full)"
-    return f"cannot write {path}: {reason}; nothing of it was kept"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
 
 
 def check_output_path(output: str | os.PathLike, overwrite: bool = False) -> tuple[Path, str]:
@@ -169,7 +143,7 @@ class ShardFolder:
         return manifest
 
     def _clean_partials(self) -> None:
-        # Only files this class names `.NAME.decoder2vec-partial-PID` with a dead PID: ours, left by a kill.
+        # Only files atomic.write_atomic names `.NAME.decoder2vec-partial-N-PID` with a dead PID: ours, left by a kill.
         for leftover in self.folder.glob(f".*{PARTIAL}*"):
             pid = leftover.name.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):

@@ -26,10 +26,10 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ..atomic import write_json_atomic
 from ..errors import Decoder2VecError, choices_error
 from ..loading import cache_dir
 from .debian import deb_members, download_deb
-from .sources import write_json_atomic
 
 LANGUAGES = ("da", "de")
 # package -> its gettext domain (the .mo file's name)
@@ -109,7 +109,7 @@ def package_data(package: str) -> dict:
         return json.loads(target.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp:
         parsed = _parse_package(download_deb(package, Path(tmp)), package)
-    write_json_atomic(target, parsed)
+    write_json_atomic(target, parsed, indent=None)
     return parsed
 
 

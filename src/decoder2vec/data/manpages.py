@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..atomic import write_atomic
 from ..errors import choices_error
 from ..loading import cache_dir
 from .debian import deb_members, download_deb
@@ -109,10 +109,8 @@ def manpages(lang: str) -> list[dict]:
                 doc = "/".join(Path(name).parts[-2:]).removesuffix(".gz")
                 text = gzip.decompress(data).decode("utf-8", errors="replace")
                 rows += [{"doc": doc, "text": p} for p in roff_paragraphs(text, lang)]
-        fd, tmp_path = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        os.replace(tmp_path, target)
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_atomic(target, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
 
 

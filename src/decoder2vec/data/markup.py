@@ -5,14 +5,14 @@ links - and the generated HTML keeps that as `<span class="menuitem">` ... and `
 in en, da and de. Each paragraph (the ones data/sources.py reads: an id'd <p>/<h*>, hidden
 platform variants skipped, whitespace collapsed - so the text is the same string) becomes its
 whitespace-separated words, each labelled by the role its characters mostly sit in (the innermost
-one when roles nest), or "O". Pages follow the project's train/test split (data/libreoffice.py).
+one when roles nest), or "O". The pages are parsed by sources.HelpPage (the one parser of them,
+told these roles). Pages follow the project's train/test split (data/libreoffice.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from html.parser import HTMLParser
 
 from ..errors import choices_error
 from ..words import word_spans
@@ -21,48 +21,6 @@ from .libreoffice import SPLITS, help_split
 
 ROLES = ("menuitem", "keycode", "input", "literal", "emph", "link")
 OUTSIDE = "O"
-
-
-class _RolePage(HTMLParser):
-    """sources._HelpPage's paragraphs, with the role of every character kept beside it."""
-
-    BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6"}
-    VOID = {"br", "img", "input", "meta", "link", "hr", "base", "source", "wbr", "col", "area", "embed"}
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.paragraphs: list[tuple[str, list[tuple[str, str | None]]]] = []  # (id, [(text, role)])
-        self._stack: list[tuple[str, bool, str | None]] = []  # (tag, hidden, role)
-        self._current: tuple[str, str, list] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag in self.VOID:
-            if tag == "br" and self._current:
-                self._current[2].append((" ", None))
-            return
-        classes = (attrs.get("class") or "").split()
-        role = "link" if tag == "a" and attrs.get("href") else next((c for c in classes if c in ROLES), None)
-        self._stack.append((tag, "hidden" in attrs or tag in ("script", "style"), role))
-        ident = attrs.get("id") or ""
-        if tag in self.BLOCKS and self._current is None and re.match(r"(par|hd)_id", ident):
-            self._current = (tag, ident, [])
-
-    def handle_endtag(self, tag):
-        if tag in self.VOID:
-            return
-        for i in range(len(self._stack) - 1, -1, -1):
-            if self._stack[i][0] == tag:
-                del self._stack[i:]
-                break
-        if self._current and tag == self._current[0]:
-            self.paragraphs.append((self._current[1], self._current[2]))
-            self._current = None
-
-    def handle_data(self, data):
-        if self._current is not None and not any(hidden for _, hidden, _ in self._stack):
-            role = next((r for _, _, r in reversed(self._stack) if r), None)
-            self._current[2].append((data, role))
 
 
 def _normalise(parts: list[tuple[str, str | None]]) -> tuple[str, list[str | None]]:
@@ -85,7 +43,7 @@ def _normalise(parts: list[tuple[str, str | None]]) -> tuple[str, list[str | Non
 
 def page_words(html: str) -> list[dict]:
     """Every paragraph of one help page: {"id", "text", "spans" (n, 2), "labels" [n]}."""
-    page = _RolePage()
+    page = sources.HelpPage(ROLES)
     page.feed(html)
     page.close()
     out = []

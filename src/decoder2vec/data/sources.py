@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
+from ..atomic import write_json_atomic
 from ..errors import Decoder2VecError, choices_error
 from ..loading import cache_dir
 from .pair import Pair
@@ -49,26 +50,13 @@ def data_dir() -> Path:
     return path
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON so a reader never sees half a file (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cached_json(name: str, build):
     """Load `data/<name>` or build it once (build() -> JSON-able object) and keep it."""
     path = data_dir() / name
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     obj = build()
-    write_json_atomic(path, obj)
+    write_json_atomic(path, obj, indent=None)
     return obj
 
 
@@ -214,8 +202,11 @@ def help_tree(lang: str) -> Path:
     return help_dir
 
 
-class _HelpPage(HTMLParser):
-    """Collects the <title> and every paragraph/heading that carries a help-source id.
+class HelpPage(HTMLParser):
+    """The one parser of the help pages: the <title> and every paragraph/heading that carries a
+    help-source id, as (id, [(text, role)]). A role is the innermost enclosing element's among
+    `roles` (a class name such as "menuitem", or "link" for <a href>; data/markup.py's word roles),
+    None outside them.
 
     Text inside hidden elements (the macOS variants of menu paths) is skipped, so each
     paragraph reads as one platform's text.
@@ -224,15 +215,14 @@ class _HelpPage(HTMLParser):
     BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6"}
     VOID = {"br", "img", "input", "meta", "link", "hr", "base", "source", "wbr", "col", "area", "embed"}
 
-    def __init__(self):
+    def __init__(self, roles=()):
         super().__init__(convert_charrefs=True)
-        self.title, self.paragraphs, self.ids = "", [], []
+        self.roles = tuple(roles)
+        self.title = ""
+        self.paragraphs: list[tuple[str, list[tuple[str, str | None]]]] = []  # (id, [(text, role)])
         self._in_title = False
-        self._stack: list[tuple[str, bool]] = []  # (tag, hidden)
-        self._current: tuple[str, str, list[str]] | None = None  # (tag, id, parts)
-
-    def _hidden(self) -> bool:
-        return any(hidden for _, hidden in self._stack)
+        self._stack: list[tuple[str, bool, str | None]] = []  # (tag, hidden, role)
+        self._current: tuple[str, str, list] | None = None  # (tag, id, parts)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -240,9 +230,12 @@ class _HelpPage(HTMLParser):
             self._in_title = True
         if tag in self.VOID:
             if tag == "br" and self._current:
-                self._current[2].append(" ")
+                self._current[2].append((" ", None))
             return
-        self._stack.append((tag, "hidden" in attrs or tag in ("script", "style")))
+        classes = (attrs.get("class") or "").split()
+        is_link = "link" in self.roles and tag == "a" and attrs.get("href")
+        role = "link" if is_link else next((c for c in classes if c in self.roles), None)
+        self._stack.append((tag, "hidden" in attrs or tag in ("script", "style"), role))
         ident = attrs.get("id") or ""
         if tag in self.BLOCKS and self._current is None and re.match(r"(par|hd)_id", ident):
             self._current = (tag, ident, [])
@@ -258,27 +251,29 @@ class _HelpPage(HTMLParser):
                 del self._stack[i:]
                 break
         if self._current and tag == self._current[0]:
-            _, ident, parts = self._current
-            text = re.sub(r"\s+", " ", "".join(parts)).strip()
-            if text:
-                self.paragraphs.append(text)
-                self.ids.append(ident)
+            self.paragraphs.append((self._current[1], self._current[2]))
             self._current = None
 
     def handle_data(self, data):
         if self._in_title:
             self.title += data
-        elif self._current is not None and not self._hidden():
-            self._current[2].append(data)
+        elif self._current is not None and not any(hidden for _, hidden, _ in self._stack):
+            role = next((r for _, _, r in reversed(self._stack) if r), None)
+            self._current[2].append((data, role))
 
 
 def parse_help_page(html: str) -> dict:
-    page = _HelpPage()
+    page = HelpPage()
     page.feed(html)
     page.close()
     title = re.sub(r"\s+", " ", page.title).strip()
-    return {"title": title, "text": "\n".join(page.paragraphs), "paragraphs": page.paragraphs,
-            "paragraph_ids": page.ids}
+    paragraphs, ids = [], []
+    for ident, parts in page.paragraphs:
+        text = re.sub(r"\s+", " ", "".join(text for text, _ in parts)).strip()
+        if text:
+            paragraphs.append(text)
+            ids.append(ident)
+    return {"title": title, "text": "\n".join(paragraphs), "paragraphs": paragraphs, "paragraph_ids": ids}
 
 
 def _parse_help_tree(help_dir: Path, lang: str) -> dict[str, dict]:

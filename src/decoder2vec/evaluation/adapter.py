@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from ..anchors import MTEB_TASK_TYPES, PromptedSentenceTransformer
+from ..atomic import write_npy_atomic
 from ..errors import Decoder2VecError
 from ..loading import cache_dir
 from .label import model_label
@@ -94,7 +93,7 @@ class CachingAdapter:
                 raw = self._encode(texts, instruction, batch_size or self.batch_size, side, task_type)
             vectors = self._check(raw, len(texts), task)
             if path is not None:
-                _save_atomic(path, vectors)
+                write_npy_atomic(path, vectors)
         if self.dimension is None:
             self.dimension = vectors.shape[1]
         elif vectors.shape[1] != self.dimension:
@@ -148,18 +147,6 @@ class CachingAdapter:
         key = [instruction, texts] if max_length is None else [instruction, texts, max_length]
         digest = hashlib.sha1(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:20]
         return cache_dir() / "embeddings" / self.identity / f"{digest}.npy"
-
-
-def _save_atomic(path: Path, vectors: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, vectors)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_identity(encoder, name: str, use_instructions: bool) -> str | None:

@@ -13,7 +13,7 @@ import numpy as np
 from ..anchors import installed_anchors, is_anchor, load_anchor, load_sentence_transformers
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..folder import read_config
+from ..folder import is_sentence_transformers
 from ..results import write_results
 from .adapter import CachingAdapter
 from .label import model_label
@@ -27,22 +27,15 @@ LIBREOFFICE_SOURCES = ("libreoffice-help", "libreoffice-titles")
 NO_LIBREOFFICE = "-no-libreoffice"
 
 
-def is_sentence_transformers_model(model) -> bool:
-    if is_anchor(model):
-        return True
-    path = Path(str(model)).expanduser()
-    return path.is_dir() and (path / "modules.json").exists() and read_config(path) is None
-
-
 def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooling: str | None = None,
                  bidirectional: bool | None = None, max_length: int | None = None, device: str | None = None,
                  dtype=None):
     """A model name/path -> an encoder object: a decoder2vec Encoder; an anchor (anchors.py: minilm,
     multilingual-e5-small, embeddinggemma-300m, with the prompts their cards prescribe); or a
-    sentence-transformers model (`sentence_transformers=True`, or a folder with modules.json),
-    prompted by its own prompts table."""
+    sentence-transformers model (`sentence_transformers=True`, or a sentence-transformers folder:
+    folder.kind), prompted by its own prompts table."""
     if sentence_transformers is None:
-        sentence_transformers = model is not None and is_sentence_transformers_model(model)
+        sentence_transformers = is_sentence_transformers(model)
     if sentence_transformers:
         if pooling or bidirectional is not None:
             raise Decoder2VecError("--pooling/--causal apply to decoder2vec models, not sentence-transformers ones")

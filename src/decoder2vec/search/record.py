@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..corpus import corpus_settings, fingerprint_of_encoder
-from ..corpus.shards import write_json_atomic
+from ..atomic import write_json_atomic
 from ..errors import Decoder2VecError
 from .vectors import PACKED
 

@@ -219,6 +219,8 @@ class FinetuneConfig(StageConfig):
     eval_examples: int = _help("labelled rows held out (seeded) and scored (accuracy) before and after training", 0)
 
 
+# The one list of stages (in training order). A stage's training code registers by naming its config
+# class (stage.Stage.config_class); this table is all the CLI and the pipeline need to know.
 STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig,
                  "distill": DistillConfig, "finetune": FinetuneConfig}
 DISTILL_LOSSES = ("mse", "similarity_kl")

@@ -112,7 +112,7 @@ def projected_mse(student: torch.Tensor, teacher: torch.Tensor, projection: nn.M
 
 
 class DistillStage(EncoderStage):
-    name = "distill"
+    config_class = DistillConfig
     config: DistillConfig
     handles_matryoshka = True  # the loss sums over prefixes itself (projections per prefix length)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import shutil
 import time
 import warnings
@@ -30,41 +29,25 @@ import torch.distributed as dist
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
-from ..atomic import record_output, swap_in
+from ..atomic import record_output, swap_in, write_atomic
 from ..cpu import fast_training
-from ..encoder import CONFIG_NAME, Encoder
+from ..encoder import Encoder
 from ..errors import Decoder2VecError
+from ..folder import finished, kind
 from ..merge import _name as merge_source_name, average_into
+# Every stage's module, imported so its Stage registers itself (stage.stage_class finds it).
+from . import distill, finetune, mntp, simcse, supervised  # noqa: F401
 from .config import StageConfig
-from .distill import DistillStage
-from .finetune import FinetuneStage
 from .lora import add_lora, merge_lora, trainable_parameters
-from .mntp import MNTPStage
-from .simcse import SimCSEStage
-from .supervised import SupervisedStage
 from .losses import world
 from .latent_pooling import apply_latent_attention
 from .matryoshka import apply_matryoshka
 from .resume import NOT_RECIPE, check_resolved, check_resume, hyperparameters, write_run
-from .stage import Stage
+from .stage import Stage, stage_class
 from .throughput import Throughput, layer_parameters, measure_peak_flops
 
 CHECKPOINT_PREFIX = "checkpoint-"
 EXTRAS_NAME = "extra_modules.pt"  # a stage's extra trainable modules, in each checkpoint
-
-
-def stage_class(name: str) -> type[Stage]:
-    return {"mntp": MNTPStage, "simcse": SimCSEStage, "supervised": SupervisedStage, "distill": DistillStage,
-            "finetune": FinetuneStage}[name]
-
-
-def finished_stage(output: Path) -> dict | None:
-    """The last stage record of a finished output folder, else None."""
-    path = output / CONFIG_NAME
-    if not path.is_file():
-        return None
-    stages = json.loads(path.read_text()).get("stages") or []
-    return stages[-1] if stages else None
 
 
 def last_checkpoint(work: Path) -> Path | None:
@@ -177,12 +160,13 @@ class CSVLog(TrainerCallback):
 
     def _write(self, rows: list[dict]) -> None:
         keys = list(dict.fromkeys(k for row in rows for k in row))
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+        write_atomic(self.path, write)
 
 
 def schedule_steps(config: StageConfig, items: int) -> int:
@@ -250,10 +234,7 @@ def _check_model_source(config: StageConfig) -> None:
         raise Decoder2VecError(
             f"{config.stage}: model {model!r} is an unfinished stage (its checkpoints are in {path}.checkpoints); "
             "run that stage again to finish it")
-    # A hub id is "name" or "org/name"; anything else, or whose first folder exists here, is a path.
-    looks_local = (model.startswith((".", "/", "~")) or model.count("/") > 1 or path.suffix == ".gguf"
-                   or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
-    if looks_local:
+    if kind(model) == "nothing":  # not here, and not a name a hub id could be ("name", "org/name")
         raise Decoder2VecError(
             f"{config.stage}: model {model!r} not found (is it the previous stage's output_dir? run that stage first)")
 
@@ -263,7 +244,7 @@ def _check_merge_with(config: StageConfig) -> None:
     name = config.merge_with
     if not name or name in ("input", "base"):
         return
-    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
+    if kind(name) == "nothing" and not Path(name).expanduser().exists():
         raise Decoder2VecError(f"{config.stage}: merge_with {name!r} not found (input, base, a model folder or a "
                                "hub id)")
 
@@ -310,12 +291,8 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
     """Train one stage; returns the finished Encoder folder (skips a stage that is already done
     with the same recipe)."""
     output = Path(config.output_dir)
-    done = finished_stage(output)
+    done = finished(output, config.stage)
     if done is not None:
-        if done.get("stage") != config.stage:
-            raise Decoder2VecError(
-                f"{config.stage}: output_dir {output} already holds a finished {done.get('stage')!r} stage; "
-                "choose another output_dir")
         changed = recipe_differences(done, config)
         if not changed:
             log(f"{config.stage}: {output} is already finished ({done.get('steps')} steps, final loss "

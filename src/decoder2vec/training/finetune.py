@@ -35,11 +35,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ..bidirectional import _configs, is_bidirectional
 from ..classification import load_for_classification
 from ..data.corpora import check_data_file, not_utf8_error
-from ..encoder import EncoderConfig
 from ..errors import Decoder2VecError, choices_error
+from ..folder import EncoderConfig, read_config
 from ..loading import DEFAULT_MODEL, default_device, default_dtype, load_tokenizer, parse_dtype, resolve_model
 from .config import FinetuneConfig
-from .stage import Stage, check_enough, previous_encoder_config
+from .stage import Stage, check_enough
 
 TASKS = ("sequence", "token")
 IGNORED = -100  # transformers' loss skips this label: padding, special tokens, later pieces of a word
@@ -158,7 +158,7 @@ def label_order(names) -> list[str]:
 
 
 class FinetuneStage(Stage):
-    name = "finetune"
+    config_class = FinetuneConfig
 
     def load(self) -> None:
         cfg = self.config
@@ -181,7 +181,7 @@ class FinetuneStage(Stage):
         self.pad_id = self.net.config.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.pad_token_id
-        self.encoder_config = previous_encoder_config(source) or EncoderConfig(base_model=str(cfg.model or DEFAULT_MODEL))
+        self.encoder_config = read_config(source) or EncoderConfig(base_model=str(cfg.model or DEFAULT_MODEL))
         self.encoder_config.bidirectional = is_bidirectional(self.net)  # the Encoder saving it keeps it so
         # A training forward must not build a KV cache it never reads.
         self._use_cache = [(c, c.use_cache) for c in _configs(self.net.config) if hasattr(c, "use_cache")]

@@ -13,13 +13,12 @@ import torch.nn.functional as F
 
 from .. import loading
 from ..bidirectional import make_bidirectional
-from ..encoder import EncoderConfig
-from ..folder import apply_recipe_keys
+from ..folder import EncoderConfig, apply_recipe_keys, read_config
 from ..errors import Decoder2VecError
 from ..data.corpora import load_texts
 from ..data.paper import is_paper_source, paper_texts
 from .config import MNTPConfig
-from .stage import Stage, check_enough, previous_encoder_config
+from .stage import Stage, check_enough
 
 MIN_CHUNK_TOKENS = 8
 # LLM2Vec packs with datasets' map(batched=True): 1,000 texts at a time, each group's remainder
@@ -125,7 +124,7 @@ def mask_batch(input_ids: torch.Tensor, attention: torch.Tensor, *, mask_id: int
 
 
 class MNTPStage(Stage):
-    name = "mntp"
+    config_class = MNTPConfig
     config: MNTPConfig
 
     def load(self) -> None:
@@ -133,7 +132,7 @@ class MNTPStage(Stage):
         source = loading.resolve_model(cfg.model)
         self.net, self.tokenizer = loading.load_model(source, with_lm_head=True, dtype=cfg.dtype)
         make_bidirectional(self.net)
-        previous = previous_encoder_config(source)
+        previous = read_config(source)  # None unless source is an Encoder folder (a previous stage's)
         if previous is not None and not getattr(self.net.config.get_text_config(), "tie_word_embeddings", False):
             # Encoder folders keep the backbone only; an untied LM head would start out random.
             raise Decoder2VecError(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from ..atomic import write_json_atomic
 from ..errors import Decoder2VecError
 from .config import StageConfig
 
@@ -170,7 +170,4 @@ def check_resolved(config: StageConfig, run: dict, resolved: dict, work: Path, r
 
 
 def write_run(work: Path, run: dict) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = work / f"{RUN_NAME}.tmp"
-    tmp.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, work / RUN_NAME)
+    write_json_atomic(work / RUN_NAME, run)

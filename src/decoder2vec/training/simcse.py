@@ -19,7 +19,7 @@ def _paper_sentences(source: str, min_words: int, max_words: int) -> list[str]:
 
 
 class SimCSEStage(EncoderStage):
-    name = "simcse"
+    config_class = SimCSEConfig
     config: SimCSEConfig
     eval_with_dropout = True
     wraps_chat = False  # LLM2Vec's run_simcse.py tokenizes the bare sentences (its TODO: wrap them)

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from ..encoder import CONFIG_NAME, EncoderConfig
 from ..errors import Decoder2VecError
-from .config import StageConfig
+from ..folder import EncoderConfig
+from .config import STAGE_CONFIGS, StageConfig
 from .losses import world
+
+# config class -> its Stage: filled as each stage's module defines its class (see Stage.config_class).
+_STAGES: dict[type, type] = {}
 
 
 class Stage:
     """One training stage. Subclasses set `net` (the transformers model LoRA is added to),
-    `tokenizer` and `encoder_config` in `load()`, and implement dataset/collate/loss."""
+    `tokenizer` and `encoder_config` in `load()`, and implement dataset/collate/loss.
 
+    A stage is registered once: its config class in config.STAGE_CONFIGS (the one list of stages,
+    read by the CLI and the pipeline without loading any stage), and here by naming that class as
+    `config_class`; its name is the config's `stage` (stage_class finds it)."""
+
+    config_class: type | None = None  # set by every stage that trains (not by EncoderStage, a base)
     name = ""
     # True when dataset() returns items in the order they must be trained (the engine then uses a
     # sequential sampler; accelerate deals item i to process i % world size).
     ordered = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "config_class" in cls.__dict__:
+            cls.name = cls.config_class.stage
+            _STAGES[cls.config_class] = cls
 
     def __init__(self, config: StageConfig):
         self.config = config
@@ -75,12 +88,14 @@ class Stage:
         """Write stage-specific files into the finished output folder (before it is swapped in)."""
 
 
-def previous_encoder_config(source: str) -> EncoderConfig | None:
-    """The EncoderConfig of a decoder2vec folder (a previous stage's output), else None."""
-    path = Path(source) / CONFIG_NAME
-    if path.is_file():
-        return EncoderConfig.from_dict(json.loads(path.read_text()))
-    return None
+def stage_class(name: str) -> type[Stage]:
+    """The Stage that trains `name` (a key of STAGE_CONFIGS); its module must be imported (engine.py
+    imports every stage)."""
+    config = STAGE_CONFIGS[name]
+    if config not in _STAGES:
+        raise Decoder2VecError(f"stage {name!r} has a config ({config.__name__}) but no Stage with "
+                               f"config_class = {config.__name__} was imported (training/engine.py imports them)")
+    return _STAGES[config]
 
 
 def check_enough(items: list, config: StageConfig, what: str) -> list:

@@ -40,7 +40,7 @@ def task_blocks(pairs: list, per_device: int, size: int, rng: random.Random) -> 
 
 
 class SupervisedStage(EncoderStage):
-    name = "supervised"
+    config_class = SupervisedConfig
     config: SupervisedConfig
 
     def dataset(self) -> list:

@@ -13,18 +13,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..anchors import ANCHORS, is_anchor, load_anchor, load_sentence_transformers, minilm_path
-from ..encoder import CONFIG_NAME, Encoder
+from ..anchors import is_anchor, load_anchor, load_sentence_transformers, minilm_path
+from ..atomic import write_json_atomic, write_npy_atomic
+from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..loading import PACKAGED_MODELS
+from ..folder import kind
 
-# Teachers by short name: the anchors (anchors.py), each prompted as its card prescribes.
-PACKAGED_TEACHERS = ANCHORS
 CACHE_NAME = "teacher_vectors"
 
 
@@ -35,12 +33,9 @@ def teacher_path(teacher: str) -> str:
 
 def is_encoder_teacher(path: str) -> bool:
     """Loaded as a decoder2vec Encoder: an Encoder folder, a packaged model, a .gguf file, or a model
-    folder that is not a sentence-transformers one; everything else (a sentence-transformers
-    folder, a hub id) by sentence-transformers."""
-    folder = Path(path).expanduser()
-    if path in PACKAGED_MODELS or folder.suffix == ".gguf" or (folder / CONFIG_NAME).is_file():
-        return True
-    return folder.is_dir() and not (folder / "modules.json").is_file()
+    folder that is not a sentence-transformers one (folder.kind); everything else (a
+    sentence-transformers folder, a hub id) by sentence-transformers."""
+    return kind(path) in ("encoder", "packaged", "gguf", "model")
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,9 +107,6 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
     if cache_dir is not None and write:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # The array first, the description last (its match is what makes the cache valid).
-        tmp = cache_dir / f"{CACHE_NAME}.tmp.npy"
-        np.save(tmp, vectors)
-        os.replace(tmp, array)
-        (cache_dir / f"{CACHE_NAME}.json.tmp").write_text(json.dumps({**meta, "dimension": int(vectors.shape[1])}))
-        os.replace(cache_dir / f"{CACHE_NAME}.json.tmp", info)
+        write_npy_atomic(array, vectors)
+        write_json_atomic(info, {**meta, "dimension": int(vectors.shape[1])})
     return vectors
