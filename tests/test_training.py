@@ -12,10 +12,12 @@ import torch.nn.functional as F
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.training import train
-from decoder2vec.training.config import SupervisedConfig, make_config
+from decoder2vec.training import engine  # noqa: F401 - imports every stage's module, so each Stage registers
+from decoder2vec.training.config import STAGE_CONFIGS, SupervisedConfig, make_config
 from decoder2vec.training.lora import add_lora, default_target_modules
 from decoder2vec.training.losses import info_nce
 from decoder2vec.training.mntp import mask_batch, mask_token_id, pad_chunks
+from decoder2vec.training.stage import stage_class
 from test_training_support import FAST, attached_stage, causal_lm_folder, corpus_file, csv_rows, encoder_folder, pairs_file
 from tiny import FAMILIES, tiny_model, tiny_tokenizer
 
@@ -372,3 +374,18 @@ def test_a_record_written_before_the_renames_compares_under_the_new_names():
     assert recipe_differences(record, config) == []
     blocks = make_config({**dataclasses_dict(config), "packing": "blocks"})
     assert recipe_differences(record, blocks) == ["packing: 'per-text' -> 'blocks'"]
+
+
+def test_one_stage_registry(monkeypatch):
+    """STAGE_CONFIGS is the one list of stages: each entry's Stage is the one naming that config as
+    its config_class, named after it; a config with no Stage is a one-line error, not a KeyError."""
+    assert {name: stage_class(name).__name__ for name in STAGE_CONFIGS} == {
+        "mntp": "MNTPStage", "simcse": "SimCSEStage", "supervised": "SupervisedStage", "distill": "DistillStage",
+        "finetune": "FinetuneStage"}
+    assert all(stage_class(name).name == name for name in STAGE_CONFIGS)
+
+    class NewConfig(SupervisedConfig):
+        stage: str = "new"
+    monkeypatch.setitem(STAGE_CONFIGS, "new", NewConfig)
+    with pytest.raises(Decoder2VecError, match="stage 'new' has a config \\(NewConfig\\) but no Stage"):
+        stage_class("new")
