@@ -22,7 +22,7 @@ def test_language_recipes_validate():
     from decoder2vec.pipeline import stage_recipes
     from decoder2vec.training.config import load_recipe
 
-    assert RECIPES == ("distill", "paper")
+    assert RECIPES == ("distill-embeddinggemma", "distill", "paper")
     for code in LANGUAGES:
         assert set(LANGUAGES[code].recipes) == set(RECIPES)
         for recipe in RECIPES:
@@ -35,9 +35,13 @@ def test_language_recipes_validate():
                     # Each stage starts from the previous one's output.
                     assert configs["simcse"].model == configs["mntp"].output_dir
                     assert configs["supervised"].model == configs["simcse"].output_dir
-                else:
+                elif recipe == "distill":
                     assert [c.stage for c in configs.values()] == ["distill"]
                     assert configs["distill"].data == [f"libreoffice-en-{code}-train"]
+                else:
+                    assert [c.stage for c in configs.values()] == ["distill"]
+                    assert configs["distill"].teacher == "embeddinggemma-300m"
+                    assert configs["distill"].data == [f"libreoffice-titles-{code}-train", f"libreoffice-en-{code}-train"]
                 # Training never names a source that could hold evaluation pages.
                 for config in configs.values():
                     for source in config.data:
@@ -51,6 +55,10 @@ def test_language_recipes_validate():
 
 
 @pytest.mark.parametrize("recipe, quick, folder, suite, output_dir", [
+    ("distill-embeddinggemma", False, "gemma3-270m-da/distill-embeddinggemma", "da",
+     "runs/adapt-da-distill-embeddinggemma"),
+    ("distill-embeddinggemma", True, "gemma3-270m-da/distill-embeddinggemma/quick",
+     "gemma3-270m-da/distill-embeddinggemma/quick/suite.yaml", "runs/adapt-da-distill-embeddinggemma-quick"),
     ("distill", False, "gemma3-270m-da/distill", "da", "runs/adapt-da-distill"),
     ("distill", True, "gemma3-270m-da/distill/quick", "gemma3-270m-da/distill/quick/suite.yaml",
      "runs/adapt-da-distill-quick"),
@@ -79,7 +87,7 @@ def test_adapt_recipe_picks_the_folder_suite_and_output_dir(recipe, quick, folde
     assert made[0]["recipes"] == root / folder
     assert made[0]["suite"] == (str(root / suite) if suite.endswith(".yaml") else suite)
     assert Path(made[0]["output_dir"]) == Path(output_dir)
-    if recipe == "distill":  # the default
+    if recipe == "distill-embeddinggemma":  # the default
         made.clear()
         languages.adapt("da", quick=quick)
         assert made[0]["recipes"] == root / folder
@@ -92,12 +100,13 @@ def test_bad_recipe_is_one_line_naming_the_choices(capsys):
     from decoder2vec import languages
     from decoder2vec.cli import main
 
-    with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill, paper$"):
+    with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill-embeddinggemma, distill, paper$"):
         languages.adapt("da", recipe="llm2vec")
     with pytest.raises(SystemExit):
         main(["adapt", "--language", "da", "--recipe", "llm2vec"])
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "decoder2vec adapt: error: argument --recipe: invalid choice: 'llm2vec' (choose from 'distill', 'paper')")
+        "decoder2vec adapt: error: argument --recipe: invalid choice: 'llm2vec' (choose from 'distill-embeddinggemma', "
+        "'distill', 'paper')")
 
 
 def test_cli_recipe_flag_is_adapts_keyword(monkeypatch, tmp_path):
@@ -108,7 +117,7 @@ def test_cli_recipe_flag_is_adapts_keyword(monkeypatch, tmp_path):
     from decoder2vec.cli import main
     from decoder2vec.languages import DEFAULT_RECIPE, adapt
 
-    assert inspect.signature(adapt).parameters["recipe"].default == DEFAULT_RECIPE == "distill"
+    assert inspect.signature(adapt).parameters["recipe"].default == DEFAULT_RECIPE == "distill-embeddinggemma"
     calls = []
     monkeypatch.setattr(adapt_verb, "adapt", lambda language, **kwargs: calls.append(kwargs) or tmp_path / "x")
     main(["adapt", "--language", "de", "--recipe", "paper", "--quick", "--no-evaluate"])
@@ -213,15 +222,17 @@ def test_training_sources_hold_no_evaluation_text():
     help task evaluates on."""
     from decoder2vec import languages
     from decoder2vec.data.languages import LANGUAGES
-    from decoder2vec.data.libreoffice import help_documents, translation_pairs
+    from decoder2vec.data.libreoffice import help_documents, title_pairs, translation_pairs
     from decoder2vec.evaluation.suites import load_tasks, suite_names
 
-    texts = set()
+    texts, queries = set(), set()
     suites = suite_names() + [languages.evaluation_suite(code, quick=True) for code in LANGUAGES]
     for suite in suites:
         for task in load_tasks(suite):
             if task.source.startswith("libreoffice"):
                 texts.update(t for t in _flatten(task.load()) if len(t) > 40)
+                if task.type == "retrieval":
+                    queries.update(task.data[0])
     assert len(texts) > 500
     for code in LANGUAGES:
         pairs = translation_pairs(code)
@@ -231,6 +242,10 @@ def test_training_sources_hold_no_evaluation_text():
         # paragraph of another page (one or two such sentences per language).
         paragraphs = {p for doc in help_documents(code, "train") for p in doc.split("\n")}
         assert not paragraphs & texts
+        # Title -> page pairs: neither a title a retrieval task asks nor any of an evaluated page's text.
+        titles = title_pairs(code)
+        assert len(titles) > 500
+        assert not [p for p in titles if p.query in queries or p.positive in texts]
 
 
 # ------------------------------------------------------------------------------ the leakage guard

@@ -1,8 +1,11 @@
 """Low-resource languages: `adapt`, the pipeline run of a language's packaged recipes.
 
-Two recipes (data/languages.py `RECIPES`), chosen with `recipe=` (`--recipe`):
-- `distill` (the default): one stage, the packaged all-MiniLM-L6-v2 as teacher, its in-batch
-  similarities learnt on en-da / en-de translations of the training help paragraphs;
+Three recipes (data/languages.py `RECIPES`), chosen with `recipe=` (`--recipe`):
+- `distill-embeddinggemma` (the default): one stage, EmbeddingGemma-300M as teacher (`make anchors`),
+  its own vectors learnt on help page title -> page text in the language and on en-da / en-de
+  translations of the training help paragraphs;
+- `distill`: one stage, the packaged all-MiniLM-L6-v2 as teacher, its in-batch similarities learnt
+  on the translations only (offline with `make install` alone);
 - `paper`: LLM2Vec's chain, MNTP on the language's prose -> SimCSE on its sentences ->
   supervised contrastive on real pairs (en-da translations + English STS-B; German adds German STS-B).
 The language's suite is evaluated after each stage. Each stage's Encoder folder is kept in
@@ -22,7 +25,9 @@ from .pipeline import SUITE_FILE, Pipeline, recipe_folder
 
 __all__ = ["adapt", "language_recipes", "evaluation_suite", "default_output_dir", "DEFAULT_RECIPE"]
 
-DEFAULT_RECIPE = "distill"  # measured best on the Danish and German tasks (issue 17, docs/results.md); "paper" is LLM2Vec's chain
+# Measured best on the Danish and German tasks (issue 25, docs/results.md "Against the anchors");
+# "distill" (MiniLM teacher, issue 17) needs no download; "paper" is LLM2Vec's chain.
+DEFAULT_RECIPE = "distill-embeddinggemma"
 
 
 def language_recipes(code: str, quick: bool = False, *, recipe: str = DEFAULT_RECIPE) -> Path:
@@ -59,7 +64,8 @@ def adapt(
 ) -> Path:
     """Run a language's recipes stage by stage; returns the last stage's Encoder folder.
 
-    `recipe`: "distill" (one distillation stage) or "paper" (MNTP -> SimCSE -> supervised).
+    `recipe`: "distill-embeddinggemma" or "distill" (one distillation stage, teacher EmbeddingGemma-300M or
+    all-MiniLM-L6-v2) or "paper" (MNTP -> SimCSE -> supervised).
     Finished stages (their folder records the stage) are skipped, and so are evaluations already
     made (`<output_dir>/results/`); `<output_dir>/results.json` sums them up. `overrides` apply to
     every stage (e.g. {"max_steps": 2} for a smoke run).

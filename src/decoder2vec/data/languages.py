@@ -15,7 +15,7 @@ from ..errors import choices_error
 # The recipes a language is adapted with (`adapt(recipe=...)`, `decoder2vec adapt --recipe`):
 # distill - one stage: the packaged all-MiniLM-L6-v2's similarities on en->language translations;
 # paper   - LLM2Vec's chain, MNTP -> SimCSE -> supervised, on the language's own text.
-RECIPES = ("distill", "paper")
+RECIPES = ("distill-embeddinggemma", "distill", "paper")
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,14 @@ class Language:
 
 
 LANGUAGES = {
-    "da": Language("da", "Danish", "da", {"distill": "gemma3-270m-da/distill", "paper": "gemma3-270m-da"},
+    "da": Language("da", "Danish", "da", {"distill-embeddinggemma": "gemma3-270m-da/distill-embeddinggemma",
+                                          "distill": "gemma3-270m-da/distill", "paper": "gemma3-270m-da"},
                    corpora=("manpages-da", "libreoffice-help-da-train"),
-                   pairs=("libreoffice-en-da-train", "stsb-en-train")),
-    "de": Language("de", "German", "de", {"distill": "gemma3-270m-de/distill", "paper": "gemma3-270m-de"},
+                   pairs=("libreoffice-en-da-train", "libreoffice-titles-da-train", "stsb-en-train")),
+    "de": Language("de", "German", "de", {"distill-embeddinggemma": "gemma3-270m-de/distill-embeddinggemma",
+                                          "distill": "gemma3-270m-de/distill", "paper": "gemma3-270m-de"},
                    corpora=("manpages-de", "libreoffice-help-de-train"),
-                   pairs=("stsb-de-train", "libreoffice-en-de-train", "stsb-en-train")),
+                   pairs=("stsb-de-train", "libreoffice-en-de-train", "libreoffice-titles-de-train", "stsb-en-train")),
 }
 
 
