@@ -3,12 +3,12 @@
 A missing optional package or tool would otherwise let the suite pass with whole files unchecked
 (a module-level importorskip hides every test in it). So every skip fails the run - at collection
 or in a test - unless the test carries `@pytest.mark.allow_skip(reason=...)` saying why skipping
-there is right. The tests that carry it today (all: the no-CUDA error cannot be raised on a
-machine that has CUDA):
+there is right. The tests that carry it today (all skip only on a machine that has CUDA):
 
 - tests/test_backends.py::test_bad_backend_arguments_are_one_line_errors (the device='cuda:0' case)
 - tests/test_loading.py::test_load_errors_are_one_line (the "cuda without CUDA" case)
 - tests/test_errors.py::test_cli_errors_are_one_line (the "cuda without CUDA" case)
+- tests/test_cpu_fast.py::test_fast_training_uses_bf16_autocast_only_where_the_table_says (CPU training)
 
 DECODER2VEC_ALLOW_SKIPS=1 turns the policy off for a local run without the optional extras; CI and
 `make test` never set it. Loaded by tests/conftest.py; tests/test_suite_policy.py runs it with `-p`.
