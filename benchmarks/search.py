@@ -119,6 +119,8 @@ def ann(args, work: Path) -> None:
     rows = []
     truth = None
     for precision in ("float32", "int8", "binary"):
+        if precision != "float32" and precision not in args.precisions:
+            continue  # float32 is always encoded: it gives the truth
         shards = work / f"shards-{precision}"
         t0 = time.perf_counter()
         encode_corpus(encoder, str(source), shards, id_column="id", normalize_embeddings=True,
@@ -130,6 +132,8 @@ def ann(args, work: Path) -> None:
             vectors = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
             truth = ids[np.argsort(-(query_vectors @ vectors.T), axis=1, kind="stable")[:, :10]]
         kinds = ["exact", "auto"] + (["ivf_pq"] if precision == "float32" else [])
+        if precision not in args.precisions:
+            kinds = []
         for kind in kinds:
             db = work / f"db-{precision}-{kind}"
             t0 = time.perf_counter()
@@ -199,6 +203,8 @@ def main() -> None:
     parser.add_argument("--rescore-wide", type=int, default=16, help="binary: a second, larger rescore multiplier")
     parser.add_argument("--exact-below", type=int, default=build_module.EXACT_BELOW,
                         help="rows from which index_type auto builds an ANN index")
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "int8", "binary"),
+                        default=["float32", "int8", "binary"], help="ANN part: the vectors to index")
     parser.add_argument("--tasks", nargs="+", default=None, help="nDCG part: these retrieval tasks only")
     parser.add_argument("--parts", nargs="+", choices=("ann", "ndcg"), default=["ann", "ndcg"])
     args = parser.parse_args()
