@@ -21,8 +21,9 @@ Training, on four architectures (`architectures`: llama = SmolLM2-135M; mistral,
 tiny random models written by transformers 5 and copied for 4.44 by reference/prepare_model.py), the
 same non-zero LoRA adapter on both sides (random A and B, r 4, alpha 8, every projection, where
 each reference script puts it) and one backward of each loss (reference_training_checks.py):
-- mntp: loss and the gradients of every LoRA matrix and of the LM head (run_mntp.py trains an
-  untied head in full: decoder2vec's train_lm_head)
+- mntp: loss and the gradients of every LoRA matrix and, where it is untied (the tiny models; not
+  SmolLM2's), of the LM head (run_mntp.py trains an untied head in full: decoder2vec's
+  train_lm_head; a tied one stays frozen on both sides)
 - simcse: attention dropout 0.3 (run_simcse.py's simcse_dropout), train mode, so the views differ;
   the same dropout masks on both sides (reference/replay_dropout.py draws each text's mask per view
   and layer from a seeded generator); sentences of one token length, so no row is padded

@@ -126,7 +126,11 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
                 pool_span="llm2vec", lora_r=LORA_R, lora_alpha=LORA_ALPHA)
     results, grads = {}, {}
 
-    mntp = MNTPStage(make_config({**base, "stage": "mntp", "packing": "blocks", "train_lm_head": True}))
+    from transformers import AutoConfig
+
+    # run_mntp.py trains an untied head in full and leaves a tied one frozen (SmolLM2's is tied).
+    tied = AutoConfig.from_pretrained(source).get_text_config().tie_word_embeddings
+    mntp = MNTPStage(make_config({**base, "stage": "mntp", "packing": "blocks", "train_lm_head": not tied}))
     mntp.load()
     model = add_lora(mntp.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0)
     weights = random_lora(model, SEED)
@@ -141,7 +145,10 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     logits, target = mntp.predict(model, masked, attention, labels)
     loss = F.cross_entropy(logits, target)
     loss.backward()
-    results["mntp"], grads["mntp"] = float(loss), {**lora_grads(model), "lm_head.weight": mntp.lm_head.weight.grad}
+    grads["mntp"] = lora_grads(model)
+    if mntp.lm_head.weight.grad is not None:
+        grads["mntp"]["lm_head.weight"] = mntp.lm_head.weight.grad
+    results["mntp"] = float(loss)
     del mntp, model
 
     common = dict(base, hidden_dropout=0.0)

@@ -85,7 +85,8 @@ def main() -> None:
                 labels=torch.tensor(m["labels"])).loss
     loss.backward()
     grads = lora_grads(mntp.model)
-    grads["lm_head.weight"] = mntp.lm_head.weight.grad.detach().clone()
+    if mntp.lm_head.weight.grad is not None:  # an untied head: trainable in run_mntp.py
+        grads["lm_head.weight"] = mntp.lm_head.weight.grad.detach().clone()
     out["mntp"] = float(loss)
     torch.save(grads, inputs["grads"]["mntp"])
     del mntp
