@@ -22,6 +22,7 @@ task)` (or transformers' Auto class, where the family has one) and predicts the 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 
@@ -116,23 +117,32 @@ def predict(model: PreTrainedModel, tokenizer, texts: list, *, batch_size: int =
         raise Decoder2VecError("texts must be a list of strings, not one string")
     if _is_token_classifier(model):
         return _predict_words(model, tokenizer, list(texts), batch_size, max_length)
+    out = []
+    with _inference(model, tokenizer):
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=max_length is not None,
+                              max_length=max_length, return_tensors="pt").to(model.device)
+            if "token_type_ids" not in _forward_names(model):  # decoders take none; BERT does
+                batch.pop("token_type_ids", None)
+            ids = model(**batch).logits.argmax(-1).tolist()
+            out += [model.config.id2label[i] for i in ids]
+    return out
+
+
+@contextlib.contextmanager
+def _inference(model, tokenizer):
+    """Right padding (transformers' heads read the last non-pad token), eval mode and no gradients,
+    the model's training mode given back afterwards."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
-    was_training, out = model.training, []
+    was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(texts), batch_size):
-                batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=max_length is not None,
-                                  max_length=max_length, return_tensors="pt").to(model.device)
-                if "token_type_ids" not in _forward_names(model):  # decoders take none; BERT does
-                    batch.pop("token_type_ids", None)
-                ids = model(**batch).logits.argmax(-1).tolist()
-                out += [model.config.id2label[i] for i in ids]
+            yield
     finally:
         model.train(was_training)
-    return out
 
 
 def _is_token_classifier(model) -> bool:
@@ -147,30 +157,23 @@ def _predict_words(model, tokenizer, texts: list, batch_size: int, max_length: i
         if not split:
             raise Decoder2VecError(f"texts[{i}] has no words: a token classifier labels each word of a text")
         words.append(split)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    tokenizer.padding_side = "right"
-    was_training, out = model.training, []
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(words), batch_size):
-                joined = [join_words(w) for w in words[start:start + batch_size]]
-                batch = tokenizer([text for text, _ in joined], padding=True, truncation=max_length is not None,
-                                  max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
-                offsets = batch.pop("offset_mapping").numpy()
-                if "token_type_ids" not in _forward_names(model):
-                    batch.pop("token_type_ids", None)
-                ids = model(**batch.to(model.device)).logits.argmax(-1).cpu().numpy()
-                for row, (_, spans) in enumerate(joined):
-                    member = token_word_matrix(offsets[row], spans)
-                    if not member.any(1).all():
-                        word = int(np.flatnonzero(~member.any(1))[0])
-                        raise Decoder2VecError(f"texts[{start + row}]: word {word} ({words[start + row][word]!r}) has "
-                                               f"no token within max_length={max_length}; raise max_length")
-                    out.append([model.config.id2label[int(ids[row, t])] for t in member.argmax(1)])
-    finally:
-        model.train(was_training)
+    out = []
+    with _inference(model, tokenizer):
+        for start in range(0, len(words), batch_size):
+            joined = [join_words(w) for w in words[start:start + batch_size]]
+            batch = tokenizer([text for text, _ in joined], padding=True, truncation=max_length is not None,
+                              max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
+            offsets = batch.pop("offset_mapping").numpy()
+            if "token_type_ids" not in _forward_names(model):
+                batch.pop("token_type_ids", None)
+            ids = model(**batch.to(model.device)).logits.argmax(-1).cpu().numpy()
+            for row, (_, spans) in enumerate(joined):
+                member = token_word_matrix(offsets[row], spans)
+                if not member.any(1).all():
+                    word = int(np.flatnonzero(~member.any(1))[0])
+                    raise Decoder2VecError(f"texts[{start + row}]: word {word} ({words[start + row][word]!r}) has "
+                                           f"no token within max_length={max_length}; raise max_length")
+                out.append([model.config.id2label[int(ids[row, t])] for t in member.argmax(1)])
     return out
 
 
