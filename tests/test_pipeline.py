@@ -174,7 +174,9 @@ def test_demo_recipe_default_bad_value_and_cli(tmp_path, monkeypatch, capsys):
     from decoder2vec.data.languages import RECIPES as ADAPT_RECIPES
     from decoder2vec.demo import DEFAULT_RECIPE, RECIPES, Demo
 
-    assert tuple(RECIPES) == ADAPT_RECIPES  # one set of recipe names for demo and adapt
+    # One set of recipe names: each demo recipe is an adapt recipe of the same name (adapt also has
+    # distill-embeddinggemma, measured on Danish and German only).
+    assert set(RECIPES) <= set(ADAPT_RECIPES) and set(ADAPT_RECIPES) - set(RECIPES) == {"distill-embeddinggemma"}
     assert Demo().recipe == DEFAULT_RECIPE and Demo().folder() == RECIPES[DEFAULT_RECIPE]  # folders: test above
     with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill, paper$"):
         Demo(recipe="llm2vec")

@@ -195,7 +195,10 @@ def test_chunked_attention_survives_gradient_checkpointing_with_the_same_gradien
     assert armed == [2] * 5
     assert plain.keys() == chunked.keys() and plain
     for name in plain:
-        assert torch.allclose(plain[name], chunked[name], atol=1e-5), name
+        # Float rounding scales with the gradient: on AVX-512 CPUs the recomputed sums round
+        # differently (1e-6 of the tensor's largest entry); a wrong recompute is off by its whole size.
+        scale = float(plain[name].abs().max())
+        assert torch.allclose(plain[name], chunked[name], rtol=1e-4, atol=1e-5 * max(scale, 1.0)), name
 
 
 # 9 ------------------------------------------------------------------ fp32 pooling and no KV cache
