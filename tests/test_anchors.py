@@ -46,10 +46,9 @@ def test_a_prompted_model_encodes_the_prompted_text(minilm):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_retrieval_queries_and_documents_reach_their_own_side(tmp_path, monkeypatch):
+def test_retrieval_queries_and_documents_reach_their_own_side():
     """A retrieval task sends its queries to the query callable and its corpus to the document one;
-    every other task type is symmetric (query side)."""
-    monkeypatch.setenv("DECODER2VEC_CACHE", str(tmp_path))
+    every other task type is symmetric (query side). (The task data comes from the shared cache.)"""
     seen = []
 
     def side(name):
@@ -61,10 +60,10 @@ def test_retrieval_queries_and_documents_reach_their_own_side(tmp_path, monkeypa
 
     model = SidedModel(query=side("query"), document=side("document"), name="fake")
     task = load_tasks("default", ["help-retrieval-da"])[0]
-    run_task(task, CachingAdapter(model))
+    run_task(task, CachingAdapter(model, cache=False))
     assert seen == [("query", 60), ("document", 120)]
     seen.clear()
-    run_task(load_tasks("default", ["stsb-en"])[0], CachingAdapter(model))
+    run_task(load_tasks("default", ["stsb-en"])[0], CachingAdapter(model, cache=False))
     assert [name for name, _ in seen] == ["query", "query"]
 
 
@@ -91,7 +90,6 @@ def test_compare_anchors_adds_each_installed_anchor_with_its_documented_score(tm
     from decoder2vec import anchors
     from decoder2vec.cli import main
 
-    monkeypatch.setenv("DECODER2VEC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(anchors, "embeddinggemma_folder", lambda: tmp_path / "absent")
     ours = {"model": "ours", "suite": "default:stsb-en", "averages": {"en": 0.5, "all": 0.5},
             "tasks": {"stsb-en": {"type": "sts", "language": "en", "source": "stsb", "metric": "cosine_spearman",
