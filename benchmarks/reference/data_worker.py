@@ -15,16 +15,13 @@ reference venv (setup.sh); benchmarks/reference_training.py compares with decode
 
 from __future__ import annotations
 
-import argparse
-import json
-from itertools import chain
 
 import torch
 from accelerate import Accelerator
 from llm2vec.dataset.E5Data import E5Data
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, set_seed
+from worker_io import grouped_features, read_request, write_response
 
-MAP_BATCH = 1000  # datasets.Dataset.map(batched=True)'s default batch_size
 
 
 class DataCollatorForLanguageModelingWithFullMasking(DataCollatorForLanguageModeling):
@@ -44,24 +41,8 @@ class DataCollatorForLanguageModelingWithFullMasking(DataCollatorForLanguageMode
         return inputs, labels
 
 
-def grouped_features(tokenizer, texts: list[str], block: int) -> list[dict]:
-    """run_mntp.py's tokenize_function + group_texts: every key cut into the same full blocks."""
-    features = []
-    for start in range(0, len(texts), MAP_BATCH):
-        examples = tokenizer(texts[start:start + MAP_BATCH], return_special_tokens_mask=True)
-        concatenated = {k: list(chain(*examples[k])) for k in examples.keys()}
-        total = (len(concatenated["input_ids"]) // block) * block
-        features += [{k: t[i:i + block] for k, t in concatenated.items()} for i in range(0, total, block)]
-    return features
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--inputs", required=True)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    inputs = json.loads(open(args.inputs, encoding="utf-8").read())
+    args, inputs = read_request(__doc__)
     out = {}
 
     c = inputs["collator"]
@@ -88,8 +69,7 @@ def main() -> None:
         set_seed(e["seed"])
         data = E5Data(split="train", file_path=e["folder"], effective_batch_size=block)
         out["e5data"][str(block)] = [[s.query, s.positive, s.negative] for s in data.data]
-    with open(args.output, "w", encoding="utf-8") as f:
-        json.dump(out, f)
+    write_response(args.output, out)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ model's; llm2vec 0.2.3's Qwen2BiModel keeps Qwen2's causal mask, so it is not).
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import torch
 from llm2vec import LLM2Vec
@@ -28,6 +26,7 @@ from llm2vec.models import GemmaBiForMNTP, LlamaBiForMNTP, MistralBiForMNTP, Qwe
 from peft import LoraConfig, get_peft_model
 from replay_dropout import ReplayDropout
 from transformers import AutoConfig, AutoModel
+from worker_io import read_request, write_response
 
 MNTP_CLASSES = {"llama": LlamaBiForMNTP, "mistral": MistralBiForMNTP, "qwen2": Qwen2BiForMNTP,
                 "gemma": GemmaBiForMNTP}
@@ -59,12 +58,7 @@ def lora_grads(model) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--inputs", required=True)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    inputs = json.loads(open(args.inputs, encoding="utf-8").read())
+    args, inputs = read_request(__doc__)
     weights = torch.load(inputs["lora"], weights_only=True)
     r, alpha = inputs["lora_r"], inputs["lora_alpha"]
     model_type = AutoConfig.from_pretrained(args.model).model_type
@@ -119,8 +113,7 @@ def main() -> None:
     loss.backward()
     out["supervised"] = float(loss)
     torch.save(lora_grads(model.model), inputs["grads"]["supervised"])
-    with open(args.output, "w", encoding="utf-8") as f:
-        json.dump(out, f)
+    write_response(args.output, out)
 
 
 if __name__ == "__main__":

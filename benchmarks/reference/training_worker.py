@@ -19,36 +19,18 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-from itertools import chain
 
 import torch
 from llm2vec import LLM2Vec
 from llm2vec.loss.HardNegativeNLLLoss import HardNegativeNLLLoss
 from llm2vec.models import LlamaBiForMNTP
 from transformers import AutoTokenizer
+from worker_io import grouped_features, read_request, write_response
 
-MAP_BATCH = 1000  # datasets.Dataset.map(batched=True)'s default batch_size
-
-
-def group_texts(tokenizer, texts: list[str], block: int) -> list[list[int]]:
-    blocks = []
-    for start in range(0, len(texts), MAP_BATCH):
-        examples = tokenizer(texts[start:start + MAP_BATCH], return_special_tokens_mask=True)
-        concatenated = list(chain(*examples["input_ids"]))
-        total = (len(concatenated) // block) * block
-        blocks += [concatenated[i:i + block] for i in range(0, total, block)]
-    return blocks
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--inputs", required=True)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    inputs = json.loads(open(args.inputs, encoding="utf-8").read())
+    args, inputs = read_request(__doc__)
     out = {}
     torch.manual_seed(0)
 
@@ -62,7 +44,8 @@ def main() -> None:
         del mntp
     if "blocks" in inputs:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        out["blocks"] = group_texts(tokenizer, inputs["blocks"]["texts"], inputs["blocks"]["length"])
+        out["blocks"] = [f["input_ids"] for f in grouped_features(tokenizer, inputs["blocks"]["texts"],
+                                                                   inputs["blocks"]["length"])]
 
     model = LLM2Vec.from_pretrained(args.model, enable_bidirectional=True, pooling_mode="mean",
                                     max_length=inputs["max_length"], torch_dtype=torch.float32,
@@ -98,8 +81,7 @@ def main() -> None:
                     reps(v["queries"]), reps(v["positives"]), reps(v["negatives"])))
             out["pooled_chat"][fmt] = pooled(inputs["pooled"]["texts"])
         model.model.config._name_or_path = name
-    with open(args.output, "w", encoding="utf-8") as f:
-        json.dump(out, f)
+    write_response(args.output, out)
 
 
 if __name__ == "__main__":
