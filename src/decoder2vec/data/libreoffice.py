@@ -109,10 +109,7 @@ def title_pairs(lang: str, max_chars: int = 300) -> list[Pair]:
     for page in help_pages(lang, "train").values():
         title = page["title"].strip()
         paragraphs = [p for p in page["paragraphs"] if p not in held and p.strip() != title]
-        body = " ".join(paragraphs)
-        if len(body) > max_chars:
-            cut = body[:max_chars]
-            body = cut[:cut.rfind(" ")] if cut.rfind(" ") > max_chars // 2 else cut
+        body = sources.clip(" ".join(paragraphs), max_chars)
         if not title or len(body.split()) < 8 or title in seen:
             continue  # a title shared by several pages is no query with one answer
         seen.add(title)

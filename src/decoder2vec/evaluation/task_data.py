@@ -17,6 +17,7 @@ from collections import defaultdict
 
 from ..data import gettext, sources
 from ..data.libreoffice import help_pages
+from ..data.sources import clip
 from ..errors import Decoder2VecError
 
 # LibreOffice help modules used as clustering labels: each one's pages are about one application.
@@ -27,16 +28,6 @@ def _sample(items: list, n: int | None, seed: int) -> list:
     if n is None or n >= len(items):
         return list(items)
     return random.Random(seed).sample(items, n)
-
-
-def clip(text: str, max_chars: int | None) -> str:
-    """Cut at the last word boundary before max_chars: long documents cost encoding time, and the
-    start of a page or article carries its topic."""
-    if max_chars is None or len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    space = cut.rfind(" ")
-    return cut[:space] if space > max_chars // 2 else cut
 
 
 # ---------------------------------------------------------------- STS-B
