@@ -40,7 +40,8 @@ def is_encoder_teacher(path: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _anchor(name: str):
-    """Loaded once for both sides of a stage's texts (the query side, then the document side)."""
+    """Loaded once for both sides of a stage's texts (the query side, then the document side);
+    teacher_vectors releases it when they are encoded."""
     return load_anchor(name, device="cpu")
 
 
@@ -98,12 +99,15 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
                 pass  # a torn cache file (killed while writing): computed again below
     log(f"distill: computing the teacher's ({teacher}) vectors of {len(texts)} texts once")
     vectors = None
-    for side in dict.fromkeys(sides):
-        rows = [i for i, s in enumerate(sides) if s == side]
-        part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
-        if vectors is None:
-            vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
-        vectors[rows] = part
+    try:
+        for side in dict.fromkeys(sides):
+            rows = [i for i, s in enumerate(sides) if s == side]
+            part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
+            if vectors is None:
+                vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+            vectors[rows] = part
+    finally:
+        _anchor.cache_clear()  # the teacher is not needed while the student trains (EmbeddingGemma: ~1.2 GB)
     if cache_dir is not None and write:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # The array first, the description last (its match is what makes the cache valid).
