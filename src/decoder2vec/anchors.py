@@ -116,7 +116,9 @@ def embeddinggemma_folder() -> Path:
 
 
 def _load_minilm(device=None):
-    return SentenceTransformer(minilm_path(), device=device)
+    # No prompts, as its card: it was trained without any.
+    return PromptedSentenceTransformer(SentenceTransformer(minilm_path(), device=device), ANCHOR_MODELS["minilm"],
+                                       prompts={})
 
 
 def _load_e5_small(device=None):
@@ -175,10 +177,7 @@ def load_anchor(name: str, device: str | None = None):
     """An anchor by its short name, ready for `encode(texts, side=, task_type=)`."""
     if name not in ANCHORS:
         raise choices_error("anchor", name, ANCHORS)
-    model = ANCHORS[name](device=device)
-    if isinstance(model, SentenceTransformer):  # minilm: no prompts, as its card
-        return PromptedSentenceTransformer(model, ANCHOR_MODELS[name], prompts={})
-    return model
+    return ANCHORS[name](device=device)
 
 
 def load_sentence_transformers(path: str, device: str | None = None, name: str | None = None):
