@@ -26,7 +26,7 @@ def wiki_texts(n: int, *, min_tokens: int = 4, max_tokens: int = 400, seed: int 
     length mix is the natural one. max_tokens=400 keeps every text inside llm2vec's
     doc_max_length, so the reference and decoder2vec see the same tokens."""
     from decoder2vec.data.sources import wikipedia_en_articles
-    from decoder2vec.loading import load_tokenizer
+    from decoder2vec.model.loading import load_tokenizer
 
     paragraphs = [p.strip() for article in wikipedia_en_articles() for p in article.split("\n") if p.strip()]
     lengths = [len(ids) for ids in load_tokenizer(None)(paragraphs)["input_ids"]]
@@ -37,7 +37,7 @@ def wiki_texts(n: int, *, min_tokens: int = 4, max_tokens: int = 400, seed: int 
 
 
 def count_tokens(texts: list[str]) -> int:
-    from decoder2vec.loading import load_tokenizer
+    from decoder2vec.model.loading import load_tokenizer
 
     return sum(len(ids) for ids in load_tokenizer(None)(texts)["input_ids"])
 
@@ -54,7 +54,7 @@ def reference_model_dir() -> str:
     sys.path.insert(0, str(REFERENCE))
     from prepare_model import prepare
 
-    from decoder2vec.loading import cache_dir, resolve_model
+    from decoder2vec.model.loading import cache_dir, resolve_model
 
     source = Path(resolve_model(None))
     return str(prepare(source, cache_dir() / "llm2vec-models" / source.name))

@@ -103,7 +103,7 @@ def load_engine(engine: str, model: str | None = None):
     import torch
 
     from decoder2vec import Encoder, make_bidirectional
-    from decoder2vec.loading import resolve_model
+    from decoder2vec.model.loading import resolve_model
 
     if engine == "sentence-transformers":
         from sentence_transformers import SentenceTransformer

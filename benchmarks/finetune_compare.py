@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 
 from decoder2vec import Encoder
 from decoder2vec.classification import load_for_classification, predict
-from decoder2vec.anchors import minilm_path
+from decoder2vec.folder.anchors import minilm_path
 from decoder2vec.evaluation.task_data import bbc_split
 from decoder2vec.training import train
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from decoder2vec import Encoder  # noqa: E402
 from decoder2vec.backends import torch as torch_backend  # noqa: E402
-from decoder2vec.loading import load_tokenizer  # noqa: E402
+from decoder2vec.model.loading import load_tokenizer  # noqa: E402
 from decoder2vec.training import train  # noqa: E402
 from decoder2vec.training.throughput import layer_parameters, measure_peak_flops  # noqa: E402
 

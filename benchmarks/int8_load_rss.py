@@ -34,7 +34,7 @@ def current_rss_mib() -> float:
 
 def worker(way: str, source: str) -> None:
     from decoder2vec import Encoder
-    from decoder2vec.quantization import quantize_model
+    from decoder2vec.model.quantization import quantize_model
 
     imported = peak_rss_mib()
     if way == "int8-after":

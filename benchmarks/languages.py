@@ -23,7 +23,7 @@ from pathlib import Path
 
 from decoder2vec.evaluation import evaluate, load_tasks
 from decoder2vec.evaluation.runner import LIBREOFFICE_SOURCES, task_source
-from decoder2vec.languages import default_output_dir, evaluation_suite
+from decoder2vec.pipeline.languages import default_output_dir, evaluation_suite
 
 # (row label, evaluate() keyword arguments)
 BASELINES = [

@@ -38,7 +38,7 @@ from decoder2vec.backends.base import forward_batches, pad
 from decoder2vec.backends.onnx import OnnxBackend, require
 from decoder2vec.backends.openvino import OpenVinoBackend
 from decoder2vec.encoder import _length_batches
-from decoder2vec.pooling import pool
+from decoder2vec.model.pooling import pool
 from encode_speed import BATCH_SIZE, engine_options
 
 ENGINES = ("decoder2vec", "decoder2vec-onnx", "decoder2vec-openvino", "decoder2vec-onnx-int8",

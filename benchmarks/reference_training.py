@@ -66,7 +66,7 @@ from common import REFERENCE, reference_model_dir, reference_python, scratch_dir
 from reference_training_checks import (architecture_report, data_report, equal_length_sentences, reference_dir,
                                        tiny_model_dir)
 
-from decoder2vec.chat_format import FORMATS, HUB_FORMATS
+from decoder2vec.model.chat_format import FORMATS, HUB_FORMATS
 from decoder2vec.data.paper import E5_INSTRUCTIONS, E5Pair
 from decoder2vec.training.config import make_config
 from decoder2vec.training.lora import add_lora
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1e-4)
     args = parser.parse_args()
 
-    from decoder2vec.loading import cache_dir, load_tokenizer, resolve_model
+    from decoder2vec.model.loading import cache_dir, load_tokenizer, resolve_model
 
     torch.manual_seed(0)
     source = str(resolve_model(None))
@@ -222,7 +222,8 @@ def main() -> None:
         folder = tiny_model_dir(arch, source, root)
         models[arch] = (folder, reference_dir(folder))
     report["architectures"] = {
-        arch: architecture_report(src, ref, blocks, simcse_sentences, e5_rows(), supervised_inputs(), args.length)
+        arch: architecture_report(arch, src, ref, blocks, simcse_sentences, e5_rows(), supervised_inputs(),
+                                  args.length)
         for arch, (src, ref) in models.items()}
     report["simcse_dropout"] = report["architectures"]["llama"]["simcse"]
     report["gradients"] = report["architectures"]["llama"]["gradients"]
@@ -230,20 +231,30 @@ def main() -> None:
 
     informative = {"simcse", "supervised_offsets"}  # see the docstring: reported, not targets
     checked = [report[k] for k, _, _ in pairs if k not in informative]
-    for entry in report["architectures"].values():
-        if not entry["reference_bidirectional"]:
-            continue  # llm2vec 0.2.3's Qwen2BiModel is causal: reported, no target (docstring)
-        checked += [entry["mntp"], entry["simcse"], entry["supervised"], *entry["gradients"].values()]
+    targeted = [e for e in report["architectures"].values() if e["target"]]
+    for entry in targeted:  # float32 losses, float64 gradients and losses (float32 gradients: reported)
+        checked += [entry["mntp"], entry["simcse"], entry["supervised"], *entry["gradients"].values(),
+                    *entry["float64_losses"].values()]
     equalities = [v for k, v in report.items() if k.endswith("_equal")]
-    equalities += [e[k] for e in report["architectures"].values() if e["reference_bidirectional"]
-                   for k in e if k.endswith("_equal")]
+    equalities += [e[k] for e in targeted for k in e if k.endswith("_equal")]
+    # An architecture without a target is one whose reference is causal, and only that one: a
+    # bidirectional reference marked "no target", or a causal one with a target, fails.
+    equalities += [e["target"] == e["reference_bidirectional"] for e in report["architectures"].values()]
     report["passed"] = all(c["rel_diff"] <= args.target for c in checked) and all(equalities)
-    report["machine"] = {"cpu": platform.processor() or platform.machine(), "load_average": os.getloadavg()[0],
-                         "torch": torch.__version__}
+    report["machine"] = {"cpu": cpu_model(), "load_average": os.getloadavg()[0], "torch": torch.__version__}
     print_table(report, pairs, args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def cpu_model() -> str:
+    """lscpu's "Model name" (from /proc/cpuinfo), the CPU line docs give beside a figure."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def print_table(report: dict, pairs: list, args) -> None:
@@ -251,14 +262,18 @@ def print_table(report: dict, pairs: list, args) -> None:
     for key, _, _ in pairs:
         r = report[key]
         print(f"{key:<30}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
-    print(f"\n{'training (LoRA A, B random)':<30}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
+    print(f"\n{'training (LoRA A, B random)':<34}{'decoder2vec':>14}{'llm2vec 0.2.3':>16}{'rel diff':>12}")
     for arch, entry in report["architectures"].items():
-        if not entry["reference_bidirectional"]:
-            print(f"{arch}: the reference model is causal (llm2vec 0.2.3's {arch} class keeps the causal mask); "
-                  "no target")
+        if not entry["target"]:
+            print(f"{arch}: no target: {entry['no_target']}")
+        if entry["target"] != entry["reference_bidirectional"]:
+            print(f"{arch}: reference_bidirectional is {entry['reference_bidirectional']}, target {entry['target']}")
         for key in ("mntp", "simcse", "supervised"):
-            for label, r in ((f"{arch} {key} loss", entry[key]), (f"{arch} {key} gradients", entry["gradients"][key])):
-                print(f"{label:<30}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
+            for label, r in ((f"{arch} {key} loss fp32", entry[key]),
+                             (f"{arch} {key} loss fp64", entry["float64_losses"][key]),
+                             (f"{arch} {key} grads fp64", entry["gradients"][key]),
+                             (f"{arch} {key} grads fp32 (info)", entry["float32_gradients"][key])):
+                print(f"{label:<34}{r['ours']:>14.6f}{r['reference']:>16.6f}{r['rel_diff']:>12.2e}")
     print(f"\nMNTP blocks equal: {report['mntp_blocks_equal']} ({report['mntp_blocks']} blocks of {args.length})")
     print(f"E5 pooled tokens equal (plain and every chat format): {report['e5_pool_tokens_equal']}")
     for d in report["e5_pool_token_diffs"]:

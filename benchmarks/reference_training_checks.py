@@ -119,9 +119,20 @@ def equal_length_sentences(tokenizer, texts: list[str], n: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- one architecture
-def ours_training(source: str, blocks: list[list[int]], sentences: list[str], rows: list, length: int, work: Path):
-    """Our losses and gradients; writes the LoRA weights the reference uses; returns (results,
-    inputs for reference/gradient_worker.py)."""
+def in_dtype(model, dtype: torch.dtype):
+    """`model` (LoRA included) cast to `dtype`; stops if a floating parameter was left in another
+    (a float32 LoRA layer on a float64 model would compute in float32 and hide what float64 shows)."""
+    model.to(dtype)
+    left = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != dtype}
+    if left:
+        raise SystemExit(f"parameters left in {sorted(left)} after casting to {dtype}")
+    return model
+
+
+def ours_training(source: str, blocks: list[list[int]], sentences: list[str], rows: list, length: int, work: Path,
+                  dtype: torch.dtype = torch.float32):
+    """Our losses and gradients, the models in `dtype`; writes the LoRA weights the reference uses;
+    returns (results, inputs for reference/gradient_worker.py)."""
     base = dict(model=source, output_dir="unused", data=["unused"], train_max_length=length, lora_dropout=0.0,
                 pool_span="llm2vec", lora_r=LORA_R, lora_alpha=LORA_ALPHA)
     results, grads = {}, {}
@@ -132,7 +143,7 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     tied = AutoConfig.from_pretrained(source).get_text_config().tie_word_embeddings
     mntp = MNTPStage(make_config({**base, "stage": "mntp", "packing": "blocks", "train_lm_head": not tied}))
     mntp.load()
-    model = add_lora(mntp.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0)
+    model = in_dtype(add_lora(mntp.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     weights = random_lora(model, SEED)
     mntp.attach(model)
     for module in mntp.extra_modules().values():  # the engine trains them (train_lm_head)
@@ -154,7 +165,7 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     common = dict(base, hidden_dropout=0.0)
     simcse = SimCSEStage(make_config({**common, "stage": "simcse", "scale": 20.0, "attention_dropout": SIMCSE_DROPOUT}))
     simcse.load()
-    model = add_lora(simcse.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0)
+    model = in_dtype(add_lora(simcse.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     set_lora(model, weights)
     model.train()
     layers = simcse.net.config.get_text_config().num_hidden_layers
@@ -169,14 +180,14 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     supervised = SupervisedStage(make_config({**common, "stage": "supervised", "scale": 50.0, "attention_dropout": 0.0,
                                               "batch_per_task": False, "instruction_template": "{instruction}; "}))
     supervised.load()
-    model = add_lora(supervised.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0)
+    model = in_dtype(add_lora(supervised.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     set_lora(model, weights)
     loss = supervised.loss(model, supervised.collate(rows))[0]
     loss.backward()
     results["supervised"], grads["supervised"] = float(loss), lora_grads(model)
 
     torch.save(weights, work / "lora.pt")
-    inputs = {"lora": str(work / "lora.pt"), "lora_r": LORA_R, "lora_alpha": LORA_ALPHA, "max_length": length,
+    inputs = {"lora": str(work / "lora.pt"), "dtype": str(dtype).removeprefix("torch."), "lora_r": LORA_R, "lora_alpha": LORA_ALPHA, "max_length": length,
               "mntp": {"masked": masked.tolist(), "attention": attention.tolist(), "labels": labels.tolist()},
               "simcse": {"texts": [SEPARATOR + s for s in sentences], "scale": 20.0, "dropout": SIMCSE_DROPOUT,
                          "seed": SEED},
@@ -195,18 +206,43 @@ def run_worker(script: str, model_dir: str, inputs: dict, work: Path) -> dict:
     return json.loads(output.read_text(encoding="utf-8"))
 
 
-def architecture_report(source: str, reference_model: str, blocks, sentences, rows, supervised_inputs: dict,
-                        length: int) -> dict:
-    """{"mntp", "simcse", "supervised": comparisons; "gradients": {stage: comparison}} for one model."""
+STAGES = ("mntp", "simcse", "supervised")
+# Architectures whose llm2vec 0.2.3 class is not bidirectional: reported, without a target.
+NO_TARGET = {"qwen2": "llm2vec 0.2.3's Qwen2BiModel sets is_causal=False on its attention modules but keeps "
+                      "Qwen2Model's causal mask, so the reference is causal; decoder2vec's Qwen2 is bidirectional"}
+
+
+def training_run(source: str, reference_model: str, blocks, sentences, rows, supervised_inputs: dict, length: int,
+                 dtype: torch.dtype) -> dict:
+    """Both sides' losses and LoRA gradients with the models in `dtype`."""
     work = scratch_dir()
-    mine, grads, inputs = ours_training(source, blocks, sentences, rows, length, work)
+    mine, grads, inputs = ours_training(source, blocks, sentences, rows, length, work, dtype)
     theirs = run_worker("gradient_worker.py", reference_model, {**inputs, "supervised": supervised_inputs}, work)
-    report = {k: compare(mine[k], theirs[k]) for k in ("mntp", "simcse", "supervised")}
-    report["reference_bidirectional"] = theirs["bidirectional"]
-    # Every layer dropped attention on both sides (an undropped run would also give equal losses).
-    report["simcse_dropout_layers_equal"] = mine["dropout_layers"] == theirs["dropout_calls"] > 0
-    report["gradients"] = {k: compare_grads(grads[k], torch.load(inputs["grads"][k], weights_only=True))
-                           for k in ("mntp", "simcse", "supervised")}
+    return {"losses": {k: compare(mine[k], theirs[k]) for k in STAGES},
+            "gradients": {k: compare_grads(grads[k], torch.load(inputs["grads"][k], weights_only=True))
+                          for k in STAGES},
+            "bidirectional": theirs["bidirectional"],
+            # Every layer dropped attention on both sides (an undropped run would also give equal losses).
+            "dropout_layers_equal": mine["dropout_layers"] == theirs["dropout_calls"] > 0}
+
+
+def architecture_report(arch: str, source: str, reference_model: str, blocks, sentences, rows,
+                        supervised_inputs: dict, length: int) -> dict:
+    """One model, two runs: float32 (the losses, as training computes them) and float64 (the
+    gradients: float32's rounding over a long backward is ~1e-4 of a gradient, the size of the
+    target, so a real difference could hide in it; in float64 it is ~1e-7, what is left of the
+    float32 casts both sides keep: transformers' MNTP logits, decoder2vec's pooling and loss)."""
+    fp32 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float32)
+    fp64 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float64)
+    report = {"target": arch not in NO_TARGET, **({"no_target": NO_TARGET[arch]} if arch in NO_TARGET else {}),
+              "dtypes": {"losses": "float32", "gradients": "float64", "float64_losses": "float64",
+                         "float32_gradients": "float32 (reported, not a target)"},
+              **fp32["losses"],
+              "gradients": fp64["gradients"],
+              "float64_losses": fp64["losses"],
+              "float32_gradients": fp32["gradients"],
+              "reference_bidirectional": fp32["bidirectional"] and fp64["bidirectional"],
+              "simcse_dropout_layers_equal": fp32["dropout_layers_equal"] and fp64["dropout_layers_equal"]}
     return report
 
 

@@ -41,7 +41,7 @@ import psutil  # noqa: E402
 from common import scratch_dir  # noqa: E402
 from decoder2vec.data.libreoffice import help_documents  # noqa: E402
 from decoder2vec.data.sources import wikipedia_en_articles  # noqa: E402
-from decoder2vec.loading import load_tokenizer  # noqa: E402
+from decoder2vec.model.loading import load_tokenizer  # noqa: E402
 from tiny import tiny_encoder  # noqa: E402
 
 from decoder2vec import Encoder  # noqa: E402
@@ -71,7 +71,7 @@ def worker(job: dict) -> dict:
     # local engine's peak RSS.
     import ray
 
-    from decoder2vec.distributed import encode_files
+    from decoder2vec.corpus.ray_engine import encode_files
 
     ray.init(num_cpus=job["ray_cpus"], include_dashboard=False, log_to_driver=False)
     actors: dict[int, float] = {}

@@ -6,7 +6,7 @@ menu item, key name, literal input, literal, emphasis, link - or O. Per language
 logistic-regression probe (standardised features) is trained on words of training pages and
 scored on held-out pages (the project's page split, data/libreoffice.py). Score: macro-F1 over
 the roles with at least MIN_SUPPORT words in both train and test (O excluded: always-O scores 0).
-Word vector: the mean (--aggregate) of its tokens' last hidden states (words.py).
+Word vector: the mean (--aggregate) of its tokens' last hidden states (model/words.py).
 
 Models: the packaged SmolLM2-135M causal and bidirectional (untrained), each trained demo stage
 found under runs/demo*/ (mntp, simcse, supervised), all-MiniLM-L6-v2's token embeddings, and a
@@ -37,9 +37,9 @@ from sklearn.preprocessing import StandardScaler
 from decoder2vec import Encoder
 from decoder2vec.data.conll import CONLL_HUB, conll2003
 from decoder2vec.data.markup import OUTSIDE, role_paragraphs
-from decoder2vec.anchors import minilm_path
-from decoder2vec.folder import CONFIG_NAME
-from decoder2vec.words import aggregate, join_words
+from decoder2vec.folder.anchors import minilm_path
+from decoder2vec.folder.config import CONFIG_NAME
+from decoder2vec.model.words import aggregate, join_words
 
 MIN_SUPPORT = 10  # a role enters macro-F1 with at least this many words in train and in test
 LANGS = ("en", "da", "de")

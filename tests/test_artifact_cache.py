@@ -14,7 +14,7 @@ from tiny import CORPUS, tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.backends.cache import RECORD
-from decoder2vec.onnx_backend import ONNX_FILE, export_onnx
+from decoder2vec.folder.onnx_export import ONNX_FILE, export_onnx
 
 TEXTS = CORPUS[:4]
 

@@ -15,8 +15,8 @@ from tiny import CORPUS, FAMILIES, assert_batch_invariant, tiny_encoder
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.backends import BACKENDS, TorchBackend
 from decoder2vec.backends import cache as artifact_cache
-from decoder2vec.onnx_backend import ONNX_FILE, export_onnx
-from decoder2vec.precision import PRECISIONS
+from decoder2vec.folder.onnx_export import ONNX_FILE, export_onnx
+from decoder2vec.model.precision import PRECISIONS
 from decoder2vec.serving import BackgroundServer, ServeSettings
 
 TEXTS = CORPUS[:6]

@@ -74,7 +74,7 @@ def test_padding_never_changes_real_tokens(family, side, bidirectional):
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_chunked_attention_equals_sdpa(family, bidirectional, monkeypatch):
     """Long inputs run attention in query blocks (no length x length mask); same numbers."""
-    from decoder2vec import chunked_attention as ca
+    from decoder2vec.model import chunked_attention as ca
 
     encoder = tiny_encoder(family, bidirectional=bidirectional)
     blocks = []
@@ -101,7 +101,7 @@ def test_chunked_attention_equals_sdpa(family, bidirectional, monkeypatch):
 
 
 def test_long_batches_switch_to_chunks(family, monkeypatch):
-    from decoder2vec import chunked_attention as ca
+    from decoder2vec.model import chunked_attention as ca
     from decoder2vec.backends import torch as torch_backend
 
     encoder = tiny_encoder(family)

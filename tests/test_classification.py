@@ -7,7 +7,7 @@ from tiny import FAMILIES, tiny_encoder, tiny_model
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from decoder2vec import Decoder2VecError, Encoder
-from decoder2vec.bidirectional import make_causal
+from decoder2vec.model.bidirectional import make_causal
 from decoder2vec.classification import load_for_classification
 
 AUTO = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tiny import CORPUS, tiny_encoder
 
-from decoder2vec.quantization import quantize_model
+from decoder2vec.model.quantization import quantize_model
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])

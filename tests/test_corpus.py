@@ -17,7 +17,7 @@ from tiny import CORPUS, tiny_encoder
 from decoder2vec import Encoder
 from decoder2vec.cli import main
 from decoder2vec.corpus import MANIFEST, encode_corpus, ids_file, read_output
-from decoder2vec.precision import quantize_embeddings
+from decoder2vec.model.precision import quantize_embeddings
 
 TEXTS = [f"{text} ({i})" for i, text in enumerate(CORPUS[:6] * 3)]  # 18 distinct texts
 

@@ -8,7 +8,7 @@ import torch
 from decoder2vec import Encoder, cpu
 from decoder2vec.backends.base import same_length_batches
 from decoder2vec.errors import Decoder2VecError
-from decoder2vec.quantization import Int8Linear, quantize_model
+from decoder2vec.model.quantization import Int8Linear, quantize_model
 
 from tiny import CORPUS, assert_batch_invariant, tiny_encoder
 

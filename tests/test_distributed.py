@@ -1,4 +1,4 @@
-"""The Ray engine (decoder2vec.distributed) on a local Ray instance with 2 CPUs: same output as the
+"""The Ray engine (decoder2vec.corpus.ray_engine) on a local Ray instance with 2 CPUs: same output as the
 local engine, and a worker killed mid-job is retried with every id written exactly once."""
 
 import json
@@ -15,7 +15,7 @@ from tiny import CORPUS, tiny_encoder
 import ray  # a dev extra: missing, the suite fails here rather than skipping the file
 from decoder2vec import Encoder
 from decoder2vec.corpus import MANIFEST, encode_corpus, read_output
-from decoder2vec.distributed import encode_dataset, encode_files
+from decoder2vec.corpus.ray_engine import encode_dataset, encode_files
 from decoder2vec.cli import main
 
 TEXTS = [f"{CORPUS[i % 6]} number {i}" for i in range(400)]

@@ -8,7 +8,7 @@ import torch
 from tiny import CORPUS, FAMILIES, tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
-from decoder2vec.pooling import POOLINGS
+from decoder2vec.model.pooling import POOLINGS
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -116,7 +116,7 @@ def smollm2_tokenizer_encoder():
     """A tiny llama body behind the real SmolLM2 tokenizer (tokenization only; no real weights)."""
     from transformers import AutoTokenizer
 
-    from decoder2vec import loading
+    from decoder2vec.model import loading
 
     encoder = tiny_encoder("llama")
     encoder.tokenizer = AutoTokenizer.from_pretrained(loading.resolve_model(None))  # packaged: never skipped
@@ -407,7 +407,7 @@ def test_a_text_longer_than_max_length_drops_the_whole_instruction(pooling):
 
 # ----------------------------------------------------------------- precision of the forward (issue 15 point 9)
 def test_pooling_runs_in_float32_on_bf16_states():
-    from decoder2vec.pooling import pool
+    from decoder2vec.model.pooling import pool
 
     torch.manual_seed(0)
     states = torch.randn(2, 300, 16).to(torch.bfloat16)
@@ -418,7 +418,7 @@ def test_pooling_runs_in_float32_on_bf16_states():
 
 
 def test_pooling_refuses_a_row_with_nothing_to_pool():
-    from decoder2vec.pooling import pool
+    from decoder2vec.model.pooling import pool
 
     mask = torch.tensor([[1, 1], [0, 0]])
     with pytest.raises(Decoder2VecError, match="row 1 of the batch has no text token to pool"):

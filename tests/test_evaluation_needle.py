@@ -10,7 +10,7 @@ from tiny import CORPUS, tiny_tokenizer
 
 from decoder2vec.errors import Decoder2VecError
 from decoder2vec.evaluation import needle, run_task
-from decoder2vec.folder import EncoderConfig
+from decoder2vec.folder.config import EncoderConfig
 
 FILLER = [
     "Copenhagen is the capital of Denmark. It lies on the islands of Zealand and Amager. " * 3,

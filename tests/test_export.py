@@ -9,7 +9,7 @@ from tiny import tiny_encoder
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.cli import main
 from decoder2vec.results import read_results
-from decoder2vec.export import (
+from decoder2vec.folder.export import (
     export_sentence_transformers,
     push_to_hub,
     sentence_transformers_gaps,

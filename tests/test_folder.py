@@ -1,4 +1,4 @@
-"""folder.py: the one answer to "what is this model name or path?" (`kind`) and to "is this stage
+"""folder/config.py: the one answer to "what is this model name or path?" (`kind`) and to "is this stage
 finished here?" (`finished`); atomic.py's single-file writes. Folders are made by hand (the files
 `kind` looks at), so no model loads."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from decoder2vec import Decoder2VecError
 from decoder2vec.atomic import PARTIAL, write_atomic, write_json_atomic, write_npy_atomic
-from decoder2vec.folder import CONFIG_NAME, finished, is_sentence_transformers, kind
+from decoder2vec.folder.config import CONFIG_NAME, finished, is_sentence_transformers, kind
 
 
 def folder_with(tmp_path, name, *files):

@@ -1,4 +1,4 @@
-"""int8 while loading (int8_loading.py): the same int8 model as loading fp32 and quantising it
+"""int8 while loading (model/int8_loading.py): the same int8 model as loading fp32 and quantising it
 afterwards (quantization.quantize_model), never holding the whole fp32 model."""
 
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from decoder2vec import Encoder, int8_loading
+from decoder2vec import Encoder
+from decoder2vec.model import int8_loading
 from decoder2vec import encoder as encoder_module
-from decoder2vec.quantization import Int8Linear, is_quantized, quantize_model
+from decoder2vec.model.quantization import Int8Linear, is_quantized, quantize_model
 from tiny import CORPUS, assert_batch_invariant, tiny_config, tiny_encoder, tiny_tokenizer
 
 TEXTS = CORPUS[:6]

@@ -16,10 +16,10 @@ from tiny import CORPUS, tiny_tokenizer
 
 # ------------------------------------------------------------------------------ recipes and split
 def test_language_recipes_validate():
-    from decoder2vec import languages
+    from decoder2vec.pipeline import languages
     from decoder2vec.data.languages import LANGUAGES, RECIPES
     from decoder2vec.data.registry import CORPORA, EVALUATION_ONLY, PAIRS, refuse_evaluation_only
-    from decoder2vec.pipeline import stage_recipes
+    from decoder2vec.pipeline.runner import stage_recipes
     from decoder2vec.training.config import load_recipe
 
     assert RECIPES == ("distill-embeddinggemma", "distill", "paper")
@@ -69,8 +69,8 @@ def test_adapt_recipe_picks_the_folder_suite_and_output_dir(recipe, quick, folde
     """recipe= (--recipe) -> the packaged folder, its suite and a runs folder of its own; nothing trained."""
     from pathlib import Path
 
-    from decoder2vec import languages
-    from decoder2vec.pipeline import packaged_recipes
+    from decoder2vec.pipeline import languages
+    from decoder2vec.pipeline.runner import packaged_recipes
 
     made = []
 
@@ -97,7 +97,7 @@ def test_adapt_recipe_picks_the_folder_suite_and_output_dir(recipe, quick, folde
 
 
 def test_bad_recipe_is_one_line_naming_the_choices(capsys):
-    from decoder2vec import languages
+    from decoder2vec.pipeline import languages
     from decoder2vec.cli import main
 
     with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'llm2vec'; choose one of: distill-embeddinggemma, distill, paper$"):
@@ -115,7 +115,7 @@ def test_cli_recipe_flag_is_adapts_keyword(monkeypatch, tmp_path):
 
     from decoder2vec.cli import adapt as adapt_verb
     from decoder2vec.cli import main
-    from decoder2vec.languages import DEFAULT_RECIPE, adapt
+    from decoder2vec.pipeline.languages import DEFAULT_RECIPE, adapt
 
     assert inspect.signature(adapt).parameters["recipe"].default == DEFAULT_RECIPE == "distill-embeddinggemma"
     calls = []
@@ -159,7 +159,7 @@ def test_adapt_runs_the_stages_in_order_and_resumes(tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from decoder2vec import languages
+    from decoder2vec.pipeline import languages
     from tiny import tiny_config
 
     stages = ["mntp", "simcse", "supervised"]  # the language recipes' stages
@@ -220,7 +220,7 @@ def _flatten(value):
 def test_training_sources_hold_no_evaluation_text():
     """Real LibreOffice help data: no training pair or MNTP paragraph is a text that any suite's
     help task evaluates on."""
-    from decoder2vec import languages
+    from decoder2vec.pipeline import languages
     from decoder2vec.data.languages import LANGUAGES
     from decoder2vec.data.libreoffice import help_documents, title_pairs, translation_pairs
     from decoder2vec.evaluation.suites import load_tasks, suite_names

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from decoder2vec import Decoder2VecError, Encoder
-from decoder2vec.pooling import (LATENT_ATTENTION_FILE, LatentAttention, latent_attention_pool, load_latent_attention,
+from decoder2vec.model.pooling import (LATENT_ATTENTION_FILE, LatentAttention, latent_attention_pool, load_latent_attention,
                                  pool, save_latent_attention)
-from decoder2vec.export import export_sentence_transformers
+from decoder2vec.folder.export import export_sentence_transformers
 from decoder2vec.training import train
 from test_training_support import FAST, corpus_file, encoder_folder, pairs_file
 

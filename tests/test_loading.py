@@ -10,7 +10,8 @@ import pytest
 import torch
 from tiny import tiny_config, tiny_encoder, tiny_model, tiny_tokenizer
 
-from decoder2vec import Decoder2VecError, Encoder, loading
+from decoder2vec import Decoder2VecError, Encoder
+from decoder2vec.model import loading
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from decoder2vec import Encoder, EncoderConfig
-from decoder2vec.trained_dims import trained_dims, untrained_dim_warning
+from decoder2vec.folder.trained_dims import trained_dims, untrained_dim_warning
 from decoder2vec.training import train
 from decoder2vec.training.losses import info_nce
 from decoder2vec.training.matryoshka import apply_matryoshka

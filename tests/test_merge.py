@@ -10,8 +10,8 @@ from transformers import AutoConfig, AutoModel
 
 from decoder2vec import Decoder2VecError, Encoder, EncoderConfig
 from decoder2vec.cli.merge import add_arguments, run
-from decoder2vec.folder import last_stage, read_config
-from decoder2vec.merge import merge
+from decoder2vec.folder.config import last_stage, read_config
+from decoder2vec.training.merge import merge
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "A dog.", "Paris is the capital of France."]
 
@@ -148,7 +148,7 @@ def test_a_missing_merge_with_folder_is_refused_before_training(tmp_path):
 
 
 def with_latent_attention(tmp_path, name, seed, latents=8):
-    from decoder2vec.pooling import LatentAttention
+    from decoder2vec.model.pooling import LatentAttention
 
     torch.manual_seed(seed)
     encoder = Encoder(tiny_model("llama", seed=seed), tiny_tokenizer(), EncoderConfig(max_length=128))
@@ -163,7 +163,7 @@ def test_latent_attention_layers_are_averaged_with_the_weights(tmp_path):
     """Issue 23, case 4: merge kept the first source's layer (or none) whatever the others had."""
     import json
 
-    from decoder2vec.pooling import load_latent_attention
+    from decoder2vec.model.pooling import load_latent_attention
 
     a, b = with_latent_attention(tmp_path, "a", 0), with_latent_attention(tmp_path, "b", 1)
     out = merge([a, b], [0.25, 0.75], output_dir=tmp_path / "merged")

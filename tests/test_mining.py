@@ -18,7 +18,7 @@ from tiny import tiny_encoder
 from decoder2vec import Decoder2VecError
 from decoder2vec.cli.mine import add_arguments, run
 from decoder2vec.data.pairs import Pair, load_pairs
-from decoder2vec.mining import mine_hard_negatives, write_pair_file
+from decoder2vec.training.mining import mine_hard_negatives, write_pair_file
 from decoder2vec.training.teacher import teacher_path
 
 FOX, FOX_DUPLICATE = "The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog!"

@@ -14,7 +14,7 @@ from tiny import tiny_encoder
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.atomic import MARKER, PARTIAL, REPLACED, atomic_folder
 from decoder2vec.cli import main
-from decoder2vec.export import export_sentence_transformers
+from decoder2vec.folder.export import export_sentence_transformers
 
 TEXTS = ["A dog.", "Paris is the capital of France."]
 

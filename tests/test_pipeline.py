@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from decoder2vec.cli import run as run_verb
 from decoder2vec.errors import Decoder2VecError
-from decoder2vec.pipeline import Pipeline, packaged_recipe_names, packaged_recipes, recipe_folder, stage_recipes
+from decoder2vec.pipeline.runner import Pipeline, packaged_recipe_names, packaged_recipes, recipe_folder, stage_recipes
 from tiny import CORPUS, tiny_config, tiny_tokenizer
 
 RECIPE = ("stage: {stage}\nmodel: {model}\ndata: [{data}]\noutput_dir: {output}/{stage}\nmax_steps: 2\n"
@@ -159,7 +159,7 @@ def test_cli_run_dry_run_validates_every_packaged_recipe_folder(name, capsys, mo
 def test_demo_recipe_picks_the_folder_and_output_dir(recipe, quick, recipes, folder, output_dir):
     from pathlib import Path
 
-    from decoder2vec.demo import Demo
+    from decoder2vec.pipeline.demo import Demo
 
     demo = Demo(recipe=recipe, quick=quick, recipes=recipes)
     assert demo.folder() == folder and recipe_folder(folder).is_dir()
@@ -172,7 +172,7 @@ def test_demo_recipe_default_bad_value_and_cli(tmp_path, monkeypatch, capsys):
     from decoder2vec.cli import demo as demo_verb
     from decoder2vec.cli import main
     from decoder2vec.data.languages import RECIPES as ADAPT_RECIPES
-    from decoder2vec.demo import DEFAULT_RECIPE, RECIPES, Demo
+    from decoder2vec.pipeline.demo import DEFAULT_RECIPE, RECIPES, Demo
 
     # One set of recipe names: each demo recipe is an adapt recipe of the same name (adapt also has
     # distill-embeddinggemma, measured on Danish and German only).
@@ -220,10 +220,10 @@ def _recorders(monkeypatch):
 
 def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypatch):
     """The demo's rows, calls and files (the paper recipe), with training and evaluation replaced by recorders."""
-    from decoder2vec.demo import BASELINES, Demo
+    from decoder2vec.pipeline.demo import BASELINES, Demo
 
     trained, evaluated = _recorders(monkeypatch)
-    monkeypatch.setattr("decoder2vec.anchors.embeddinggemma_folder", lambda: tmp_path / "not-fetched")
+    monkeypatch.setattr("decoder2vec.folder.anchors.embeddinggemma_folder", lambda: tmp_path / "not-fetched")
     out = tmp_path / "demo"
     summary = Demo(recipe="paper", quick=True, output_dir=out).run()
 
@@ -244,13 +244,13 @@ def test_demo_is_the_pipeline_with_baselines_and_a_reference(tmp_path, monkeypat
 
 
 def test_demo_distill_recipe_is_one_stage_between_the_baselines_and_the_reference(tmp_path, monkeypatch):
-    from decoder2vec.demo import BASELINES, Demo
+    from decoder2vec.pipeline.demo import BASELINES, Demo
 
     trained, evaluated = _recorders(monkeypatch)
     fetched = tmp_path / "embeddinggemma"  # after `make anchors`: its row too
     fetched.mkdir()
     (fetched / "modules.json").write_text("[]")
-    monkeypatch.setattr("decoder2vec.anchors.embeddinggemma_folder", lambda: fetched)
+    monkeypatch.setattr("decoder2vec.folder.anchors.embeddinggemma_folder", lambda: fetched)
     out = tmp_path / "demo"
     summary = Demo(recipe="distill", quick=True, output_dir=out).run()
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from decoder2vec import Decoder2VecError
-from decoder2vec.quantization import Int8Linear, is_quantized, quantize_model
+from decoder2vec.model.quantization import Int8Linear, is_quantized, quantize_model
 from tiny import CORPUS, tiny_encoder
 
 
@@ -124,7 +124,7 @@ def test_from_pretrained_quantize_int8(tmp_path):
     from tiny import tiny_encoder
 
     from decoder2vec import Encoder
-    from decoder2vec.quantization import is_quantized
+    from decoder2vec.model.quantization import is_quantized
 
     folder = tiny_encoder("llama").save_pretrained(tmp_path / "enc")
     fp32 = Encoder.from_pretrained(folder)

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from decoder2vec import Encoder
-from decoder2vec.chat_format import FORMATS
+from decoder2vec.model.chat_format import FORMATS
 from decoder2vec.data.paper import E5Pair
 from decoder2vec.errors import Decoder2VecError
 from decoder2vec.evaluation import llm2vec_protocol
-from decoder2vec.folder import EncoderConfig
+from decoder2vec.folder.config import EncoderConfig
 from decoder2vec.training import train
 from decoder2vec.training.config import make_config
 from decoder2vec.training.simcse import SimCSEStage

@@ -23,7 +23,7 @@ import decoder2vec.corpus.reading as reading
 from decoder2vec import Encoder, EncoderConfig
 from decoder2vec.cli import main
 from decoder2vec.corpus import MANIFEST, encode_corpus, read_chunks, read_output, scan_inputs, text_limit
-from decoder2vec.distributed import _user_error
+from decoder2vec.corpus.ray_engine import _user_error
 from decoder2vec.errors import Decoder2VecError
 
 TEXTS = [f"{CORPUS[i % 6]} number {i}" for i in range(12)]

@@ -19,7 +19,7 @@ from decoder2vec import Encoder
 from decoder2vec.cli import main
 from decoder2vec.corpus import encode_corpus, manifest_path, read_output
 from decoder2vec.errors import Decoder2VecError
-from decoder2vec.precision import calibration_ranges, quantize_embeddings
+from decoder2vec.model.precision import calibration_ranges, quantize_embeddings
 from decoder2vec.search import Index, build_index, search
 from decoder2vec.search import build as build_module
 from decoder2vec.serving import BackgroundServer, ServeSettings, create_app

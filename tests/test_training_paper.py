@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import decoder2vec.chunked_attention as chunked_module
+import decoder2vec.model.chunked_attention as chunked_module
 from transformers import TrainerCallback
 
 from decoder2vec.backends import torch as torch_backend
@@ -271,7 +271,7 @@ def test_source_instructions_give_each_source_its_query_instruction(tmp_path):
 
 
 def test_chunked_attention_switches_the_model_inside_a_ddp_style_wrapper():
-    from decoder2vec.chunked_attention import NAME, chunked_attention
+    from decoder2vec.model.chunked_attention import NAME, chunked_attention
 
     class Wrapper(torch.nn.Module):  # what DDP/FSDP look like from outside: .module, no .config
         def __init__(self, module):

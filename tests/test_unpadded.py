@@ -6,7 +6,7 @@ import torch
 from tiny import CORPUS, FAMILIES, tiny_encoder
 
 from decoder2vec import Decoder2VecError
-from decoder2vec.unpadded import pack, unpack, uses_varlen_kernel
+from decoder2vec.model.unpadded import pack, unpack, uses_varlen_kernel
 
 TEXTS = ["A cat.", *CORPUS[:5]]
 # The tiny Gemma-2/3 configs use a 4-token sliding window; the mask path cannot express it.

@@ -1,4 +1,4 @@
-"""Token embeddings (Encoder.encode(output_value="token_embeddings")), word aggregation (words.py)
+"""Token embeddings (Encoder.encode(output_value="token_embeddings")), word aggregation (model/words.py)
 and the word-role labels of the LibreOffice help markup (data/markup.py)."""
 
 import os
@@ -9,7 +9,7 @@ import torch
 from tiny import FAMILIES, tiny_encoder
 
 from decoder2vec import Decoder2VecError, Encoder
-from decoder2vec.words import aggregate, encode_words, join_words, word_spans
+from decoder2vec.model.words import aggregate, encode_words, join_words, word_spans
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

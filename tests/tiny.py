@@ -76,7 +76,7 @@ def tiny_config(family: str):
 def tiny_model(family: str, seed: int = 0):
     from transformers import AutoModel
 
-    from decoder2vec.bidirectional import quirks_for
+    from decoder2vec.model.bidirectional import quirks_for
 
     torch.manual_seed(seed)
     config = tiny_config(family)

@@ -5,8 +5,8 @@ reference venv (setup.sh); benchmarks/reference_training.py writes the inputs an
 
 The adapter is put where the reference scripts put it (peft's get_peft_model on the inner model:
 `model.model` of the *BiForMNTP class in run_mntp.py, `LLM2Vec.model` in run_simcse.py and
-run_supervised.py), with the LoRA weights decoder2vec used (a torch file of canonical names), then
-one backward of each loss:
+run_supervised.py), with the LoRA weights decoder2vec used (a torch file of canonical names), the
+models in the request's `dtype` (float32 or float64), then one backward of each loss:
 - mntp: *BiForMNTP(labels=...).loss, its LM head trainable (run_mntp.py leaves it so);
 - simcse: LLM2Vec with attention_dropout (run_simcse.py's simcse_dropout), train mode, each view
   its own forward, HardNegativeNLLLoss; dropout masks replayed by replay_dropout.ReplayDropout;
@@ -38,9 +38,12 @@ def canonical(name: str) -> str:
     return name[name.index("layers."):].replace(".default", "")
 
 
-def with_lora(module, weights: dict, r: int, alpha: float):
+def with_lora(module, weights: dict, r: int, alpha: float, dtype: torch.dtype):
     model = get_peft_model(module, LoraConfig(r=r, lora_alpha=alpha, target_modules=TARGETS, lora_dropout=0.0,
-                                              bias="none"))
+                                              bias="none")).to(dtype)
+    left = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != dtype}
+    if left:  # a LoRA layer left in float32 would compute in float32 inside a float64 model
+        raise SystemExit(f"parameters left in {sorted(left)} after casting to {dtype}")
     seen = set()
     for name, param in model.named_parameters():
         if "lora_" in name:
@@ -61,20 +64,21 @@ def main() -> None:
     args, inputs = read_request(__doc__)
     weights = torch.load(inputs["lora"], weights_only=True)
     r, alpha = inputs["lora_r"], inputs["lora_alpha"]
+    dtype = getattr(torch, inputs.get("dtype", "float32"))
     model_type = AutoConfig.from_pretrained(args.model).model_type
     out = {}
 
     ids = torch.tensor(inputs["mntp"]["masked"][:1])
     with torch.no_grad():
-        causal = AutoModel.from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="sdpa")
+        causal = AutoModel.from_pretrained(args.model, torch_dtype=dtype, attn_implementation="sdpa")
         states = [model(input_ids=ids).last_hidden_state[0, 0] for model in (
-            causal, LLM2Vec.from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="sdpa").model)]
+            causal, LLM2Vec.from_pretrained(args.model, torch_dtype=dtype, attn_implementation="sdpa").model)]
     out["bidirectional"] = not torch.allclose(states[0], states[1], atol=1e-6)
     del causal
 
     m = inputs["mntp"]
-    mntp = MNTP_CLASSES[model_type].from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="sdpa")
-    mntp.model = with_lora(mntp.model, weights, r, alpha)
+    mntp = MNTP_CLASSES[model_type].from_pretrained(args.model, torch_dtype=dtype, attn_implementation="sdpa")
+    mntp.model = with_lora(mntp.model, weights, r, alpha, dtype)
     loss = mntp(input_ids=torch.tensor(m["masked"]), attention_mask=torch.tensor(m["attention"]),
                 labels=torch.tensor(m["labels"])).loss
     loss.backward()
@@ -87,9 +91,9 @@ def main() -> None:
 
     def llm2vec(dropout: float):
         model = LLM2Vec.from_pretrained(args.model, enable_bidirectional=True, pooling_mode="mean",
-                                        max_length=inputs["max_length"], torch_dtype=torch.float32,
+                                        max_length=inputs["max_length"], torch_dtype=dtype,
                                         attn_implementation="sdpa", attention_dropout=dropout)
-        model.model = with_lora(model.model, weights, r, alpha)
+        model.model = with_lora(model.model, weights, r, alpha, dtype)
         return model
 
     def reps(model, texts: list[str]) -> torch.Tensor:

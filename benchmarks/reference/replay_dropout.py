@@ -36,7 +36,7 @@ class ReplayDropout:
 
     def mask(self, view: int, text: int, layer: int, shape, p: float) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + (view * 10_007 + text) * 101 + layer)
-        return (torch.rand(shape, generator=generator) >= p).float() / (1.0 - p)
+        return (torch.rand(shape, generator=generator) >= p).double() / (1.0 - p)
 
     def __call__(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                  enable_gqa=False, **kwargs):
@@ -49,12 +49,15 @@ class ReplayDropout:
         if key.shape[1] != heads:  # grouped-query attention passed unexpanded (enable_gqa)
             key = key.repeat_interleave(heads // key.shape[1], dim=1)
             value = value.repeat_interleave(heads // value.shape[1], dim=1)
-        scores = (query.float() @ key.float().transpose(-1, -2)) * (scale or 1.0 / math.sqrt(query.shape[-1]))
+        # At least float32 (bf16 attention would round the replayed probabilities); float64 stays
+        # float64 (the benchmark's gradient comparison runs both models in float64).
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        scores = (query.to(dtype) @ key.to(dtype).transpose(-1, -2)) * (scale or 1.0 / math.sqrt(query.shape[-1]))
         if is_causal:
             scores = scores.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), float("-inf"))
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool \
-                else scores + attn_mask.float()
+                else scores + attn_mask.to(dtype)
         probs = scores.softmax(-1)
         expected = 2 * self.texts if self.views_in_rows else self.texts
         if rows != expected:
@@ -63,4 +66,4 @@ class ReplayDropout:
             self.mask(row // self.texts if self.views_in_rows else forward, row % self.texts, layer,
                       (heads, length, key.shape[2]), dropout_p)
             for row in range(rows)])
-        return ((probs * masks) @ value.float()).to(value.dtype)
+        return ((probs * masks.to(dtype)) @ value.to(dtype)).to(value.dtype)

@@ -3,15 +3,15 @@
 load -> make bidirectional -> train (MNTP -> SimCSE -> supervised) -> Encoder -> evaluate / serve / export
 """
 
-from .bidirectional import is_bidirectional, make_bidirectional, make_causal
+from .model.bidirectional import is_bidirectional, make_bidirectional, make_causal
 from .classification import load_for_classification
 from .encoder import Encoder, EncoderConfig
 from .errors import Decoder2VecError
-from .loading import DEFAULT_MODEL, load_model, resolve_model
-from .merge import merge
-from .mining import mine_hard_negatives
-from .pooling import POOLINGS
-from .precision import PRECISIONS
+from .model.loading import DEFAULT_MODEL, load_model, resolve_model
+from .training.merge import merge
+from .training.mining import mine_hard_negatives
+from .model.pooling import POOLINGS
+from .model.precision import PRECISIONS
 
 __version__ = "0.1.0"
 __all__ = [

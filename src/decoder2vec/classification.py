@@ -38,11 +38,11 @@ from transformers import (
 from transformers.modeling_layers import GenericForSequenceClassification, GenericForTokenClassification
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-from .bidirectional import quirks_for, set_causal
-from .words import join_words, token_word_matrix
+from .model.bidirectional import quirks_for, set_causal
+from .model.words import join_words, token_word_matrix
 from .errors import Decoder2VecError
-from .folder import read_config
-from .loading import resolve_model
+from .folder.config import read_config
+from .model.loading import resolve_model
 
 TASKS = {
     "sequence": (AutoModelForSequenceClassification, GenericForSequenceClassification, "ForSequenceClassification"),

@@ -4,7 +4,7 @@ One pipeline whatever runs the model: tokenize (+ the instruction pool mask) -> 
 (backends/: torch | onnx | openvino, chosen once in `from_pretrained`) -> pool -> post-process
 (normalize, truncate_dim, precision). Everything else in decoder2vec produces an Encoder folder
 (training) or consumes one (evaluation, serving, export). The folder describes itself in
-`decoder2vec_config.json` (folder.py).
+`decoder2vec_config.json` (folder/config.py).
 """
 
 from __future__ import annotations
@@ -21,24 +21,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import int8_loading, loading
+from .model import int8_loading, loading
 from .atomic import atomic_folder
 from .backends import EXPORTED, Backend, TorchBackend, check_backend
 from .backends.cache import artifact_dir, artifact_key, building, check_own_artifact, needs_building
 from .backends.onnx import GRAPH, OnnxBackend, export_graph, quantize_graph
 from .backends.openvino import IR, OpenVinoBackend, convert_graph
 from .backends.torch import backbone
-from .bidirectional import is_bidirectional, set_causal
-from .chat_format import wrap
+from .model.bidirectional import is_bidirectional, set_causal
+from .model.chat_format import wrap
 from .cpu import fast_engine
 from .errors import Decoder2VecError, choices_error
-from .folder import CONFIG_NAME, EncoderConfig, read_config, write_config
-from .pooling import (LatentAttention, check_pooling, latent_attention_pool, load_latent_attention, pool,
+from .folder.config import CONFIG_NAME, EncoderConfig, read_config, write_config
+from .model.pooling import (LatentAttention, check_pooling, latent_attention_pool, load_latent_attention, pool,
                       save_latent_attention)
-from .precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
-from .quantization import SCHEMES, quantize_model
-from .st_files import POOLING_TO_ST, write_sentence_transformers_files
-from .trained_dims import untrained_dim_warning
+from .model.precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
+from .model.quantization import SCHEMES, quantize_model
+from .folder.sentence_transformers import POOLING_TO_ST, write_sentence_transformers_files
+from .folder.trained_dims import untrained_dim_warning
 
 __all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
 
@@ -215,8 +215,8 @@ class Encoder:
         once and keep the artifact (the folder's own `onnx/` from `decoder2vec export --to onnx`,
         else decoder2vec's cache), so later loads skip the export. threads: their CPU threads.
         quantize: "int8" weights (per-channel, static: vectors do not depend on the batch) on any
-        backend (quantization.py, backends/); a local folder on CPU is quantised while loading,
-        never holding the fp32 model (int8_loading.py).
+        backend (model/quantization.py, backends/); a local folder on CPU is quantised while loading,
+        never holding the fp32 model (model/int8_loading.py).
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
         `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
@@ -543,7 +543,7 @@ class Encoder:
         Texts are sorted by length and batched by `batch_size` and `max_batch_tokens` so little
         compute goes to padding; the result comes back in input order.
         unpadded: (torch backend) run each batch's texts end to end with no padding at all (see
-        unpadded.py). Default: on when the model uses a flash-attention (varlen) kernel.
+        model/unpadded.py). Default: on when the model uses a flash-attention (varlen) kernel.
         output_value: "sentence_embedding" (default: one pooled vector per text) or
         "token_embeddings" (sentence-transformers' name): per text a dict with the vectors of the
         text's own tokens and their character offsets into the text (see `encode_tokens`).
@@ -646,7 +646,7 @@ class Encoder:
         (instruction, chat format); the text's tokens are chosen by character offsets whatever
         `pool_span` says. A text over max_length keeps its first tokens (a warning says how many
         texts were cut). normalize_embeddings: each token vector to unit length. Vectors do not
-        depend on the batch (same as the sentence path). `words.aggregate` turns them into word
+        depend on the batch (same as the sentence path). `model.words.aggregate` turns them into word
         vectors."""
         single = isinstance(texts, str)
         texts = _check_texts(texts)

@@ -14,7 +14,7 @@ from sentence_transformers.base.modules.input_module import InputModule
 
 from .encoder import Batch, Encoder
 from .errors import Decoder2VecError
-from .st_files import EXACT_MODULE as CLASS_REF
+from .folder.sentence_transformers import EXACT_MODULE as CLASS_REF
 
 
 class EncoderModule(InputModule):

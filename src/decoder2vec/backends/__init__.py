@@ -3,7 +3,7 @@
 One interface (base.Backend), one small module per engine:
 
 - torch.py    - PyTorch: eager, torch.compile'd, packed (varlen) and chunked long-input paths;
-                fp32/bf16 or int8 weights (quantization.py). The only backend that trains.
+                fp32/bf16 or int8 weights (model/quantization.py). The only backend that trains.
 - onnx.py     - ONNX Runtime (CPU): the torch forward exported once to an ONNX graph; int8 weights
                 as ORT MatMulNBits (8-bit, per-channel, weight-only).
 - openvino.py - OpenVINO (CPU): the same ONNX graph converted to OpenVINO IR; int8 weights by

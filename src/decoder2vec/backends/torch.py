@@ -1,9 +1,9 @@
 """The PyTorch backend: the transformers module itself, eager or compiled, padded or packed.
 
 Which path a batch takes is decided here and nowhere else:
-- packed (unpadded.py): texts end to end with no padding - the default on flash-attention
+- packed (model/unpadded.py): texts end to end with no padding - the default on flash-attention
   (varlen) GPUs, on request elsewhere;
-- chunked attention (chunked_attention.py): batches above CHUNKED_ATTENTION_ABOVE
+- chunked attention (model/chunked_attention.py): batches above CHUNKED_ATTENTION_ABOVE
   (batch x length^2) run attention in query chunks (linear memory); never compiled;
 - compiled (`compile()`): torch.compile(dynamic=True) for inference; training (gradients on)
   always runs the real module so LoRA gradients flow.
@@ -23,11 +23,11 @@ from typing import Sequence
 
 import torch
 
-from ..chunked_attention import chunked_attention
+from ..model.chunked_attention import chunked_attention
 from ..cpu import cpu_features
 from ..errors import Decoder2VecError, choices_error
-from ..quantization import is_quantized
-from ..unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
+from ..model.quantization import is_quantized
+from ..model.unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
 from .base import Backend, pad, unpadded_states
 
 # Batches with more (batch x length x length) elements than this run attention in query chunks:
@@ -140,7 +140,7 @@ class TorchBackend(Backend):
             input_ids, attention = pad(ids, self.pad_id)
             input_ids, attention = input_ids.to(self.device), attention.to(self.device)
             return self.forward(input_ids, attention), attention
-        # The texts end to end in one row (unpadded.py); states come back right padded.
+        # The texts end to end in one row (model/unpadded.py); states come back right padded.
         check_unpadded(net, self.takes_position_ids, max(len(x) for x in ids))
         batch = pack(ids).to(self.device)
         kwargs = {"position_ids": batch.position_ids, "use_cache": False}

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..data.languages import LANGUAGES, RECIPES
-from ..languages import DEFAULT_RECIPE, adapt
+from ..pipeline.languages import DEFAULT_RECIPE, adapt
 from ..training.config import STAGE_CONFIGS
 from . import add_set_argument, parse_overrides
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..demo import DEFAULT_RECIPE, RECIPES, Demo
+from ..pipeline.demo import DEFAULT_RECIPE, RECIPES, Demo
 
 KEYWORDS_OF = (Demo,)
 CLI_ONLY = {}

@@ -1,6 +1,6 @@
 """decoder2vec encode --input PATH_OR_GLOB... --output DIR/ | FILE.npy | FILE.parquet
 
-A thin layer over `decoder2vec.corpus.encode_corpus` (and `decoder2vec.distributed` for
+A thin layer over `decoder2vec.corpus.encode_corpus` (and `decoder2vec.corpus.ray_engine` for
 --engine ray); flags carry the Python keywords' names.
 """
 
@@ -14,9 +14,9 @@ from ..corpus import (ON_EMPTY, check_inputs, check_output_path, check_resumable
                       ids_file, manifest_path, model_fingerprint, resolve_inputs)
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..loading import DEFAULT_MODEL
-from ..pooling import POOLINGS
-from ..precision import PRECISIONS
+from ..model.loading import DEFAULT_MODEL
+from ..model.pooling import POOLINGS
+from ..model.precision import PRECISIONS
 from . import add_model_argument, add_speed_arguments
 
 ENGINES = ("local", "ray")
@@ -113,7 +113,7 @@ def run(args):
                                **({"model_fingerprint": fingerprint} if fingerprint else {})})
     if args.engine == "ray":
         # Imported only here: Ray is an optional extra and takes seconds to import.
-        from ..distributed import encode_files
+        from ..corpus.ray_engine import encode_files
 
         summary = encode_files(model, args.inputs, path, load=load, num_workers=args.num_workers,
                                address=args.address, settings=settings, show_progress_bar=True, **options)

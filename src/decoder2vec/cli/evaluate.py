@@ -8,7 +8,7 @@ from ..errors import Decoder2VecError
 from ..evaluation import compare, evaluate
 from ..evaluation.runner import load_encoder
 from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
-from ..pooling import POOLINGS
+from ..model.pooling import POOLINGS
 
 
 KEYWORDS_OF = (evaluate, load_encoder)

@@ -4,8 +4,8 @@ decoder2vec export [MODEL] --to onnx OUT"""
 from __future__ import annotations
 
 from ..errors import Decoder2VecError
-from ..export import export_sentence_transformers, push_to_hub
-from ..onnx_backend import export_onnx
+from ..folder.export import export_sentence_transformers, push_to_hub
+from ..folder.onnx_export import export_onnx
 from ..results import read_results
 from . import add_model_argument
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..merge import merge
+from ..training.merge import merge
 from . import add_keyword
 
 KEYWORDS_OF = (merge,)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..data.corpora import load_texts
 from ..data.pairs import load_pairs
-from ..mining import SAMPLING_STRATEGIES, check_pair_file, mine_hard_negatives, write_pair_file
+from ..training.mining import SAMPLING_STRATEGIES, check_pair_file, mine_hard_negatives, write_pair_file
 from . import add_keyword, add_model_argument
 
 KEYWORDS_OF = (mine_hard_negatives, write_pair_file)

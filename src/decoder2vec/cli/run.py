@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..pipeline import Pipeline, packaged_recipe_names
+from ..pipeline.runner import Pipeline, packaged_recipe_names
 from ..training.config import STAGE_CONFIGS
 from . import add_set_argument, parse_overrides
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..backends import BACKENDS
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..loading import DEFAULT_MODEL, resolve_model
+from ..model.loading import DEFAULT_MODEL, resolve_model
 from ..search import Index
 from ..serving import API_KEY_ENV, ServeSettings, check_bind, check_port, serve
 from . import add_model_argument, add_speed_arguments

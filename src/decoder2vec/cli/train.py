@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import Decoder2VecError, choices_error
 from ..training import train
-from ..pipeline import packaged_recipes
+from ..pipeline.runner import packaged_recipes
 from ..training.config import STAGE_CONFIGS, StageConfig, help_table
 from . import add_set_argument, parse_overrides
 

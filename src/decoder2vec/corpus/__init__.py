@@ -1,6 +1,6 @@
 """Embed a corpus that does not fit in memory: stream it in bounded chunks into resumable Parquet
 shards (or one .npy/.parquet file for small inputs). `decoder2vec encode` is a thin layer over
-`encode_corpus`; `decoder2vec.distributed` runs the same job on Ray Data.
+`encode_corpus`; `decoder2vec.corpus.ray_engine` runs the same job on Ray Data.
 
 >>> from decoder2vec import Encoder
 >>> from decoder2vec.corpus import encode_corpus, read_output

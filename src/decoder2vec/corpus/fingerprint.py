@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import snapshot_download
 
 from ..errors import Decoder2VecError
-from ..loading import resolve_model
+from ..model.loading import resolve_model
 
 SKIPPED = {"README.md"}
 MODULE_FOLDER = re.compile(r"^\d+_")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..encoder import ON_EMPTY  # the Encoder's empty-text policies, the same names here
 from ..errors import Decoder2VecError, choices_error
-from ..precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
+from ..model.precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
 from .fingerprint import fingerprint_of_encoder
 from .long_texts import fit_texts, text_limit
 from .output_files import record_output_file

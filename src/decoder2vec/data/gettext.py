@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..atomic import write_json_atomic
 from ..errors import Decoder2VecError, choices_error
-from ..loading import cache_dir
+from ..model.loading import cache_dir
 from .debian import deb_members, download_deb
 
 LANGUAGES = ("da", "de")

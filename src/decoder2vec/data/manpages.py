@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_atomic
 from ..errors import choices_error
-from ..loading import cache_dir
+from ..model.loading import cache_dir
 from .debian import deb_members, download_deb
 
 MANPAGE_PACKAGES = {"da": "manpages-da", "de": "manpages-de"}

@@ -15,7 +15,7 @@ import hashlib
 import re
 
 from ..errors import choices_error
-from ..words import word_spans
+from ..model.words import word_spans
 from . import sources
 from .libreoffice import SPLITS, help_split
 

@@ -28,7 +28,7 @@ from typing import Callable
 from pathlib import Path
 
 from ..errors import Decoder2VecError
-from ..loading import cache_dir
+from ..model.loading import cache_dir
 from . import gettext, libreoffice, manpages, sources
 from .pair import Pair
 

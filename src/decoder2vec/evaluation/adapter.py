@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from ..anchors import MTEB_TASK_TYPES, PromptedSentenceTransformer
+from ..folder.anchors import MTEB_TASK_TYPES, PromptedSentenceTransformer
 from ..atomic import write_npy_atomic
 from ..errors import Decoder2VecError
-from ..loading import cache_dir
+from ..model.loading import cache_dir
 from .label import model_label
 from .settings import encoder_settings
 
@@ -49,7 +49,7 @@ class CachingAdapter:
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         params = inspect.signature(encoder.encode).parameters
-        # instruction: a decoder2vec Encoder (the task's instruction strings); sides: anchors.py's
+        # instruction: a decoder2vec Encoder (the task's instruction strings); sides: folder/anchors.py's
         # interface (the model's own prompts by side and task type); prompt: any other
         # sentence-transformers-like model (the task's instruction as its prompt).
         self.style = ("instruction" if "instruction" in params else "sides" if "side" in params
@@ -76,7 +76,7 @@ class CachingAdapter:
         max_length: tokens these texts need; a decoder2vec Encoder's limit is raised to it for this
         call only (never lowered). batch_size: texts per forward pass for this call (long inputs).
         side ("query" | "document") and task_type (decoder2vec's) pick the prompt of a model that
-        has its own (anchors.py); a decoder2vec Encoder gets `instruction` instead.
+        has its own (folder/anchors.py); a decoder2vec Encoder gets `instruction` instead.
         """
         task_type = MTEB_TASK_TYPES.get(task_type, task_type)
         if self.style == "sides":

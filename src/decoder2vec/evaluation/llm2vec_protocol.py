@@ -12,7 +12,7 @@ Two parts, both as in the reference (McGill-NLP/llm2vec):
   the published scores were computed unwrapped (llm2vec issue #103), and MtebEncoder encodes
   unwrapped unless `wrap_in_chat_format=True`; then the format is the folder's
   (`EncoderConfig.chat_format`, which Encoder.tokenize applies itself) or the one the reference
-  keys to the hub id in `EncoderConfig.base_model`. The formats live in decoder2vec.chat_format.
+  keys to the hub id in `EncoderConfig.base_model`. The formats live in decoder2vec.model.chat_format.
 
 The reference separates instruction and text with "!@#$%^&*()" and pools the text part, the
 closing marker included; decoder2vec passes the same two parts as instruction and text, so the
@@ -25,7 +25,7 @@ import functools
 import json
 from importlib import resources
 
-from ..chat_format import FORMATS, HUB_FORMATS, format_for
+from ..model.chat_format import FORMATS, HUB_FORMATS, format_for
 
 INSTRUCTIONS_FILE = "llm2vec_task_instructions.json"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anchors import installed_anchors, is_anchor, load_anchor, load_sentence_transformers
+from ..folder.anchors import installed_anchors, is_anchor, load_anchor, load_sentence_transformers
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..folder import is_sentence_transformers
+from ..folder.config import is_sentence_transformers
 from ..results import write_results
 from .adapter import CachingAdapter
 from .label import model_label
@@ -30,7 +30,7 @@ NO_LIBREOFFICE = "-no-libreoffice"
 def load_encoder(model=None, *, sentence_transformers: bool | None = None, pooling: str | None = None,
                  bidirectional: bool | None = None, max_length: int | None = None, device: str | None = None,
                  dtype=None):
-    """A model name/path -> an encoder object: a decoder2vec Encoder; an anchor (anchors.py: minilm,
+    """A model name/path -> an encoder object: a decoder2vec Encoder; an anchor (folder/anchors.py: minilm,
     multilingual-e5-small, embeddinggemma-300m, with the prompts their cards prescribe); or a
     sentence-transformers model (`sentence_transformers=True`, or a sentence-transformers folder:
     folder.kind), prompted by its own prompts table."""

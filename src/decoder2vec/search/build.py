@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..atomic import check_output_folder, record_output
 from ..corpus import first_rows, is_empty, manifest_path, read_chunks
 from ..errors import Decoder2VecError, choices_error
-from ..folder import EncoderConfig
+from ..folder.config import EncoderConfig
 from .record import FORMAT, KIND, LOAD_OPTIONS, OPTIONS, TABLE, encoder_keys, read_record, write_record
 from .vectors import PACKED, metric_of, stored_type, to_stored
 

@@ -16,7 +16,7 @@ import lancedb
 import numpy as np
 
 from ..errors import Decoder2VecError
-from ..precision import CALIBRATED
+from ..model.precision import CALIBRATED
 from .build import corrupted
 from .record import TABLE, check_encoder, read_record
 from .vectors import metric_of, query_for, rescore

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..precision import CALIBRATED
+from ..model.precision import CALIBRATED
 
 PACKED = ("binary", "ubinary")
 

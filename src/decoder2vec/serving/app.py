@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..errors import Decoder2VecError
-from ..trained_dims import untrained_dim_warning
+from ..folder.trained_dims import untrained_dim_warning
 from .batcher import MicroBatcher, Overloaded
 from .errors import APIError, error_response
 from .metrics import Metrics

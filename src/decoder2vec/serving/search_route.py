@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import Decoder2VecError
-from ..precision import CALIBRATED
+from ..model.precision import CALIBRATED
 from ..search import Index, check_k, check_queries
 from .embed_call import call_embeddings, read_body
 from .errors import APIError, error_response

@@ -16,11 +16,11 @@ from pathlib import Path
 import yaml
 from transformers import TrainingArguments
 
-from ..chat_format import FORMATS
+from ..model.chat_format import FORMATS
 from ..data.corpora import check_data_file, not_utf8_error
 from ..errors import Decoder2VecError, choices_error
-from ..folder import POOL_SPANS
-from ..pooling import check_pooling
+from ..folder.config import POOL_SPANS
+from ..model.pooling import check_pooling
 
 
 def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):

@@ -14,11 +14,11 @@ import warnings
 import numpy as np
 import torch
 
-from ..bidirectional import _configs
+from ..model.bidirectional import _configs
 from ..encoder import Batch, Encoder
 from ..errors import Decoder2VecError
-from ..folder import apply_recipe_keys
-from ..pooling import pool
+from ..folder.config import apply_recipe_keys
+from ..model.pooling import pool
 from .dropout import set_dropout
 from .stage import Stage
 

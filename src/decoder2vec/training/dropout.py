@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..bidirectional import _configs
+from ..model.bidirectional import _configs
 from ..errors import Decoder2VecError
 from .lora import decoder_layers
 

@@ -33,8 +33,8 @@ from ..atomic import record_output, swap_in, write_atomic
 from ..cpu import fast_training
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..folder import finished, kind
-from ..merge import _name as merge_source_name, average_into
+from ..folder.config import finished, kind
+from .merge import _name as merge_source_name, average_into
 # Every stage's module, imported so its Stage registers itself (stage.stage_class finds it).
 from . import distill, finetune, mntp, simcse, supervised  # noqa: F401
 from .config import StageConfig

@@ -32,12 +32,12 @@ from safetensors.torch import save_model
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..bidirectional import _configs, is_bidirectional
+from ..model.bidirectional import _configs, is_bidirectional
 from ..classification import load_for_classification
 from ..data.corpora import check_data_file, not_utf8_error
 from ..errors import Decoder2VecError, choices_error
-from ..folder import EncoderConfig, read_config
-from ..loading import DEFAULT_MODEL, default_device, default_dtype, load_tokenizer, parse_dtype, resolve_model
+from ..folder.config import EncoderConfig, read_config
+from ..model.loading import DEFAULT_MODEL, default_device, default_dtype, load_tokenizer, parse_dtype, resolve_model
 from .config import FinetuneConfig
 from .stage import Stage, check_enough
 

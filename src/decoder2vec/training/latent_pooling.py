@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Decoder2VecError
-from ..pooling import LatentAttention, latent_attention_pool, load_latent_attention, save_latent_attention
+from ..model.pooling import LatentAttention, latent_attention_pool, load_latent_attention, save_latent_attention
 
 
 def apply_latent_attention(stage) -> None:

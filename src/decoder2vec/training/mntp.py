@@ -11,9 +11,9 @@ import random
 import torch
 import torch.nn.functional as F
 
-from .. import loading
-from ..bidirectional import make_bidirectional
-from ..folder import EncoderConfig, apply_recipe_keys, read_config
+from ..model import loading
+from ..model.bidirectional import make_bidirectional
+from ..folder.config import EncoderConfig, apply_recipe_keys, read_config
 from ..errors import Decoder2VecError
 from ..data.corpora import load_texts
 from ..data.paper import is_paper_source, paper_texts

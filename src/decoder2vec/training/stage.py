@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Decoder2VecError
-from ..folder import EncoderConfig
+from ..folder.config import EncoderConfig
 from .config import STAGE_CONFIGS, StageConfig
 from .losses import world
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anchors import is_anchor, load_anchor, load_sentence_transformers, minilm_path
+from ..folder.anchors import is_anchor, load_anchor, load_sentence_transformers, minilm_path
 from ..atomic import write_json_atomic, write_npy_atomic
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..folder import kind
+from ..folder.config import kind
 
 CACHE_NAME = "teacher_vectors"
 

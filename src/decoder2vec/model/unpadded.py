@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import Decoder2VecError
+from ..errors import Decoder2VecError
 
 VARLEN_IMPLEMENTATIONS = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn",
                           "kernels-community/flash-attn3", "kernels-community/vllm-flash-attn3")

@@ -1,7 +1,7 @@
 """Share an Encoder: a sentence-transformers folder, a model card, an optional upload to the hub.
 
 The folder is an Encoder folder (backbone safetensors + tokenizer + decoder2vec_config.json) with
-the sentence-transformers files beside it (st_files.py), so both loaders read the same weights:
+the sentence-transformers files beside it (sentence_transformers.py), so both loaders read the same weights:
 
     Encoder.from_pretrained(folder)      SentenceTransformer(folder)
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
-from .atomic import atomic_folder, check_output_folder
-from .encoder import Encoder
-from .errors import Decoder2VecError
+from ..atomic import atomic_folder, check_output_folder
+from ..encoder import Encoder
+from ..errors import Decoder2VecError
 from .model_card import model_card
-from .results import read_results
-from .st_files import DEFAULT_INSTRUCTIONS, POOLING_TO_ST, check_exportable, st_prompts
+from ..results import read_results
+from .sentence_transformers import DEFAULT_INSTRUCTIONS, POOLING_TO_ST, check_exportable, st_prompts
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Recipes (`recipe=`, `--recipe`): "distill" (one stage learning the packaged all-
 similarities on Wikipedia sentences) or "paper" (LLM2Vec: MNTP -> SimCSE -> supervised); `recipes=`
 (`--recipes`), any recipe folder, overrides both.
 
-The pipeline runner (pipeline.py) does the work, so re-running skips what is finished: trained
+The pipeline runner (runner.py) does the work, so re-running skips what is finished: trained
 stages (their folders are complete) and evaluations (their results JSON exists).
 """
 
@@ -18,10 +18,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .anchors import installed_anchors
-from .errors import choices_error
-from .evaluation import compare, plot
-from .pipeline import Pipeline, packaged_recipes, recipe_folder
+from ..folder.anchors import installed_anchors
+from ..errors import choices_error
+from ..evaluation import compare, plot
+from .runner import Pipeline, packaged_recipes, recipe_folder
 
 # name -> Encoder.from_pretrained kwargs for the untrained baselines.
 BASELINES = {

@@ -28,14 +28,14 @@ import ray
 import ray.data
 from tqdm.auto import tqdm
 
-from .corpus import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, check_resumable, corpus_settings,
+from . import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, check_resumable, corpus_settings,
                      fit_texts, is_empty, model_fingerprint, read_chunks, resolve_inputs, row_location, scan_inputs,
                      shard_ends, text_limit)
-from .encoder import Encoder
-from .errors import Decoder2VecError, choices_error
-from .folder import EncoderConfig, read_config
-from .loading import load_tokenizer, resolve_model
-from .precision import CALIBRATED, check_precision, empty, quantize_embeddings
+from ..encoder import Encoder
+from ..errors import Decoder2VecError, choices_error
+from ..folder.config import EncoderConfig, read_config
+from ..model.loading import load_tokenizer, resolve_model
+from ..model.precision import CALIBRATED, check_precision, empty, quantize_embeddings
 
 ROW = "_row"  # the row number over all inputs: orders rows into shards and names a bad row's line
 TOKENS = "_tokens"

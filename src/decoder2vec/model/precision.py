@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import Decoder2VecError, choices_error
+from ..errors import Decoder2VecError, choices_error
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 CALIBRATED = ("int8", "uint8")

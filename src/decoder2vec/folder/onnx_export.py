@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_folder
-from .backends.cache import record_artifact
-from .backends.onnx import GRAPH, export_graph, require
-from .backends.torch import TorchBackend
-from .encoder import Encoder
-from .errors import Decoder2VecError
+from ..atomic import atomic_folder
+from ..backends.cache import record_artifact
+from ..backends.onnx import GRAPH, export_graph, require
+from ..backends.torch import TorchBackend
+from ..encoder import Encoder
+from ..errors import Decoder2VecError
 
 ONNX_FILE = Path("onnx") / GRAPH
 

@@ -32,12 +32,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import write_atomic
-from .data.pairs import INSTRUCTION_COLUMN, Pair
-from .encoder import Encoder
-from .errors import Decoder2VecError
-from .folder import is_sentence_transformers
-from .training.teacher import encode_with_teacher
+from ..atomic import write_atomic
+from ..data.pairs import INSTRUCTION_COLUMN, Pair
+from ..encoder import Encoder
+from ..errors import Decoder2VecError
+from ..folder.config import is_sentence_transformers
+from .teacher import encode_with_teacher
 
 SAMPLING_STRATEGIES = ("top", "random")
 # Queries scored against the whole candidate pool at once: bounds the score matrix's memory.

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import Decoder2VecError, choices_error
+from ..errors import Decoder2VecError, choices_error
 
 AGGREGATIONS = ("first", "mean")
 

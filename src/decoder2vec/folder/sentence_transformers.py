@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from .bidirectional import quirks_for
-from .errors import Decoder2VecError
-from .folder import EncoderConfig
+from ..model.bidirectional import quirks_for
+from ..errors import Decoder2VecError
+from .config import EncoderConfig
 
 ST_TRANSFORMER = "sentence_transformers.base.modules.Transformer"
 ST_POOLING = "sentence_transformers.sentence_transformer.modules.Pooling"

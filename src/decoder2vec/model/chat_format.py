@@ -9,7 +9,7 @@ folder (`EncoderConfig.chat_format`), so a fine-tuned copy or a local path keeps
 
 from __future__ import annotations
 
-from .errors import Decoder2VecError
+from ..errors import Decoder2VecError
 
 # name -> (before, after) the stripped "instruction text" string. "gemma" writes <bos> itself
 # as LLM2Vec does, so Gemma reads two BOS tokens (the tokenizer adds one too): kept, to read what

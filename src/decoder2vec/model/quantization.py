@@ -27,7 +27,7 @@ import gc
 import torch
 import torch.nn as nn
 
-from .errors import choices_error
+from ..errors import choices_error
 
 SCHEMES = ("int8",)
 # A handful of input channels (LLM "massive activations") can be 100x the rest; per-token scales

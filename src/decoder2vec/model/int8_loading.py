@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
-from .errors import Decoder2VecError
+from ..errors import Decoder2VecError
 from .loading import default_device, parse_dtype
 from .quantization import (
     _encoder_calibration, _is_linear, _release_freed_memory, record_input_peak, replace_with_int8, trim_heap,

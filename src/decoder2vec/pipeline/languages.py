@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.languages import RECIPES, get_language
-from .errors import choices_error
-from .pipeline import SUITE_FILE, Pipeline, recipe_folder
+from ..data.languages import RECIPES, get_language
+from ..errors import choices_error
+from .runner import SUITE_FILE, Pipeline, recipe_folder
 
 __all__ = ["adapt", "language_recipes", "evaluation_suite", "default_output_dir", "DEFAULT_RECIPE"]
 

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .errors import Decoder2VecError, choices_error
+from ..errors import Decoder2VecError, choices_error
 
 POOLINGS = ("mean", "weighted_mean", "last_token", "first_token")
 

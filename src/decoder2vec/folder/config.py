@@ -7,7 +7,7 @@ instruction template, bidirectional, max length) and what training made it (`sta
 whose config lists stages is a finished training stage: `last_stage` reads the last one,
 `finished(folder, stage)` says whether it is that stage.
 
-Encoder folders also carry sentence-transformers' files (modules.json, st_files.py), so "has
+Encoder folders also carry sentence-transformers' files (modules.json, sentence_transformers.py), so "has
 modules.json" does not mean "load with sentence-transformers": ask `kind`.
 """
 
@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .anchors import ANCHORS
-from .chat_format import check_chat_format
-from .errors import Decoder2VecError
-from .loading import PACKAGED_MODELS, looks_like_hub_id
+from ..model.chat_format import check_chat_format
+from ..errors import Decoder2VecError
+from ..model.loading import PACKAGED_MODELS, looks_like_hub_id
 
 CONFIG_NAME = "decoder2vec_config.json"
 

@@ -22,9 +22,9 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from .atomic import atomic_folder
+from ..atomic import atomic_folder
 from .bidirectional import quirks_for
-from .errors import Decoder2VecError, choices_error
+from ..errors import Decoder2VecError, choices_error
 
 log = logging.getLogger(__name__)
 

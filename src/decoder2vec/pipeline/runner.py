@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import evaluation, training
-from .errors import Decoder2VecError, choices_error
-from .folder import finished
-from .results import read_results, write_results
-from .training.config import STAGE_CONFIGS, load_recipe
-from .training.engine import recipe_differences
+from .. import evaluation, training
+from ..errors import Decoder2VecError, choices_error
+from ..folder.config import finished
+from ..results import read_results, write_results
+from ..training.config import STAGE_CONFIGS, load_recipe
+from ..training.engine import recipe_differences
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from typing import Sequence
 
 import torch
 
-from .atomic import check_output_folder
-from .encoder import Encoder
-from .errors import Decoder2VecError
-from .pooling import LatentAttention, load_latent_attention
+from ..atomic import check_output_folder
+from ..encoder import Encoder
+from ..errors import Decoder2VecError
+from ..model.pooling import LatentAttention, load_latent_attention
 
 WEIGHT_SUM_TOLERANCE = 1e-6
 
