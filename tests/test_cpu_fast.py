@@ -55,6 +55,25 @@ def test_int8_linear_row_does_not_depend_on_the_row_count(rows):
     assert torch.equal(layer(x), alone)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "huge"])
+def test_int8_activation_scales_ignore_padding_rows(padding):
+    """What padding could change in the int8 forward, and cannot: each row's activation scale comes
+    from that row alone, so padded rows - zeros or a padded position's huge hidden state - leave the
+    real rows' int8 values, scales and outputs bit for bit (a per-tensor scale over the batch, as
+    torch's quantize_dynamic has, fails this)."""
+    from decoder2vec.model.quantization import _quantize_rows
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 96)
+    pad = torch.zeros(3, 96) if padding == "zeros" else torch.full((3, 96), 1e4)
+    q, scale = _quantize_rows(x)
+    q_padded, scale_padded = _quantize_rows(torch.cat([x, pad]))
+    assert torch.equal(q_padded[:4], q) and torch.equal(scale_padded[:4], scale)
+    assert torch.equal(scale, x.abs().amax(1, keepdim=True) / 127)  # the row's own peak: known value
+    layer = Int8Linear(torch.nn.Linear(96, 80), outliers=torch.tensor([4, 17]))
+    assert torch.equal(layer(torch.cat([x, pad]))[:4], layer(x))
+
+
 def test_int8_outlier_channels_keep_15_bits():
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32)
@@ -236,6 +255,49 @@ def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder
         monkeypatch.setattr("decoder2vec.backends.torch.cpu_features",
                             lambda: cpu.CpuFeatures("x", 2, frozenset({"amx_bf16"}), "AVX512", True))
         assert encoder.backend.unpadded
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
+def test_bf16_linears_keep_everything_else_fp32(family):
+    """quantize="bf16": every Linear (GPT-2: Conv1D) runs a bf16 matmul, nothing else changes dtype
+    (norms, embeddings, the residual stream stay fp32), and the vectors run one length at a time."""
+    from decoder2vec.model.bf16_linear import Bf16Linear
+
+    encoder = tiny_encoder(family)
+    exact = encoder.encode(TEXTS, normalize_embeddings=True)
+    floats = {name for name, p in encoder.model.named_parameters()}
+    quantize_model(encoder, "bf16")
+    layers = [m for m in encoder.model.modules() if isinstance(m, Bf16Linear)]
+    assert layers and all(m.weight_bf16.dtype == torch.bfloat16 for m in layers)
+    assert not any(type(m) is torch.nn.Linear or type(m).__name__ == "Conv1D" for m in encoder.model.modules())
+    left = dict(encoder.model.named_parameters())
+    assert left and set(left) < floats and all(p.dtype == torch.float32 for p in left.values())
+    assert encoder.backend.weights == "bf16" and encoder.backend.unpadded
+    vectors = assert_batch_invariant(encoder, TEXTS, bound=1e-6)
+    assert (vectors * exact).sum(1).min() > 0.999
+
+
+def test_bf16_linear_is_a_bf16_matmul_with_fp32_bias():
+    """Known values: the product of the bf16-rounded input and weight, rounded once to bf16 (the
+    kernel's output), plus the fp32 bias."""
+    from decoder2vec.model.bf16_linear import Bf16Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 16)
+    x = torch.randn(5, 64)
+    expected = (x.bfloat16().float() @ linear.weight.bfloat16().float().t()).bfloat16().float() + linear.bias
+    out = Bf16Linear(linear)(x)
+    assert out.dtype == torch.float32
+    product = expected - linear.bias
+    # at most one bf16 step (2**-7 relative) apart: the kernel may sum in another order before rounding
+    assert ((out - expected).abs() <= product.abs() * 2**-7 + 1e-6).all()
+    assert not torch.equal(out, linear(x))  # it really rounds
+
+
+def test_bf16_linears_are_torch_only(tiny_folder):
+    for backend in ("onnx", "openvino"):
+        with pytest.raises(Decoder2VecError, match="quantize='bf16' .* is a torch-backend engine"):
+            Encoder.from_pretrained(tiny_folder, backend=backend, quantize="bf16")
 
 
 def test_torch_bf16_pools_in_fp32(tiny_folder):

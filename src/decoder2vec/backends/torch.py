@@ -26,7 +26,7 @@ import torch
 from ..model.chunked_attention import chunked_attention
 from ..cpu import cpu_features
 from ..errors import Decoder2VecError, choices_error
-from ..model.quantization import is_quantized
+from ..model.quantization import quantized_weights
 from ..model.unpadded import block_diagonal_mask, check_unpadded, pack, unpack, uses_varlen_kernel
 from .base import Backend, pad, unpadded_states
 
@@ -77,7 +77,7 @@ class TorchBackend(Backend):
 
     @property
     def weights(self) -> str:
-        return "int8" if is_quantized(self.model) else str(next(self.model.parameters()).dtype).replace("torch.", "")
+        return quantized_weights(self.model) or str(next(self.model.parameters()).dtype).replace("torch.", "")
 
     @property
     def device(self) -> torch.device:
@@ -85,7 +85,7 @@ class TorchBackend(Backend):
 
     @property
     def unpadded(self) -> bool:
-        # Activations rounded below fp32 on the CPU (int8; bf16 weights; oneDNN's bf16 matmuls): a
+        # Activations rounded below fp32 on the CPU (int8; bf16 weights or matmuls; oneDNN's bf16 matmuls): a
         # text's vector would depend on its batch's padding (base.unpadded_states). On a CPU,
         # same-length batches cost nothing (no padded tokens to compute); GPUs keep their batches.
         if self.device.type != "cpu":
@@ -93,7 +93,7 @@ class TorchBackend(Backend):
         # oneDNN takes fp32 matmuls to bf16 only on AMX; elsewhere they stay fp32 (padding-stable to
         # ~1e-5) and same-length batches would only cost speed (a oneDNN kernel per new length).
         bf16_matmuls = self.matmul == "onednn" and cpu_features().amx
-        return is_quantized(self.model) or bf16_matmuls or self.weights not in ("float32", "float64")
+        return bf16_matmuls or self.weights not in ("float32", "float64")
 
     def compile(self, **options) -> None:
         self.compiled = torch.compile(self.model, dynamic=True, **options)

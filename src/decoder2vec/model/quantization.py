@@ -28,8 +28,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import choices_error
+from .bf16_linear import has_bf16_linears, to_bf16_linears
 
-SCHEMES = ("int8",)
+# "bf16": the Linear matmuls in bf16, everything else fp32 (model/bf16_linear.py; CPU bf16 engine).
+SCHEMES = ("int8", "bf16")
 # A handful of input channels (LLM "massive activations") can be 100x the rest; per-token scales
 # alone would round the other channels of those tokens to zero. The OUTLIER_FRACTION input
 # channels with the largest calibration activations run at ~15 bits instead (LLM.int8()'s
@@ -148,6 +150,10 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
     if scheme not in SCHEMES:
         raise choices_error("quantize scheme", scheme, SCHEMES)
     model = _backbone(model_or_encoder)
+    if scheme == "bf16":
+        to_bf16_linears(model, skip)
+        _release_freed_memory()
+        return model_or_encoder
     targets = [
         (name, module) for name, module in model.named_modules()
         if _is_linear(module) and not any(s in name for s in skip)
@@ -240,3 +246,9 @@ def trim_heap() -> None:
 def is_quantized(model_or_encoder) -> bool:
     model = _backbone(model_or_encoder)
     return any(isinstance(m, Int8Linear) for m in model.modules())
+
+
+def quantized_weights(model_or_encoder) -> str | None:
+    """"int8", "bf16" (Linear matmuls only) or None: what quantize_model made of the model."""
+    model = _backbone(model_or_encoder)
+    return "int8" if is_quantized(model) else "bf16" if has_bf16_linears(model) else None
