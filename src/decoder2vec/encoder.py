@@ -217,6 +217,8 @@ class Encoder:
         quantize: "int8" weights (per-channel, static: vectors do not depend on the batch) on any
         backend (model/quantization.py, backends/); a local folder on CPU is quantised while loading,
         never holding the fp32 model (model/int8_loading.py).
+        quantize="bf16" (torch backend): only the Linear matmuls in bf16, norms, softmax, residual
+        stream and pooling in fp32 (model/bf16_linear.py) - closer to fp32 than dtype="bfloat16".
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
         `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
@@ -253,6 +255,9 @@ class Encoder:
             if backend == "onnx" and loading.parse_dtype(dtype) == torch.bfloat16:
                 raise Decoder2VecError("dtype='bfloat16' on backend='onnx': ONNX Runtime has no bf16 matmul kernels "
                                        "on CPU; use backend='openvino' or 'torch' for bf16")
+            if quantize == "bf16":
+                raise Decoder2VecError(f"quantize='bf16' (bf16 Linear matmuls) is a torch-backend engine, not "
+                                       f"backend={backend!r}; OpenVINO's bf16 is dtype='bfloat16'")
             torch_only = dict(dtype=None if bf16 else dtype, attn_implementation=attn_implementation,
                               rope_scaling=rope_scaling, compile=compile or None,
                               device=device if device not in (None, "cpu") else None)
