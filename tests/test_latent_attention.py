@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from decoder2vec import Decoder2VecError, Encoder
-from decoder2vec.model.pooling import (LATENT_ATTENTION_FILE, LatentAttention, latent_attention_pool, load_latent_attention,
-                                 pool, save_latent_attention)
+from decoder2vec.folder.latent_attention import FILE as LATENT_ATTENTION_FILE, load_latent_attention, save_latent_attention
+from decoder2vec.model.pooling import LatentAttention, latent_attention_pool, pool
 from decoder2vec.folder.export import export_sentence_transformers
 from decoder2vec.training import train
 from test_training_support import FAST, corpus_file, encoder_folder, pairs_file

@@ -163,7 +163,7 @@ def test_latent_attention_layers_are_averaged_with_the_weights(tmp_path):
     """Issue 23, case 4: merge kept the first source's layer (or none) whatever the others had."""
     import json
 
-    from decoder2vec.model.pooling import load_latent_attention
+    from decoder2vec.folder.latent_attention import load_latent_attention
 
     a, b = with_latent_attention(tmp_path, "a", 0), with_latent_attention(tmp_path, "b", 1)
     out = merge([a, b], [0.25, 0.75], output_dir=tmp_path / "merged")

@@ -9,7 +9,6 @@ One pipeline whatever runs the model: tokenize (+ the instruction pool mask) -> 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -33,8 +32,10 @@ from .model.chat_format import wrap
 from .cpu import fast_engine
 from .errors import Decoder2VecError, choices_error
 from .folder.config import CONFIG_NAME, EncoderConfig, read_config, write_config
-from .model.pooling import (LatentAttention, check_pooling, latent_attention_pool, load_latent_attention, pool,
-                      save_latent_attention)
+from .folder.files import ONNX_FILE
+from .folder.latent_attention import load_latent_attention, save_latent_attention
+from .folder.precision_ranges import FILE as RANGES_NAME, read_ranges, write_ranges
+from .model.pooling import LatentAttention, check_pooling, latent_attention_pool, pool
 from .model.precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
 from .model.quantization import SCHEMES, quantize_model
 from .folder.sentence_transformers import POOLING_TO_ST, write_sentence_transformers_files
@@ -44,8 +45,6 @@ __all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANG
 
 ON_EMPTY = ("error", "skip")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")  # sentence-transformers' names
-# Calibrated output ranges for precision="int8"/"uint8" (Encoder.calibrate), saved beside the config.
-RANGES_NAME = "precision_ranges.json"
 
 
 @dataclass
@@ -287,8 +286,8 @@ class Encoder:
             if compile:
                 encoder.compile()
         encoder.path = Path(source) if Path(source).is_dir() else None
-        encoder.precision_ranges = _read_ranges(source)
-        encoder.latent_attention = load_latent_attention(source) if Path(source).is_dir() else None
+        encoder.precision_ranges = read_ranges(source)
+        encoder.latent_attention = load_latent_attention(source)
         return encoder
 
     @classmethod
@@ -371,9 +370,7 @@ class Encoder:
         if self.latent_attention is not None:
             save_latent_attention(self.latent_attention, folder)
         if self.precision_ranges is not None:
-            data = {"normalize_embeddings": self.precision_ranges["normalize_embeddings"],
-                    "ranges": np.asarray(self.precision_ranges["ranges"]).tolist()}
-            (Path(folder) / RANGES_NAME).write_text(json.dumps(data) + "\n", encoding="utf-8")
+            write_ranges(folder, self.precision_ranges)
 
     def _require_torch(self, what: str) -> None:
         if not isinstance(self.backend, TorchBackend):
@@ -763,7 +760,7 @@ def _fit(ids: np.ndarray, mask: np.ndarray, special: np.ndarray, limit: int):
 def _onnx_graph(source: str, config: EncoderConfig, trust_remote_code: bool) -> Path:
     """The fp32 ONNX graph every exported backend starts from: the folder's own (`decoder2vec
     export --to onnx`), else the cached one, exported from the torch model on first use."""
-    own = Path(source) / "onnx" / GRAPH
+    own = Path(source) / ONNX_FILE
     if own.is_file():
         check_own_artifact(own.parent)
         return own
@@ -776,18 +773,6 @@ def _onnx_graph(source: str, config: EncoderConfig, trust_remote_code: bool) -> 
         with building(folder) as tmp:
             export_graph(TorchBackend(net, 0), tmp / GRAPH)
     return folder / GRAPH
-
-
-def _read_ranges(source) -> dict | None:
-    path = Path(source) / RANGES_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {"normalize_embeddings": bool(data["normalize_embeddings"]),
-                "ranges": np.asarray(data["ranges"], dtype=np.float32)}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise Decoder2VecError(f"{path}: unreadable precision ranges ({type(exc).__name__}: {exc})") from exc
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[int]:

@@ -14,12 +14,11 @@ import torch
 
 from ..atomic import atomic_folder
 from ..backends.cache import record_artifact
-from ..backends.onnx import GRAPH, export_graph, require
+from ..backends.onnx import export_graph, require
 from ..backends.torch import TorchBackend
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-
-ONNX_FILE = Path("onnx") / GRAPH
+from .files import ONNX_FILE
 
 
 def export_onnx(encoder_or_path, out_dir, *, overwrite: bool = False) -> Path:

@@ -25,6 +25,10 @@ from .config import EncoderConfig
 ST_TRANSFORMER = "sentence_transformers.base.modules.Transformer"
 ST_POOLING = "sentence_transformers.sentence_transformer.modules.Pooling"
 EXACT_MODULE = "decoder2vec.st_module.EncoderModule"
+# The files this module owns in an Encoder folder (folder/files.py); the exact module writes the first two.
+MODULES, ST_CONFIG, TRANSFORMER_CONFIG, POOLING_CONFIG = (
+    "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json", "1_Pooling/config.json")
+FILES = (MODULES, ST_CONFIG, TRANSFORMER_CONFIG, POOLING_CONFIG)
 
 # decoder2vec pooling -> (ST pooling_mode, include_prompt). decoder2vec never pools instruction
 # tokens for the means; its first_token is the first real token (the instruction's, if any),
@@ -81,9 +85,9 @@ def write_sentence_transformers_files(folder, config: EncoderConfig, net_config,
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     }
-    _write_json(folder / "config_sentence_transformers.json", st_config)
+    _write_json(folder / ST_CONFIG, st_config)
     if exact:
-        _write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": EXACT_MODULE}])
+        _write_json(folder / MODULES, [{"idx": 0, "name": "0", "path": "", "type": EXACT_MODULE}])
         return
     check_exportable(config.pooling)
     causal = not config.bidirectional
@@ -106,14 +110,14 @@ def write_sentence_transformers_files(folder, config: EncoderConfig, net_config,
     mode, include_prompt = POOLING_TO_ST[config.pooling]
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_POOLING},
+        {"idx": 1, "name": "1", "path": Path(POOLING_CONFIG).parent.as_posix(), "type": ST_POOLING},
     ]
     pooling_config = {"embedding_dimension": config.dimension, "pooling_mode": mode, "include_prompt": include_prompt}
-    (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "modules.json", modules)
-    _write_json(folder / "sentence_bert_config.json", transformer_config)
-    _write_json(folder / "1_Pooling" / "config.json", pooling_config)
+    _write_json(folder / MODULES, modules)
+    _write_json(folder / TRANSFORMER_CONFIG, transformer_config)
+    _write_json(folder / POOLING_CONFIG, pooling_config)
 
 
 def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -6,11 +6,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import Decoder2VecError, choices_error
@@ -64,7 +60,6 @@ def check_pooling(pooling: str) -> str:
 
 
 # ---------------------------------------------------------------- trainable latent-attention pooling
-LATENT_ATTENTION_FILE = "latent_attention.safetensors"
 
 
 class LatentAttention(nn.Module):
@@ -103,28 +98,6 @@ class LatentAttention(nn.Module):
 
     def settings(self) -> dict[str, str]:
         return {"dim": str(self.dim), "latents": str(self.n_latents), "heads": str(self.heads)}
-
-
-def save_latent_attention(module: LatentAttention, folder) -> None:
-    """Write the layer (fp32) and its sizes to <folder>/latent_attention.safetensors."""
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(tensors, str(Path(folder) / LATENT_ATTENTION_FILE), metadata=module.settings())
-
-
-def load_latent_attention(folder) -> LatentAttention | None:
-    """The folder's trained latent-attention layer, else None."""
-    path = Path(folder) / LATENT_ATTENTION_FILE
-    if not path.is_file():
-        return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    try:
-        module = LatentAttention(int(meta["dim"]), latents=int(meta["latents"]), heads=int(meta["heads"]))
-        module.load_state_dict(tensors)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise Decoder2VecError(f"{path}: not a decoder2vec latent-attention file ({type(exc).__name__}: {exc})") from exc
-    return module.eval()
 
 
 def latent_attention_pool(module: LatentAttention, states: torch.Tensor, mask: torch.Tensor,

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from ..data import registry
 from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
 from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
+from ..folder.distill_projection import save_projection
 from .config import DistillConfig
 from .contrastive import EncoderStage, poolable
 from .losses import world
@@ -42,7 +42,6 @@ from .matryoshka import check_dims, matryoshka_weights
 from .stage import check_enough
 from .teacher import teacher_vectors
 
-PROJECTION_FILE = "distill_projection.safetensors"
 
 
 def is_pair_source(source: str) -> bool:
@@ -188,5 +187,4 @@ class DistillStage(EncoderStage):
 
     def write_extras(self, folder: Path) -> None:
         if self.config.save_projection and len(self.projection):
-            save_file({f"{d}.weight": layer.weight.detach().float().cpu().contiguous()
-                       for d, layer in self.projection.items()}, str(folder / PROJECTION_FILE))
+            save_projection(self.projection, folder)

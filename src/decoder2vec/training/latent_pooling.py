@@ -9,12 +9,11 @@ folder already has (so a later stage never drops it).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..errors import Decoder2VecError
-from ..model.pooling import LatentAttention, latent_attention_pool, load_latent_attention, save_latent_attention
+from ..folder.latent_attention import load_latent_attention, save_latent_attention
+from ..model.pooling import LatentAttention, latent_attention_pool
 
 
 def apply_latent_attention(stage) -> None:
@@ -23,7 +22,7 @@ def apply_latent_attention(stage) -> None:
     latents = getattr(config, "latent_attention", 0)
     if not hasattr(stage, "encoder"):
         return
-    module = load_latent_attention(config.model) if config.model and Path(str(config.model)).is_dir() else None
+    module = load_latent_attention(config.model) if config.model else None
     if module is None and not latents:
         return
     if module is None:

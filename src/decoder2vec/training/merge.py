@@ -25,7 +25,8 @@ import torch
 from ..atomic import check_output_folder
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
-from ..model.pooling import LatentAttention, load_latent_attention
+from ..folder.latent_attention import load_latent_attention
+from ..model.pooling import LatentAttention
 
 WEIGHT_SUM_TOLERANCE = 1e-6
 
