@@ -242,9 +242,10 @@ def test_a_killed_distill_run_resumes_without_running_the_teacher_again(tmp_path
 
 
 def test_which_teachers_load_as_encoders(tmp_path):
-    from decoder2vec.training.teacher import is_encoder_teacher, teacher_path
+    from decoder2vec.folder.anchors import minilm_path
+    from decoder2vec.training.teacher import is_encoder_teacher
 
     assert is_encoder_teacher(str(_teacher(tmp_path)))  # an Encoder folder
     assert is_encoder_teacher("smollm2-135m")  # a packaged model
-    assert not is_encoder_teacher(teacher_path("minilm"))  # a sentence-transformers folder (modules.json)
+    assert not is_encoder_teacher(minilm_path())  # a sentence-transformers folder (modules.json)
     assert not is_encoder_teacher("sentence-transformers/all-MiniLM-L6-v2")  # a hub id

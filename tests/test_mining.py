@@ -19,7 +19,7 @@ from decoder2vec import Decoder2VecError
 from decoder2vec.cli.mine import add_arguments, run
 from decoder2vec.data.pairs import Pair, load_pairs
 from decoder2vec.training.mining import mine_hard_negatives, write_pair_file
-from decoder2vec.training.teacher import teacher_path
+from decoder2vec.folder.anchors import minilm_path
 
 FOX, FOX_DUPLICATE = "The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog!"
 PARIS, DECODER = "Paris is the capital of France.", "A decoder-only language model predicts the next token."
@@ -155,7 +155,7 @@ def test_a_sentence_transformers_model_mines_as_sentence_transformers_does(tmp_p
     """`minilm` (the packaged all-MiniLM-L6-v2) mines through sentence-transformers: the same
     negatives as sentence-transformers' own function with that model; a per-pair instruction is
     refused (the model has no notion of it)."""
-    minilm = SentenceTransformer(teacher_path("minilm"), device="cpu")
+    minilm = SentenceTransformer(minilm_path(), device="cpu")
     pairs = [p for p in PAIRS if not p.instruction]
     options = dict(range_min=0, range_max=5, num_negatives=2, relative_margin=0.05)
     theirs = st_mine_hard_negatives(Dataset.from_dict({"query": [p.query for p in pairs],

@@ -32,7 +32,7 @@ from ..errors import Decoder2VecError, choices_error
 from ..folder.config import finished
 from ..results import read_results, write_results
 from ..training.config import STAGE_CONFIGS, load_recipe
-from ..training.engine import recipe_differences
+from ..training.engine import finished_as_recipe
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,8 @@ class Pipeline:
         keys (or, with force: true, trains again)."""
         output = self.output_dir / stage
         values = {**self.overrides, "model": str(previous), "output_dir": str(output)}
-        done = finished(output, stage)
-        if done is not None and not recipe_differences(
-                done, load_recipe(self.chain[stage], **values)):
+        done, changed = finished_as_recipe(load_recipe(self.chain[stage], **values))
+        if done is not None and not changed:
             log.warning("%s already finished in %s, skipping", stage, output)
             return output
         print(f"[pipeline] {stage}: training from {previous} -> {output}", flush=True)

@@ -287,13 +287,20 @@ def recipe_differences(done: dict, config: StageConfig) -> list[str]:
     return out
 
 
+def finished_as_recipe(config: StageConfig) -> tuple[dict | None, list[str]]:
+    """Is this stage finished? The one answer, for training and the pipeline: (the record of the
+    stage finished in config.output_dir, or None; the recipe keys that differ from that record).
+    Finished with no key differing: skip it. Another stage there is an error (folder.finished)."""
+    done = finished(config.output_dir, config.stage)
+    return done, (recipe_differences(done, config) if done is not None else [])
+
+
 def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) -> Path:
     """Train one stage; returns the finished Encoder folder (skips a stage that is already done
     with the same recipe)."""
     output = Path(config.output_dir)
-    done = finished(output, config.stage)
+    done, changed = finished_as_recipe(config)
     if done is not None:
-        changed = recipe_differences(done, config)
         if not changed:
             log(f"{config.stage}: {output} is already finished ({done.get('steps')} steps, final loss "
                 f"{done.get('final_loss')}); skipped. Delete it to train again.")

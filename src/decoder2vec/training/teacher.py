@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..folder.anchors import is_anchor, load_anchor, load_sentence_transformers, minilm_path
+from ..folder.anchors import is_anchor, load_anchor, load_sentence_transformers
 from ..atomic import write_json_atomic, write_npy_atomic
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
@@ -26,15 +26,11 @@ from ..folder.config import kind
 CACHE_NAME = "teacher_vectors"
 
 
-def teacher_path(teacher: str) -> str:
-    """The packaged MiniLM's folder for "minilm", else `teacher` itself (a folder or a hub id)."""
-    return minilm_path() if teacher == "minilm" else teacher
-
-
 def is_encoder_teacher(path: str) -> bool:
     """Loaded as a decoder2vec Encoder: an Encoder folder, a packaged model, a .gguf file, or a model
     folder that is not a sentence-transformers one (folder.kind); everything else (a
-    sentence-transformers folder, a hub id) by sentence-transformers."""
+    sentence-transformers folder, a hub id) by sentence-transformers. An anchor ("minilm", ...)
+    is neither: encode_with_teacher loads it by its name (folder/anchors.py, the one alias table)."""
     return kind(path) in ("encoder", "packaged", "gguf", "model")
 
 
@@ -51,12 +47,12 @@ def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64,
     query/document prompts (E5, EmbeddingGemma); a decoder2vec Encoder teacher gets none."""
     if is_anchor(teacher):
         vectors = _anchor(teacher).encode(texts, side=side, batch_size=batch_size)
-    elif is_encoder_teacher(path := teacher_path(teacher)):
-        model = Encoder.from_pretrained(path)
+    elif is_encoder_teacher(teacher):
+        model = Encoder.from_pretrained(teacher)
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     else:
         try:
-            model = load_sentence_transformers(path, device="cpu", name=teacher)
+            model = load_sentence_transformers(teacher, device="cpu")
         except Decoder2VecError as exc:
             raise Decoder2VecError(f"teacher {teacher!r} is neither a decoder2vec Encoder folder nor a "
                                    f"sentence-transformers model ({exc})") from exc
