@@ -259,3 +259,26 @@ def test_demo_distill_recipe_is_one_stage_between_the_baselines_and_the_referenc
     assert [name for _, name, _ in evaluated] == [*BASELINES, "distill", "all-MiniLM-L6-v2", "multilingual-e5-small",
                                                   "EmbeddingGemma-300M"]
     assert summary["suite"] == "quick" and summary["recipes"] == str(recipe.parent)
+
+
+def test_demo_and_adapt_are_presets_of_the_one_runner_with_one_runs_folder_rule():
+    """presets.PRESETS is the one table: demo and every language's adapt are rows of it, and the runs
+    folder rule (the paper recipe keeps its old name) is written once, in Preset.output_dir."""
+    from pathlib import Path
+
+    from decoder2vec.data.languages import LANGUAGES
+    from decoder2vec.pipeline import demo, languages
+    from decoder2vec.pipeline.presets import PRESETS
+
+    assert sorted(PRESETS) == ["adapt-da", "adapt-de", "demo"] and set(LANGUAGES) == {"da", "de"}
+    assert demo.RECIPES is PRESETS["demo"].recipes and demo.BASELINES is PRESETS["demo"].baselines
+    assert [PRESETS[name].output_dir(recipe, quick) for name, recipe, quick in [
+        ("demo", "paper", False), ("demo", "distill", True), ("adapt-de", "paper", True),
+        ("adapt-de", "distill-embeddinggemma", False)]] == [
+        Path("runs/demo"), Path("runs/demo-distill-quick"), Path("runs/adapt-de-quick"),
+        Path("runs/adapt-de-distill-embeddinggemma")]
+    # A recipe folder of the demo's own named "paper" is a label, not the paper recipe: it keeps its name.
+    assert PRESETS["demo"].output_dir(None, label="paper") == Path("runs/demo-paper")
+    assert languages.default_output_dir("da", "paper", True) == PRESETS["adapt-da"].output_dir("paper", True)
+    with pytest.raises(Decoder2VecError, match=r"^unknown recipe 'paper2'; choose one of: distill, paper$"):
+        PRESETS["demo"].output_dir("paper2")

@@ -8,30 +8,26 @@ Recipes (`recipe=`, `--recipe`): "distill" (one stage learning the packaged all-
 similarities on Wikipedia sentences) or "paper" (LLM2Vec: MNTP -> SimCSE -> supervised); `recipes=`
 (`--recipes`), any recipe folder, overrides both.
 
-The pipeline runner (runner.py) does the work, so re-running skips what is finished: trained
-stages (their folders are complete) and evaluations (their results JSON exists).
+The pipeline runner (runner.py) does the work with the "demo" preset (presets.py: its recipes,
+baselines, suites and runs folder), so re-running skips what is finished: trained stages (their
+folders are complete) and evaluations (their results JSON exists).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..folder.anchors import installed_anchors
-from ..errors import choices_error
+from ..atomic import write_json_atomic
 from ..evaluation import compare, plot
+from ..folder.anchors import installed_anchors
+from .presets import PRESETS
 from .runner import Pipeline, packaged_recipes, recipe_folder
 
-# name -> Encoder.from_pretrained kwargs for the untrained baselines.
-BASELINES = {
-    "causal-mean": {"pooling": "mean", "bidirectional": False},
-    "causal-last-token": {"pooling": "last_token", "bidirectional": False},
-    "bidirectional-mean": {"pooling": "mean", "bidirectional": True},
-}
-# recipe -> packaged recipe folder (each has a quick/ flavour); the same names as adapt's recipes.
-RECIPES = {"distill": "smollm2-135m/distill", "paper": "smollm2-135m"}
-DEFAULT_RECIPE = "paper"  # issue 17: English distill lost to LLM2Vec's chain (docs/results.md), so paper stays the default
+PRESET = PRESETS["demo"]
+BASELINES = PRESET.baselines
+RECIPES = PRESET.recipes  # the same names as adapt's recipes
+DEFAULT_RECIPE = PRESET.default_recipe
 
 
 @dataclass
@@ -46,36 +42,35 @@ class Demo:
     suite: str | None = None  # default: "quick" with quick, else "default"
 
     def __post_init__(self):
-        if self.recipe not in RECIPES:
-            raise choices_error("recipe", self.recipe, RECIPES)
+        PRESET.check(self.recipe)
 
     def folder(self) -> str:
         """The recipe folder the demo runs: `recipes`, else the recipe's packaged one; quick/ with quick."""
-        folder = str(self.recipes) if self.recipes is not None else RECIPES[self.recipe]
-        return f"{folder}/quick" if self.quick else folder
+        if self.recipes is None:
+            return PRESET.folder_name(self.recipe, self.quick)
+        return f"{self.recipes}/quick" if self.quick else str(self.recipes)
 
     def default_output_dir(self) -> Path:
         if self.recipes is None:
-            name = "demo" if self.recipe == "paper" else f"demo-{self.recipe}"
-        else:  # a packaged folder by its name ("gemma3-270m-da/distill" -> demo-gemma3-270m-da-distill), else its own
-            folder = recipe_folder(self.recipes).resolve()
-            packaged = packaged_recipes().resolve()
-            label = folder.relative_to(packaged).as_posix() if folder.is_relative_to(packaged) else folder.name
-            name = f"demo-{label.replace('/', '-')}"
-        return Path("runs") / (f"{name}-quick" if self.quick else name)
+            return PRESET.output_dir(self.recipe, self.quick)
+        # a packaged folder by its name ("gemma3-270m-da/distill" -> demo-gemma3-270m-da-distill), else its own
+        folder = recipe_folder(self.recipes).resolve()
+        packaged = packaged_recipes().resolve()
+        label = folder.relative_to(packaged).as_posix() if folder.is_relative_to(packaged) else folder.name
+        return PRESET.output_dir(None, self.quick, label=label.replace("/", "-"))
 
     def run(self) -> dict:
-        suite = self.suite or ("quick" if self.quick else "default")
+        suite = self.suite or PRESET.suite_for(self.recipe, self.quick)
         output_dir = Path(self.output_dir or self.default_output_dir())
-        pipeline = Pipeline(self.folder(), output_dir=output_dir,
-                            suite=suite, baselines=BASELINES, references=installed_anchors())
+        pipeline = Pipeline(self.folder(), output_dir=output_dir, suite=suite, baselines=BASELINES,
+                            references=installed_anchors() if PRESET.anchors else {})
         done = pipeline.run()
         rows = done["rows"]
         table = compare(list(rows.values()))
         summary = {"suite": suite, "model": pipeline.model, "recipes": str(pipeline.folder), "quick": self.quick,
                    "rows": rows, "timings_s": done["timings_s"]}
         summary_path = output_dir / f"demo-{suite}.json"
-        summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(summary_path, summary, indent=2)
         chart = plot(list(rows.values()), output_dir / f"demo-{suite}.png")
         print(table)
         print(f"\n[demo] results: {summary_path}\n[demo] chart:   {chart}")

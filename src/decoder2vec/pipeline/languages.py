@@ -10,6 +10,7 @@ Three recipes (data/languages.py `RECIPES`), chosen with `recipe=` (`--recipe`):
   supervised contrastive on real pairs (en-da translations + English STS-B; German adds German STS-B).
 The language's suite is evaluated after each stage. Each stage's Encoder folder is kept in
 `<output_dir>/<stage>`; a stage whose folder is complete is skipped, so a killed run resumes.
+It is the Pipeline (runner.py) with the language's preset (presets.py: "adapt-<code>").
 
 The languages themselves (names, suites, recipe folders, sources) are data: data/languages.py.
 Training never reads an evaluation page: data/libreoffice.py splits the help pages once.
@@ -19,36 +20,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.languages import RECIPES, get_language
-from ..errors import choices_error
-from .runner import SUITE_FILE, Pipeline, recipe_folder
+from ..data.languages import get_language
+from .presets import PRESETS, Preset
+from .runner import Pipeline
 
 __all__ = ["adapt", "language_recipes", "evaluation_suite", "default_output_dir", "DEFAULT_RECIPE"]
 
-# Measured best on the Danish and German tasks (issue 25, docs/results.md "Against the anchors");
-# "distill" (MiniLM teacher, issue 17) needs no download; "paper" is LLM2Vec's chain.
-DEFAULT_RECIPE = "distill-embeddinggemma"
+DEFAULT_RECIPE = PRESETS["adapt-da"].default_recipe  # every language's preset has the same
+
+
+def preset(code: str) -> Preset:
+    """The language's preset; an unknown code is an error naming the languages."""
+    return PRESETS[f"adapt-{get_language(code).code}"]
 
 
 def language_recipes(code: str, quick: bool = False, *, recipe: str = DEFAULT_RECIPE) -> Path:
     """The language's packaged recipe folder for `recipe` (its quick/ flavour with quick)."""
-    if recipe not in RECIPES:
-        raise choices_error("recipe", recipe, RECIPES)
-    name = get_language(code).recipes[recipe]
-    return recipe_folder(f"{name}/quick" if quick else name)
+    return preset(code).folder(recipe, quick)
 
 
 def evaluation_suite(code: str, quick: bool = False, *, recipe: str = DEFAULT_RECIPE) -> str:
     """The suite `adapt` scores after each stage: the language's suite, or with quick the smaller
     samples in the quick recipe folder's suite.yaml (the same file for every recipe)."""
-    return str(language_recipes(code, True, recipe=recipe) / SUITE_FILE) if quick else get_language(code).suite
+    return preset(code).suite_for(recipe, quick)
 
 
 def default_output_dir(code: str, recipe: str = DEFAULT_RECIPE, quick: bool = False) -> Path:
-    """runs/adapt-<lang>[-<recipe>][-quick]: one folder per recipe and flavour, so a resumed run never
-    reads another recipe's rows. The paper recipe keeps the name it had before there was a choice
-    (runs/adapt-da, runs/adapt-da-quick), so its earlier runs resume."""
-    return Path(f"runs/adapt-{code}{'' if recipe == 'paper' else f'-{recipe}'}{'-quick' if quick else ''}")
+    """runs/adapt-<lang>[-<recipe>][-quick] (presets.py: the paper recipe keeps its old name)."""
+    return preset(code).output_dir(recipe, quick)
 
 
 def adapt(
@@ -74,5 +73,5 @@ def adapt(
     pipeline = Pipeline(language_recipes(lang.code, quick, recipe=recipe), model=model,
                         output_dir=output_dir or default_output_dir(lang.code, recipe, quick),
                         suite=evaluation_suite(lang.code, quick, recipe=recipe), evaluate=evaluate, stages=stages,
-                        overrides=dict(overrides or {}))
+                        overrides=dict(overrides or {}), baselines=preset(lang.code).baselines)
     return pipeline.run()["final"]
