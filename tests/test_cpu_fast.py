@@ -300,6 +300,20 @@ def test_bf16_linears_are_torch_only(tiny_folder):
             Encoder.from_pretrained(tiny_folder, backend=backend, quantize="bf16")
 
 
+def test_openvino_int8_activations(tiny_folder):
+    """quantize="int8-activations": OpenVINO's int8 weights plus per-token int8 activations, one
+    length per forward, so batch-invariant like every rounding engine; torch and onnx refuse it."""
+    exact = Encoder.from_pretrained(tiny_folder).encode(TEXTS, normalize_embeddings=True)
+    encoder = Encoder.from_pretrained(tiny_folder, backend="openvino", quantize="int8-activations")
+    assert encoder.backend.unpadded and encoder.backend.weights == "int8-activations"
+    assert encoder.backend.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == 32
+    vectors = assert_batch_invariant(encoder, TEXTS, bound=1e-6)
+    assert (vectors * exact).sum(1).min() > 0.99
+    for backend in ("torch", "onnx"):
+        with pytest.raises(Decoder2VecError, match="quantize='int8-activations' runs on backend='openvino'"):
+            Encoder.from_pretrained(tiny_folder, backend=backend, quantize="int8-activations")
+
+
 def test_torch_bf16_pools_in_fp32(tiny_folder):
     encoder = Encoder.from_pretrained(tiny_folder, dtype="bfloat16")
     vectors = encoder.encode(TEXTS, normalize_embeddings=True)

@@ -217,7 +217,8 @@ class Encoder:
         backend (model/quantization.py, backends/); a local folder on CPU is quantised while loading,
         never holding the fp32 model (model/int8_loading.py).
         quantize="bf16" (torch backend): only the Linear matmuls in bf16, norms, softmax, residual
-        stream and pooling in fp32 (model/bf16_linear.py) - closer to fp32 than dtype="bfloat16".
+        stream and pooling in fp32 (model/bf16_linear.py).
+        quantize="int8-activations" (openvino): int8 weights and per-token int8 activations (VNNI/AMX).
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see
         `loading.apply_rope_scaling`. Stored in the saved folder's config.json.
@@ -257,6 +258,8 @@ class Encoder:
             if quantize == "bf16":
                 raise Decoder2VecError(f"quantize='bf16' (bf16 Linear matmuls) is a torch-backend engine, not "
                                        f"backend={backend!r}; OpenVINO's bf16 is dtype='bfloat16'")
+            if quantize == "int8-activations" and backend != "openvino":
+                raise Decoder2VecError(f"quantize='int8-activations' runs on backend='openvino', not {backend!r}")
             torch_only = dict(dtype=None if bf16 else dtype, attn_implementation=attn_implementation,
                               rope_scaling=rope_scaling, compile=compile or None,
                               device=device if device not in (None, "cpu") else None)

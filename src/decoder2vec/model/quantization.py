@@ -27,11 +27,13 @@ import gc
 import torch
 import torch.nn as nn
 
-from ..errors import choices_error
+from ..errors import Decoder2VecError, choices_error
 from .bf16_linear import has_bf16_linears, to_bf16_linears
 
 # "bf16": the Linear matmuls in bf16, everything else fp32 (model/bf16_linear.py; CPU bf16 engine).
-SCHEMES = ("int8", "bf16")
+# "int8-activations": OpenVINO's int8 weights with per-token int8 activations (backends/openvino.py);
+# the torch int8 layer below quantises activations per token already.
+SCHEMES = ("int8", "bf16", "int8-activations")
 # A handful of input channels (LLM "massive activations") can be 100x the rest; per-token scales
 # alone would round the other channels of those tokens to zero. The OUTLIER_FRACTION input
 # channels with the largest calibration activations run at ~15 bits instead (LLM.int8()'s
@@ -149,6 +151,9 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
     stay float: they are lookups, not matmuls. Run on CPU; call after any LoRA merge."""
     if scheme not in SCHEMES:
         raise choices_error("quantize scheme", scheme, SCHEMES)
+    if scheme == "int8-activations":
+        raise Decoder2VecError("quantize='int8-activations' runs on backend='openvino'; on torch, quantize='int8' "
+                               "already quantises activations (per token)")
     model = _backbone(model_or_encoder)
     if scheme == "bf16":
         to_bf16_linears(model, skip)
