@@ -53,8 +53,9 @@ ENGINES = ("llm2vec", "sentence-transformers", "sentence-transformers-onnx", "se
            # issue 27: matmuls through oneDNN (bf16 where AMX), bf16 weights, OpenVINO's bf16 precision,
            # and what --fast picks on this CPU (cpu.FAST_ENGINES).
            "decoder2vec-onednn", "decoder2vec-bf16", "decoder2vec-openvino-bf16", "decoder2vec-fast",
-           # only the Linear matmuls in bf16, the rest fp32 (quantize="bf16", model/bf16_linear.py)
-           "decoder2vec-bf16-linears")
+           # only the Linear matmuls in bf16, the rest fp32 (quantize="bf16", model/bf16_linear.py);
+           # OpenVINO int8 weights with per-token int8 activations (quantize="int8-activations")
+           "decoder2vec-bf16-linears", "decoder2vec-openvino-int8-activations")
 ST_EXPORTED = ("sentence-transformers-onnx", "sentence-transformers-openvino")
 BATCH_SIZE = 32
 STSB_PAIRS = 300  # STS-B dev pairs for the fp32/int8 quality check (as in session 2)
@@ -67,7 +68,8 @@ def engine_options(engine: str) -> dict:
     if engine == "decoder2vec-bf16-linears":
         return {"quantize": "bf16"}
     backend = next((b for b in ("onnx", "openvino") if f"-{b}" in engine), "torch")
-    return {"backend": backend, "quantize": "int8" if "int8" in engine else None,
+    quantize = "int8-activations" if engine.endswith("-int8-activations") else "int8" if "int8" in engine else None
+    return {"backend": backend, "quantize": quantize,
             "compile": engine.endswith("-compiled"), "dtype": "bfloat16" if "-bf16" in engine else None}
 
 
@@ -78,6 +80,8 @@ def weights_of(engine: str) -> str:
         return f"fast: {fast_engine()}"
     if engine == "decoder2vec-bf16-linears":
         return "bf16 Linear matmuls, the rest float32"
+    if engine.endswith("-int8-activations"):
+        return "int8 weights and per-token int8 activations"
     return "int8" if "int8" in engine else "bfloat16" if "-bf16" in engine else \
         "float32, oneDNN matmuls" if "-onednn" in engine else "float32"
 
