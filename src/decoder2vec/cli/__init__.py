@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     """--quantize / --compile / --fast: the Encoder.from_pretrained keywords of the same names."""
-    parser.add_argument("--quantize", choices=["int8"], default=None,
-                        help="int8 linear layers for CPU inference (docs/performance.md)")
+    parser.add_argument("--quantize", choices=["int8", "bf16", "int8-activations"], default=None,
+                        help="int8 linear layers for CPU inference; bf16: only the matmuls in bf16 (torch); "
+                             "int8-activations: int8 weights and activations (openvino) (docs/performance.md)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model: faster encoding after a one-time compile")
     parser.add_argument("--fast", action="store_true",
