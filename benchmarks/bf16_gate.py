@@ -123,7 +123,7 @@ def main() -> None:
         print(row, flush=True)
         if encoder.model is not None:
             drift = layer_drift(reference, encoder, mode, texts[worst])
-            print(f"  worst text, relative error after embeddings / each layer: "
+            print("  worst text, relative error after embeddings / each layer: "
                   + " ".join(f"{d:.0e}" for d in drift), flush=True)
         if encoder is not reference:
             del encoder
