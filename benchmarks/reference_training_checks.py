@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from common import REFERENCE, reference_python, scratch_dir
 
 sys.path.insert(0, str(REFERENCE))
+from float64_rope import float64_calls, float64_rope  # noqa: E402
 from prepare_model import prepare  # noqa: E402
 from replay_dropout import ReplayDropout  # noqa: E402
 
@@ -131,8 +132,11 @@ def in_dtype(model, dtype: torch.dtype):
 
 def ours_training(source: str, blocks: list[list[int]], sentences: list[str], rows: list, length: int, work: Path,
                   dtype: torch.dtype = torch.float32):
-    """Our losses and gradients, the models in `dtype`; writes the LoRA weights the reference uses;
-    returns (results, inputs for reference/gradient_worker.py)."""
+    """Our losses and gradients, the models in `dtype` (float64: RoPE angles too, float64_rope.py);
+    writes the LoRA weights the reference uses; returns (results, grads, inputs for
+    reference/gradient_worker.py)."""
+    exact_rope = dtype == torch.float64
+    rope_calls = {}
     base = dict(model=source, output_dir="unused", data=["unused"], train_max_length=length, lora_dropout=0.0,
                 pool_span="llm2vec", lora_r=LORA_R, lora_alpha=LORA_ALPHA)
     results, grads = {}, {}
@@ -145,6 +149,8 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     mntp.load()
     model = in_dtype(add_lora(mntp.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     weights = random_lora(model, SEED)
+    if exact_rope:
+        float64_rope(model)
     mntp.attach(model)
     for module in mntp.extra_modules().values():  # the engine trains them (train_lm_head)
         module.requires_grad_(True)
@@ -159,7 +165,7 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     grads["mntp"] = lora_grads(model)
     if mntp.lm_head.weight.grad is not None:
         grads["mntp"]["lm_head.weight"] = mntp.lm_head.weight.grad
-    results["mntp"] = float(loss)
+    results["mntp"], rope_calls["mntp"] = float(loss.detach()), float64_calls(model)
     del mntp, model
 
     common = dict(base, hidden_dropout=0.0)
@@ -167,12 +173,15 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     simcse.load()
     model = in_dtype(add_lora(simcse.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     set_lora(model, weights)
+    if exact_rope:
+        float64_rope(model)
     model.train()
     layers = simcse.net.config.get_text_config().num_hidden_layers
     with ReplayDropout(texts=len(sentences), layers=layers, views_in_rows=True, seed=SEED) as replay:
         loss = simcse.loss(model, simcse.collate(sentences))[0]
     loss.backward()
     results["simcse"], grads["simcse"] = float(loss), lora_grads(model)
+    rope_calls["simcse"] = float64_calls(model)
     # Dropout calls: one forward of both views here, one per view in the reference.
     results["dropout_layers"] = replay.calls * 2
     del simcse, model
@@ -182,12 +191,17 @@ def ours_training(source: str, blocks: list[list[int]], sentences: list[str], ro
     supervised.load()
     model = in_dtype(add_lora(supervised.net, r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), dtype)
     set_lora(model, weights)
+    if exact_rope:
+        float64_rope(model)
     loss = supervised.loss(model, supervised.collate(rows))[0]
     loss.backward()
     results["supervised"], grads["supervised"] = float(loss), lora_grads(model)
+    rope_calls["supervised"] = float64_calls(model)
+    results["float64_rope_calls"] = rope_calls
 
     torch.save(weights, work / "lora.pt")
-    inputs = {"lora": str(work / "lora.pt"), "dtype": str(dtype).removeprefix("torch."), "lora_r": LORA_R, "lora_alpha": LORA_ALPHA, "max_length": length,
+    inputs = {"lora": str(work / "lora.pt"), "dtype": str(dtype).removeprefix("torch."), "float64_rope": exact_rope,
+              "lora_r": LORA_R, "lora_alpha": LORA_ALPHA, "max_length": length,
               "mntp": {"masked": masked.tolist(), "attention": attention.tolist(), "labels": labels.tolist()},
               "simcse": {"texts": [SEPARATOR + s for s in sentences], "scale": 20.0, "dropout": SIMCSE_DROPOUT,
                          "seed": SEED},
@@ -222,6 +236,9 @@ def training_run(source: str, reference_model: str, blocks, sentences, rows, sup
             "gradients": {k: compare_grads(grads[k], torch.load(inputs["grads"][k], weights_only=True))
                           for k in STAGES},
             "bidirectional": theirs["bidirectional"],
+            # float64 runs: every stage computed its RoPE angles in float64 on both sides.
+            "float64_rope": all(mine["float64_rope_calls"][k] > 0 and theirs["float64_rope_calls"][k] > 0
+                                for k in STAGES),
             # Every layer dropped attention on both sides (an undropped run would also give equal losses).
             "dropout_layers_equal": mine["dropout_layers"] == theirs["dropout_calls"] > 0}
 
@@ -230,8 +247,11 @@ def architecture_report(arch: str, source: str, reference_model: str, blocks, se
                         supervised_inputs: dict, length: int) -> dict:
     """One model, two runs: float32 (the losses, as training computes them) and float64 (the
     gradients: float32's rounding over a long backward is ~1e-4 of a gradient, the size of the
-    target, so a real difference could hide in it; in float64 it is ~1e-7, what is left of the
-    float32 casts both sides keep: transformers' MNTP logits, decoder2vec's pooling and loss)."""
+    target, so a real difference could hide in it). The float64 run computes the RoPE angles in
+    float64 too (float64_rope.py: llm2vec left-pads, decoder2vec right-pads, and float32 angles at
+    other absolute positions alone moved SmolLM2's supervised LoRA gradients by 1.05e-4); what is
+    left is the float32 casts the implementations keep: transformers' MNTP logits (both sides),
+    decoder2vec's pooling and contrastive scores (~3e-6 of a gradient)."""
     fp32 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float32)
     fp64 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float64)
     report = {"target": arch not in NO_TARGET, **({"no_target": NO_TARGET[arch]} if arch in NO_TARGET else {}),
@@ -242,7 +262,8 @@ def architecture_report(arch: str, source: str, reference_model: str, blocks, se
               "float64_losses": fp64["losses"],
               "float32_gradients": fp32["gradients"],
               "reference_bidirectional": fp32["bidirectional"] and fp64["bidirectional"],
-              "simcse_dropout_layers_equal": fp32["dropout_layers_equal"] and fp64["dropout_layers_equal"]}
+              "simcse_dropout_layers_equal": fp32["dropout_layers_equal"] and fp64["dropout_layers_equal"],
+              "float64_rope_equal": fp64["float64_rope"]}
     return report
 
 

@@ -6,12 +6,14 @@ reference venv (setup.sh); benchmarks/reference_training.py writes the inputs an
 The adapter is put where the reference scripts put it (peft's get_peft_model on the inner model:
 `model.model` of the *BiForMNTP class in run_mntp.py, `LLM2Vec.model` in run_simcse.py and
 run_supervised.py), with the LoRA weights decoder2vec used (a torch file of canonical names), the
-models in the request's `dtype` (float32 or float64), then one backward of each loss:
+models in the request's `dtype` (float32 or float64; with `float64_rope`, the RoPE angles too, by
+float64_rope.py, as decoder2vec's side does), then one backward of each loss:
 - mntp: *BiForMNTP(labels=...).loss, its LM head trainable (run_mntp.py leaves it so);
 - simcse: LLM2Vec with attention_dropout (run_simcse.py's simcse_dropout), train mode, each view
   its own forward, HardNegativeNLLLoss; dropout masks replayed by replay_dropout.ReplayDropout;
 - supervised: queries, positives, negatives as three forwards, HardNegativeNLLLoss.
-Gradients are written as torch files {canonical name: gradient}. `bidirectional`: whether the
+Gradients are written as torch files {canonical name: gradient}; `float64_rope_calls`: per stage,
+how many times the float64 rotary embeddings ran (0 without `float64_rope`). `bidirectional`: whether the
 reference's bidirectional model really is (its first position's state differs from the causal
 model's; llm2vec 0.2.3's Qwen2BiModel keeps Qwen2's causal mask, so it is not).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import torch
 from llm2vec import LLM2Vec
 from llm2vec.loss.HardNegativeNLLLoss import HardNegativeNLLLoss
+from float64_rope import float64_calls, float64_rope
 from llm2vec.models import GemmaBiForMNTP, LlamaBiForMNTP, MistralBiForMNTP, Qwen2BiForMNTP
 from peft import LoraConfig, get_peft_model
 from replay_dropout import ReplayDropout
@@ -66,7 +69,8 @@ def main() -> None:
     r, alpha = inputs["lora_r"], inputs["lora_alpha"]
     dtype = getattr(torch, inputs.get("dtype", "float32"))
     model_type = AutoConfig.from_pretrained(args.model).model_type
-    out = {}
+    exact_rope = inputs.get("float64_rope", False)
+    out = {"float64_rope_calls": {}}
 
     ids = torch.tensor(inputs["mntp"]["masked"][:1])
     with torch.no_grad():
@@ -79,13 +83,15 @@ def main() -> None:
     m = inputs["mntp"]
     mntp = MNTP_CLASSES[model_type].from_pretrained(args.model, torch_dtype=dtype, attn_implementation="sdpa")
     mntp.model = with_lora(mntp.model, weights, r, alpha, dtype)
+    if exact_rope:
+        float64_rope(mntp)
     loss = mntp(input_ids=torch.tensor(m["masked"]), attention_mask=torch.tensor(m["attention"]),
                 labels=torch.tensor(m["labels"])).loss
     loss.backward()
     grads = lora_grads(mntp.model)
     if mntp.lm_head.weight.grad is not None:  # an untied head: trainable in run_mntp.py
         grads["lm_head.weight"] = mntp.lm_head.weight.grad.detach().clone()
-    out["mntp"] = float(loss)
+    out["mntp"], out["float64_rope_calls"]["mntp"] = float(loss), float64_calls(mntp)
     torch.save(grads, inputs["grads"]["mntp"])
     del mntp
 
@@ -94,6 +100,8 @@ def main() -> None:
                                         max_length=inputs["max_length"], torch_dtype=dtype,
                                         attn_implementation="sdpa", attention_dropout=dropout)
         model.model = with_lora(model.model, weights, r, alpha, dtype)
+        if exact_rope:
+            float64_rope(model.model)
         return model
 
     def reps(model, texts: list[str]) -> torch.Tensor:
@@ -107,6 +115,7 @@ def main() -> None:
         loss = HardNegativeNLLLoss(scale=s["scale"])(reps(model, s["texts"]), reps(model, s["texts"]))
     loss.backward()
     out["simcse"], out["dropout_calls"] = float(loss), replay.calls
+    out["float64_rope_calls"]["simcse"] = float64_calls(model.model)
     torch.save(lora_grads(model.model), inputs["grads"]["simcse"])
     del model
 
@@ -116,6 +125,7 @@ def main() -> None:
                                                 reps(model, v["negatives"]))
     loss.backward()
     out["supervised"] = float(loss)
+    out["float64_rope_calls"]["supervised"] = float64_calls(model.model)
     torch.save(lora_grads(model.model), inputs["grads"]["supervised"])
     write_response(args.output, out)
 
