@@ -24,7 +24,7 @@ LAYERS = [
     ["folder", "folder.config", "folder.sentence_transformers", "folder.trained_dims", "folder.anchors",
      "folder.model_card"],
     ["backends"],
-    ["encoder", "classification", "folder.onnx_export"],
+    ["encode_options", "encoder", "classification", "folder.onnx_export"],
     ["data"],
     ["training", "training.merge", "training.mining"],
     ["evaluation"],

@@ -30,21 +30,19 @@ from .backends.torch import backbone
 from .model.bidirectional import is_bidirectional, set_causal
 from .model.chat_format import wrap
 from .cpu import fast_engine
-from .errors import Decoder2VecError, choices_error
+from .encode_options import ON_EMPTY, EncodeOptions, takes_encode_options
+from .errors import Decoder2VecError, check_int, choices_error
 from .folder.config import CONFIG_NAME, EncoderConfig, read_config, write_config
 from .folder.files import ONNX_FILE
 from .folder.latent_attention import load_latent_attention, save_latent_attention
 from .folder.precision_ranges import FILE as RANGES_NAME, read_ranges, write_ranges
 from .model.pooling import LatentAttention, check_pooling, latent_attention_pool, pool
-from .model.precision import CALIBRATED, calibration_ranges, check_precision, check_ranges, empty, quantize_embeddings
+from .model.precision import CALIBRATED, calibration_ranges, check_ranges, empty, quantize_embeddings
 from .model.quantization import SCHEMES, quantize_model
 from .folder.sentence_transformers import POOLING_TO_ST, write_sentence_transformers_files
 from .folder.trained_dims import untrained_dim_warning
 
-__all__ = ["Batch", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
-
-ON_EMPTY = ("error", "skip")
-OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")  # sentence-transformers' names
+__all__ = ["Batch", "EncodeOptions", "Encoder", "EncoderConfig", "CONFIG_NAME", "ON_EMPTY", "RANGES_NAME"]
 
 
 @dataclass
@@ -97,21 +95,9 @@ def _check_instructions(instruction, n: int) -> list[str | None]:
     return [item or None for item in instruction]
 
 
-def _check_int(name: str, value, *, minimum: int = 1, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise Decoder2VecError(f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, "
-                               f"got {value!r}")
-    if value < minimum:
-        raise Decoder2VecError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _split_empty(texts: list[str], instructions: list, on_empty: str):
     """Texts with nothing to pool (empty or whitespace only): an error naming the first, or (skip)
     left out with a warning naming them. Returns the kept texts, instructions and input rows."""
-    if on_empty not in ON_EMPTY:
-        raise choices_error("on_empty", on_empty, ON_EMPTY)
     empty_rows = [i for i, text in enumerate(texts) if not text.strip()]
     if not empty_rows:
         return texts, instructions, None
@@ -236,7 +222,7 @@ class Encoder:
         check_backend(backend)
         if quantize is not None and quantize not in SCHEMES:
             raise choices_error("quantize", quantize, SCHEMES)
-        _check_int("threads", threads, optional=True)
+        check_int("threads", threads, optional=True)
         if device is not None:
             loading.check_device(device)
         source = loading.resolve_model(model)
@@ -249,7 +235,7 @@ class Encoder:
             if value is not None:
                 setattr(config, key, value)
         check_pooling(config.pooling)
-        _check_int("max_length", config.max_length)
+        check_int("max_length", config.max_length)
         if backend in EXPORTED:
             bf16 = backend == "openvino" and loading.parse_dtype(dtype) == torch.bfloat16
             if backend == "onnx" and loading.parse_dtype(dtype) == torch.bfloat16:
@@ -520,25 +506,13 @@ class Encoder:
         return self._pool(states, torch.from_numpy(pool_mask).to(states.device), attention)
 
     # ----------------------------------------------------------------- encode
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        instruction: str | Sequence[str | None] | None = None,
-        batch_size: int = 32,
-        max_batch_tokens: int | None = 16384,
-        normalize_embeddings: bool = False,
-        truncate_dim: int | None = None,
-        precision: str = "float32",
-        calibration_embeddings=None,
-        on_empty: str = "error",
-        show_progress_bar: bool | None = None,
-        convert_to_tensor: bool = False,
-        unpadded: bool | None = None,
-        output_value: str = "sentence_embedding",
-    ):
+    @takes_encode_options
+    def encode(self, texts: str | Sequence[str], options: EncodeOptions | None = None, **keywords):
         """Encode texts into vectors (numpy array, or torch tensor with convert_to_tensor).
 
+        options: an EncodeOptions, and/or its fields as keywords, which replace its values
+        (`encode(texts, batch_size=8, normalize_embeddings=True)`); each field's help is in
+        encode_options.py.
         instruction: one string for every text, or a list with one (or None) per text.
         on_empty: "error" (default) refuses an empty or whitespace-only text, naming its index;
         "skip" leaves such texts out (a warning names their indices; the rows keep input order).
@@ -553,46 +527,32 @@ class Encoder:
         "token_embeddings" (sentence-transformers' name): per text a dict with the vectors of the
         text's own tokens and their character offsets into the text (see `encode_tokens`).
         """
-        if output_value not in OUTPUT_VALUES:
-            raise choices_error("output_value", output_value, OUTPUT_VALUES)
-        if output_value == "token_embeddings":
-            if precision != "float32" or calibration_embeddings is not None:
-                raise Decoder2VecError(f"precision={precision!r} applies to sentence embeddings; token embeddings "
-                                       "are float32 (quantize them yourself if you need to)")
-            if truncate_dim is not None:
-                raise Decoder2VecError(f"truncate_dim={truncate_dim} applies to sentence embeddings (Matryoshka "
-                                       f"training shapes the pooled vector); token embeddings keep all "
-                                       f"{self.dimension} dimensions")
-            return self.encode_tokens(texts, instruction=instruction, batch_size=batch_size,
-                                      max_batch_tokens=max_batch_tokens, normalize_embeddings=normalize_embeddings,
-                                      on_empty=on_empty, show_progress_bar=show_progress_bar,
-                                      convert_to_tensor=convert_to_tensor, unpadded=unpadded)
+        options = EncodeOptions.of(options, **keywords)
+        if options.output_value == "token_embeddings":
+            return self.encode_tokens(texts, options)
         single = isinstance(texts, str)
         texts = _check_texts(texts)
-        instructions = _check_instructions(instruction, len(texts))
-        check_precision(precision)
-        _check_int("batch_size", batch_size)
-        _check_int("max_batch_tokens", max_batch_tokens, optional=True)
-        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, (int, np.integer))
-                                         or not 0 < truncate_dim <= self.dimension):
+        instructions = _check_instructions(options.instruction, len(texts))
+        truncate_dim, precision = options.truncate_dim, options.precision
+        if truncate_dim is not None and truncate_dim > self.dimension:  # EncodeOptions checked it is >= 1
             raise Decoder2VecError(f"truncate_dim must be in 1..{self.dimension}, got {truncate_dim}")
         dim = truncate_dim or self.dimension
         untrained = untrained_dim_warning(self.config, truncate_dim)
         if untrained:
             warnings.warn(untrained, stacklevel=2)
-        ranges = self._ranges(precision, calibration_embeddings, normalize_embeddings, dim)
-        texts, instructions, _ = _split_empty(texts, instructions, on_empty)
+        ranges = self._ranges(precision, options.calibration_embeddings, options.normalize_embeddings, dim)
+        texts, instructions, _ = _split_empty(texts, instructions, options.on_empty)
         if not texts:
             out = empty(dim, precision)
-            return torch.from_numpy(out) if convert_to_tensor else out
+            return torch.from_numpy(out) if options.convert_to_tensor else out
 
         ids, masks, truncated = self.tokenize(texts, instructions)
         _warn_truncated(truncated, len(texts), self.max_length)
         result = np.empty((len(texts), dim), dtype=np.float32)
-        for rows in self._batches(ids, batch_size, max_batch_tokens, show_progress_bar):
-            vectors = self._embed_texts([ids[i] for i in rows], [masks[i] for i in rows], unpadded)
+        for rows in self._batches(ids, options):
+            vectors = self._embed_texts([ids[i] for i in rows], [masks[i] for i in rows], options.unpadded)
             vectors = vectors[:, :dim]
-            if normalize_embeddings:
+            if options.normalize_embeddings:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             result[rows] = vectors.cpu().numpy()
         if not np.isfinite(result).all():
@@ -600,13 +560,14 @@ class Encoder:
         out = quantize_embeddings(result, precision, ranges)
         if single:
             out = out[0]
-        return torch.from_numpy(out) if convert_to_tensor else out
+        return torch.from_numpy(out) if options.convert_to_tensor else out
 
-    def _batches(self, ids, batch_size: int, max_batch_tokens: int | None, show_progress_bar: bool | None):
+    def _batches(self, ids, options: EncodeOptions):
         """Yield the input rows of each batch (longest texts first, so little compute goes to
         padding), with the model in eval mode and gradients off; its mode is restored after."""
         order = np.argsort([-len(x) for x in ids], kind="stable")
-        batches = _length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens)
+        batches = _length_batches([len(ids[i]) for i in order], options.batch_size, options.max_batch_tokens)
+        show_progress_bar = options.show_progress_bar
         if show_progress_bar is None:
             show_progress_bar = len(ids) >= 256 and _stderr_is_tty()
         model = self.model
@@ -624,19 +585,8 @@ class Encoder:
             if model is not None:
                 model.train(was_training)
 
-    def encode_tokens(
-        self,
-        texts: str | Sequence[str],
-        *,
-        instruction: str | Sequence[str | None] | None = None,
-        batch_size: int = 32,
-        max_batch_tokens: int | None = 16384,
-        normalize_embeddings: bool = False,
-        on_empty: str = "error",
-        show_progress_bar: bool | None = None,
-        convert_to_tensor: bool = False,
-        unpadded: bool | None = None,
-    ):
+    @takes_encode_options
+    def encode_tokens(self, texts: str | Sequence[str], options: EncodeOptions | None = None, **keywords):
         """Token embeddings: per text, the last hidden states of the text's own tokens - no
         instruction, padding or special tokens - as a dict:
 
@@ -652,31 +602,38 @@ class Encoder:
         `pool_span` says. A text over max_length keeps its first tokens (a warning says how many
         texts were cut). normalize_embeddings: each token vector to unit length. Vectors do not
         depend on the batch (same as the sentence path). `model.words.aggregate` turns them into word
-        vectors."""
+        vectors. options: encode's (an EncodeOptions and/or keywords); precision, truncate_dim and
+        calibration_embeddings shape sentence vectors and are refused here, output_value is ignored."""
+        options = EncodeOptions.of(options, **keywords)
+        if options.precision != "float32" or options.calibration_embeddings is not None:
+            raise Decoder2VecError(f"precision={options.precision!r} applies to sentence embeddings; token embeddings "
+                                   "are float32 (quantize them yourself if you need to)")
+        if options.truncate_dim is not None:
+            raise Decoder2VecError(f"truncate_dim={options.truncate_dim} applies to sentence embeddings (Matryoshka "
+                                   f"training shapes the pooled vector); token embeddings keep all "
+                                   f"{self.dimension} dimensions")
         single = isinstance(texts, str)
         texts = _check_texts(texts)
-        instructions = _check_instructions(instruction, len(texts))
-        _check_int("batch_size", batch_size)
-        _check_int("max_batch_tokens", max_batch_tokens, optional=True)
-        texts, instructions, _ = _split_empty(texts, instructions, on_empty)
+        instructions = _check_instructions(options.instruction, len(texts))
+        texts, instructions, _ = _split_empty(texts, instructions, options.on_empty)
         if not texts:
             return []  # every text was empty and skipped
         ids, masks, offsets, truncated = self._text_tokens(texts, instructions)
         _warn_truncated(truncated, len(texts), self.max_length)
         out: list = [None] * len(texts)
-        for rows in self._batches(ids, batch_size, max_batch_tokens, show_progress_bar):
-            states, _ = self.backend.states([ids[i] for i in rows], packed=unpadded)
+        for rows in self._batches(ids, options):
+            states, _ = self.backend.states([ids[i] for i in rows], packed=options.unpadded)
             for row, i in enumerate(rows):
                 vectors = states[row, :len(ids[i])][torch.from_numpy(masks[i]).to(states.device)].float()
                 if not torch.isfinite(vectors).all():
                     raise Decoder2VecError(f"the model produced NaN/inf token vectors for texts[{i}]; "
                                            "try dtype='float32'")
-                if normalize_embeddings:
+                if options.normalize_embeddings:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                vectors = vectors.cpu() if convert_to_tensor else vectors.cpu().numpy()
+                vectors = vectors.cpu() if options.convert_to_tensor else vectors.cpu().numpy()
                 token_ids = np.asarray(ids[i], dtype=np.int64)[masks[i]]
                 out[i] = {"token_embeddings": vectors, "offsets": offsets[i],
-                          "input_ids": torch.from_numpy(token_ids) if convert_to_tensor else token_ids}
+                          "input_ids": torch.from_numpy(token_ids) if options.convert_to_tensor else token_ids}
         return out[0] if single else out
 
     def _text_tokens(self, texts: list[str], instructions: list[str | None]):

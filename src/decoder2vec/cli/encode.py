@@ -10,21 +10,19 @@ import argparse
 from pathlib import Path
 
 from ..backends import BACKENDS
-from ..corpus import (ON_EMPTY, check_inputs, check_output_path, check_resumable, corpus_settings, encode_corpus,
-                      ids_file, manifest_path, model_fingerprint, resolve_inputs)
+from ..corpus import (check_inputs, check_output_path, check_resumable, corpus_options, corpus_settings,
+                      encode_corpus, ids_file, manifest_path, model_fingerprint, recorded_options, resolve_inputs)
+from ..encode_options import EncodeOptions
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..model.loading import DEFAULT_MODEL
 from ..model.pooling import POOLINGS
-from ..model.precision import PRECISIONS
-from . import add_model_argument, add_speed_arguments
+from . import (FROM_PRETRAINED, Number, add_encode_options, add_keyword, add_max_length_argument, add_model_argument,
+               add_speed_arguments, keywords_of)
 
 ENGINES = ("local", "ray")
-KEYWORDS_OF = (encode_corpus, Encoder.from_pretrained, Encoder.encode)
+KEYWORDS_OF = (encode_corpus, Encoder.from_pretrained, EncodeOptions)
 CLI_ONLY = {"engine": "local or ray", "address": "the Ray cluster", "num_workers": "Ray actors"}
-# Flags read as text and checked in run(), so a bad value is one line naming the flag (argparse's
-# own type=int error prints the usage block first).
-INT_FLAGS = {"batch_size": 1, "max_length": 1, "truncate_dim": 1, "shard_rows": 1, "num_workers": 1}
 
 
 def add_arguments(p):
@@ -40,21 +38,15 @@ def add_arguments(p):
                    help="column/field holding each row's id (default: the row number over all inputs, from 0)")
     p.add_argument("--carry", nargs="+", default=[], metavar="COLUMN",
                    help="input columns copied into the Parquet output beside id and embedding")
-    p.add_argument("--on-empty", dest="on_empty", choices=ON_EMPTY, default="error",
-                   help="empty or null texts: stop naming the file and line (error), or skip them and list "
-                        "their ids (in _manifest.json, or FILE.ids.json beside a .npy)")
-    p.add_argument("--instruction", default=None, help="instruction placed before every text (not pooled)")
+    add_encode_options(p, help={"on_empty": "empty or null texts: stop naming the file and line (error), or skip "
+                                            "them and list their ids (in _manifest.json, or FILE.ids.json beside "
+                                            "a .npy)"})
     p.add_argument("--pooling", choices=POOLINGS, default=None)
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="attention direction (default: what the model folder says; bidirectional otherwise)")
-    p.add_argument("--batch-size", dest="batch_size", default="32")
-    p.add_argument("--max-length", dest="max_length", default=None)
-    p.add_argument("--normalize-embeddings", dest="normalize_embeddings", action="store_true",
-                   help="L2-normalise vectors")
-    p.add_argument("--truncate-dim", dest="truncate_dim", default=None)
-    p.add_argument("--precision", choices=PRECISIONS, default="float32")
-    p.add_argument("--shard-rows", dest="shard_rows", default="10000",
-                   help="rows per Parquet shard, also the rows held in memory at once")
+    add_max_length_argument(p)
+    add_keyword(p, encode_corpus, "shard_rows", minimum=1,
+                help="rows per Parquet shard, also the rows held in memory at once")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="the engine that runs the model (docs/performance.md); onnx/openvino run on the CPU")
     p.add_argument("--device", default=None)
@@ -62,28 +54,13 @@ def add_arguments(p):
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: this process; ray: a Ray Data actor pool (pip install 'decoder2vec[ray]')")
     p.add_argument("--address", default=None, help="--engine ray: the cluster to join (e.g. ray://head:10001)")
-    p.add_argument("--num-workers", dest="num_workers", default="1",
+    p.add_argument("--num-workers", dest="num_workers", type=Number(int, "--num-workers", 1), default=1,
                    help="--engine ray: Encoder actors (one model load each; one GPU each where GPUs exist)")
     add_speed_arguments(p)
 
 
-def check_ints(args) -> None:
-    for name, least in INT_FLAGS.items():
-        value = getattr(args, name, None)
-        if value is None or isinstance(value, int):
-            continue
-        flag = "--" + name.replace("_", "-")
-        try:
-            number = int(value)
-        except ValueError:
-            raise Decoder2VecError(f"{flag} must be an integer, got {value!r}") from None
-        if number < least:
-            raise Decoder2VecError(f"{flag} must be >= {least}, got {number}")
-        setattr(args, name, number)
-
-
 def run(args):
-    check_ints(args)
+    options = corpus_options(**keywords_of(args, EncodeOptions), show_progress_bar=True)
     # Inputs and output are checked before the (slow) model load, so a typo costs nothing.
     files = resolve_inputs(args.inputs)
     check_inputs(files, text_column=args.text_column, id_column=args.id_column, carry=args.carry)
@@ -92,34 +69,27 @@ def run(args):
         raise Decoder2VecError(f"--engine ray writes Parquet shards into a folder; got {args.output!r}")
     if args.engine == "local" and (args.address or args.num_workers != 1):
         raise Decoder2VecError("--address and --num-workers need --engine ray")
-    load = dict(pooling=args.pooling, bidirectional=args.bidirectional, max_length=args.max_length,
-                device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile,
-                backend=args.backend, fast=args.fast)
+    load = keywords_of(args, FROM_PRETRAINED)
     model = args.model or DEFAULT_MODEL
-    options = dict(text_column=args.text_column, id_column=args.id_column, carry=args.carry,
-                   instruction=args.instruction, batch_size=args.batch_size,
-                   normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
-                   precision=args.precision, on_empty=args.on_empty, shard_rows=args.shard_rows)
-    if kind != "shards":
-        options["overwrite"] = args.overwrite
+    columns = dict(text_column=args.text_column, id_column=args.id_column, carry=args.carry, shard_rows=args.shard_rows)
     settings = {"model": str(Path(model).resolve()) if Path(model).exists() else model,
                 "dtype": args.dtype, "quantize": args.quantize, "backend": args.backend,
                 **({"fast": True} if args.fast else {})}  # absent when off: older manifests still resume
     if kind == "shards":
-        known = {k: v for k, v in options.items() if k not in ("on_empty", "batch_size")}
         # The model's files are hashed only to resume (a hub id not downloaded yet has none: compared after the load).
         fingerprint = model_fingerprint(model) if manifest_path(path).is_file() else None
-        check_resumable(path, {**corpus_settings(None, files, **known), **settings,
+        check_resumable(path, {**corpus_settings(None, files, **columns), **settings, **recorded_options(options),
                                **({"model_fingerprint": fingerprint} if fingerprint else {})})
     if args.engine == "ray":
         # Imported only here: Ray is an optional extra and takes seconds to import.
         from ..corpus.ray_engine import encode_files
 
-        summary = encode_files(model, args.inputs, path, load=load, num_workers=args.num_workers,
-                               address=args.address, settings=settings, show_progress_bar=True, **options)
+        summary = encode_files(model, args.inputs, path, options, load=load, num_workers=args.num_workers,
+                               address=args.address, settings=settings, **columns)
     else:
         encoder = Encoder.from_pretrained(model, **load)
-        summary = encode_corpus(encoder, args.inputs, path, settings=settings, show_progress_bar=True, **options)
+        overwrite = {"overwrite": args.overwrite} if kind != "shards" else {}
+        summary = encode_corpus(encoder, args.inputs, path, options, settings=settings, **columns, **overwrite)
     print(f"wrote {summary.rows} vectors of dimension {summary.dimension} ({summary.dtype}) to {args.output}")
     if summary.skipped_ids:
         shown = ", ".join(map(str, summary.skipped_ids[:10])) + (" ..." if len(summary.skipped_ids) > 10 else "")

@@ -9,6 +9,7 @@ from ..evaluation import compare, evaluate
 from ..evaluation.runner import load_encoder
 from ..evaluation.suites import load_tasks, suite_names, suite_tasks, task_specs
 from ..model.pooling import POOLINGS
+from . import add_encode_options, add_max_length_argument
 
 
 KEYWORDS_OF = (evaluate, load_encoder)
@@ -27,8 +28,8 @@ def add_arguments(p):
     p.add_argument("--pooling", choices=POOLINGS, default=None)
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="attention direction (default: what the model folder says; bidirectional otherwise)")
-    p.add_argument("--max-length", dest="max_length", type=int, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    add_max_length_argument(p)
+    add_encode_options(p, ["batch_size"])
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="read and write cached vectors (--no-cache: neither)")
     p.add_argument("--name", default=None, help="the model's name in the results (default: derived)")

@@ -11,11 +11,14 @@ from ..errors import Decoder2VecError
 from ..model.loading import DEFAULT_MODEL, resolve_model
 from ..search import Index
 from ..serving import API_KEY_ENV, ServeSettings, check_bind, check_port, serve
-from . import add_model_argument, add_speed_arguments
+from . import add_encode_options, add_max_length_argument, add_model_argument, add_speed_arguments
 
 
 KEYWORDS_OF = (serve, ServeSettings, Encoder.from_pretrained)
 CLI_ONLY = {}
+# Flags named after an EncodeOptions field whose default is the server's own (tests/test_cli_names.py).
+OWN_DEFAULTS = {"max_batch_tokens": "ServeSettings: the token budget of one model call over all batched requests, "
+                                    "by device"}
 
 
 def add_arguments(p):
@@ -49,11 +52,11 @@ def add_arguments(p):
     p.add_argument("--header-timeout", dest="header_timeout", type=float, default=d.header_timeout,
                    help=f"seconds a connection may take to send a request's headers, then it is closed "
                         f"(default: {d.header_timeout:g})")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size)
+    add_encode_options(p, ["batch_size"])
     p.add_argument("--truncate", action="store_true", help="cut inputs longer than max length (default: 413)")
     p.add_argument("--index", default=None,
                    help="an index folder (`decoder2vec index`) to answer POST /v1/search from; built with this model")
-    p.add_argument("--max-length", dest="max_length", type=int, default=None)
+    add_max_length_argument(p)
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="what runs the model: torch (CPU/GPU), onnx or openvino (CPU; exported once, then "
                         "cached; a folder from `decoder2vec export --to onnx` is used as is)")
@@ -84,10 +87,8 @@ def run(args):
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     # Every flag is checked before the model is even resolved (a hub id downloads) or loaded: a typo
     # costs a second, not a minute. Encoder.from_pretrained checks these too, but only later.
-    for name in ("max_length", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise Decoder2VecError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.threads is not None and args.threads < 1:  # --max-length's least value is its flag's (add_keyword)
+        raise Decoder2VecError(f"--threads must be >= 1, got {args.threads}")
     if args.backend != "torch" and (args.compile or args.device not in (None, "cpu") or args.dtype):
         raise Decoder2VecError(f"--compile/--device/--dtype apply to the torch backend, not --backend {args.backend}")
     settings = ServeSettings(

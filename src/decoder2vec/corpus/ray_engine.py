@@ -28,14 +28,15 @@ import ray
 import ray.data
 from tqdm.auto import tqdm
 
-from . import (ON_EMPTY, ShardFolder, Summary, check_inputs, check_output_path, check_resumable, corpus_settings,
-                     fit_texts, is_empty, model_fingerprint, read_chunks, resolve_inputs, row_location, scan_inputs,
-                     shard_ends, text_limit)
+from . import (ShardFolder, Summary, check_inputs, check_output_path, check_resumable, corpus_options, corpus_settings,
+                     fit_texts, float_options, is_empty, model_fingerprint, read_chunks, recorded_options,
+                     resolve_inputs, row_location, scan_inputs, shard_ends, text_limit)
+from ..encode_options import EncodeOptions, takes_encode_options
 from ..encoder import Encoder
-from ..errors import Decoder2VecError, choices_error
+from ..errors import Decoder2VecError
 from ..folder.config import EncoderConfig, read_config
 from ..model.loading import load_tokenizer, resolve_model
-from ..model.precision import CALIBRATED, check_precision, empty, quantize_embeddings
+from ..model.precision import CALIBRATED, empty, quantize_embeddings
 
 ROW = "_row"  # the row number over all inputs: orders rows into shards and names a bad row's line
 TOKENS = "_tokens"
@@ -44,12 +45,12 @@ TOKENS = "_tokens"
 class EncodeBatches:
     """A Ray Data actor: one Encoder, loaded once in __init__, encodes the text column of each batch."""
 
-    def __init__(self, model: str, load: dict, text_column: str, options: dict, precision: str, ranges,
-                 on_empty: str, count_tokens: bool, read_limit: int | None = None):
+    def __init__(self, model: str, load: dict, text_column: str, options: EncodeOptions, ranges,
+                 count_tokens: bool, read_limit: int | None = None):
         self.encoder = Encoder.from_pretrained(model, **load)
-        self.text_column, self.options, self.precision = text_column, options, precision
+        self.text_column, self.options = text_column, options
         self.ranges = None if ranges is None else np.asarray(ranges, np.float32)
-        self.on_empty, self.count_tokens, self.read_limit = on_empty, count_tokens, read_limit
+        self.count_tokens, self.read_limit = count_tokens, read_limit
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.text_column not in batch.column_names:
@@ -61,7 +62,7 @@ class EncodeBatches:
                           read_limit=self.read_limit,
                           where=lambda i: f"id {ids[i].as_py()!r}" if ids is not None else f"batch row {i}")
         keep = [i for i, text in enumerate(texts) if not is_empty(text)]
-        if self.on_empty == "error" and len(keep) < len(texts):
+        if self.options.on_empty == "error" and len(keep) < len(texts):
             bad = next(i for i, text in enumerate(texts) if is_empty(text))
             where = f"id {batch.column('id')[bad].as_py()!r}" if "id" in batch.column_names else f"batch row {bad}"
             raise Decoder2VecError(f"empty text in column {self.text_column!r} ({where}); use on_empty='skip'")
@@ -77,43 +78,40 @@ class EncodeBatches:
         if self.count_tokens:
             lengths = np.zeros(len(texts), np.int64)
             if keep:
-                ids, _, _ = self.encoder.tokenize([texts[i] for i in keep], [self.options["instruction"]] * len(keep))
+                ids, _, _ = self.encoder.tokenize([texts[i] for i in keep], [self.options.instruction] * len(keep))
                 lengths[keep] = [len(x) for x in ids]
             out = out.append_column(TOKENS, pa.array(lengths))
         return out
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        dim = self.options["truncate_dim"] or self.encoder.dimension
+        precision = self.options.precision
         if not texts:
-            return empty(dim, self.precision)
-        common = dict(show_progress_bar=False, **self.options)
-        if self.precision in CALIBRATED and self.ranges is None:
+            return empty(self.options.truncate_dim or self.encoder.dimension, precision)
+        floats = float_options(self.options)
+        if precision in CALIBRATED and self.ranges is None:
             # The Encoder's own calibrated ranges (encoder.calibrate), or its one-line error.
-            return self.encoder.encode(texts, precision=self.precision, **common)
-        return quantize_embeddings(self.encoder.encode(texts, precision="float32", **common), self.precision,
-                                   self.ranges)
+            return self.encoder.encode(texts, floats.replace(precision=precision))
+        return quantize_embeddings(self.encoder.encode(texts, floats), precision, self.ranges)
 
 
+@takes_encode_options
 def encode_dataset(
     ds: ray.data.Dataset,
     model: str,
+    options: EncodeOptions | None = None,
     *,
     text_column: str = "text",
-    instruction: str | None = None,
-    batch_size: int = 32,
-    normalize_embeddings: bool = False,
-    truncate_dim: int | None = None,
-    precision: str = "float32",
     ranges=None,
-    on_empty: str = "error",
     num_workers: int = 1,
     num_gpus: float | None = None,
     num_cpus: float | None = None,
     load: dict | None = None,
     count_tokens: bool = False,
     read_limit: int | None = None,
+    **keywords,
 ) -> ray.data.Dataset:
     """`ds` plus an `embedding` column, computed by `num_workers` Encoder actors.
+    options: an EncodeOptions and/or its fields as keywords (`corpus.corpus_options` says which apply).
 
     model: a path, hub id or packaged name every worker can load (`Encoder.from_pretrained(model,
     **load)`, once per actor). batch_size: rows per actor call (and per encode call).
@@ -124,12 +122,9 @@ def encode_dataset(
     embedding (select them with `ds.filter(expr="embedding is null")`).
     read_limit: the texts were read keeping only that many characters (`corpus.text_limit`);
     None: they are whole."""
-    if on_empty not in ON_EMPTY:
-        raise choices_error("on_empty", on_empty, ON_EMPTY)
-    check_precision(precision)
-    for name, value in (("batch_size", batch_size), ("num_workers", num_workers)):
-        if not isinstance(value, int) or value < 1:
-            raise Decoder2VecError(f"{name} must be an integer >= 1, got {value!r}")
+    options = corpus_options(options, **keywords)
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise Decoder2VecError(f"num_workers must be an integer >= 1, got {num_workers!r}")
     if not ray.is_initialized():
         ray.init()
     resources = ray.cluster_resources()
@@ -138,15 +133,13 @@ def encode_dataset(
     if num_cpus is None and not num_gpus:
         # Actors that take every CPU starve the read tasks that feed them (the job hangs): leave one.
         num_cpus = min(1.0, max(0.1, (resources.get("CPU", 1) - 1) / num_workers))
-    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
-                   truncate_dim=truncate_dim)
     remote = {"num_cpus": num_cpus} if num_cpus is not None else {}
     return ds.map_batches(
         EncodeBatches,
         fn_constructor_kwargs=dict(model=str(model), load=load or {}, text_column=text_column, options=options,
-                                   precision=precision, ranges=None if ranges is None else np.asarray(ranges).tolist(),
-                                   on_empty=on_empty, count_tokens=count_tokens, read_limit=read_limit),
-        batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers),
+                                   ranges=None if ranges is None else np.asarray(ranges).tolist(),
+                                   count_tokens=count_tokens, read_limit=read_limit),
+        batch_size=options.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_gpus=num_gpus, **remote,
     )
 
@@ -190,10 +183,12 @@ def effective_config(model: str, load: dict) -> EncoderConfig:
     return config
 
 
+@takes_encode_options
 def encode_files(
     model: str,
     inputs,
     output,
+    options: EncodeOptions | None = None,
     *,
     load: dict | None = None,
     num_workers: int = 1,
@@ -201,21 +196,15 @@ def encode_files(
     num_gpus: float | None = None,
     num_cpus: float | None = None,
     settings: dict | None = None,
-    show_progress_bar: bool = False,
     text_column: str = "text",
     id_column: str | None = None,
     carry: Sequence[str] = (),
-    instruction: str | None = None,
-    batch_size: int = 32,
-    normalize_embeddings: bool = False,
-    truncate_dim: int | None = None,
-    precision: str = "float32",
-    on_empty: str = "error",
     shard_rows: int = 10_000,
+    **keywords,
 ) -> Summary:
-    """`decoder2vec encode --engine ray`: files in, the local engine's shard folder out (resumable)."""
-    if on_empty not in ON_EMPTY:
-        raise choices_error("on_empty", on_empty, ON_EMPTY)
+    """`decoder2vec encode --engine ray`: files in, the local engine's shard folder out (resumable).
+    options: an EncodeOptions and/or its fields as keywords, as `encode_corpus`'s."""
+    options = corpus_options(options, **keywords)
     files = resolve_inputs(inputs)
     check_inputs(files, text_column=text_column, id_column=id_column, carry=carry)
     path, kind = check_output_path(output)
@@ -225,11 +214,10 @@ def encode_files(
     carry = list(carry)
     config = effective_config(model, load)
     recorded = {
-        **corpus_settings(config, files, text_column=text_column, id_column=id_column,
-                          carry=carry, instruction=instruction, normalize_embeddings=normalize_embeddings,
-                          truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+        **corpus_settings(config, files, text_column=text_column, id_column=id_column, carry=carry,
+                          shard_rows=shard_rows),
         "backend": load.get("backend", "torch"),
-        **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+        **(settings or {}), **recorded_options(options),
         "model_fingerprint": model_fingerprint((settings or {}).get("model") or model),
     }
     check_resumable(path, recorded)
@@ -238,7 +226,7 @@ def encode_files(
     max_chars = text_limit(load_tokenizer(model, trust_remote_code=bool(load.get("trust_remote_code"))),
                            config.max_length)
     offsets = scan_inputs(files, text_column=text_column, id_column=id_column, carry=carry, max_chars=max_chars,
-                          on_empty=on_empty, chunk_rows=shard_rows)
+                          on_empty=options.on_empty, chunk_rows=shard_rows)
     folder = ShardFolder(path, recorded)
     if folder.complete:
         return Summary.of(folder)
@@ -255,12 +243,13 @@ def encode_files(
                           chunk_rows=min(shard_rows, 4096), start_row=folder.next_row, max_chars=max_chars)
         # Ray merges a read task's output into large blocks, and an actor takes whole blocks: small
         # blocks (streamed, not shuffled) let every actor of the pool get work.
-        rows = rows.repartition(target_num_rows_per_block=batch_size * 8)
-        encoded = encode_dataset(rows, model, text_column=text_column, instruction=instruction, batch_size=batch_size,
-                                 normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim,
-                                 precision=precision, on_empty="skip", num_workers=num_workers, num_gpus=num_gpus,
-                                 num_cpus=num_cpus, load=load, count_tokens=True, read_limit=max_chars)
-        _write_in_order(encoded, folder, files, offsets, shard_rows, carry, on_empty, show_progress_bar)
+        rows = rows.repartition(target_num_rows_per_block=options.batch_size * 8)
+        # The workers keep empty rows (null embedding); _write_shard applies on_empty naming file and line.
+        encoded = encode_dataset(rows, model, options.replace(on_empty="skip"), text_column=text_column,
+                                 num_workers=num_workers, num_gpus=num_gpus, num_cpus=num_cpus, load=load,
+                                 count_tokens=True, read_limit=max_chars)
+        _write_in_order(encoded, folder, files, offsets, shard_rows, carry, options.on_empty,
+                        bool(options.show_progress_bar))
     except Exception as exc:
         user = _user_error(exc)
         if user is None:

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..encoder import ON_EMPTY  # the Encoder's empty-text policies, the same names here
-from ..errors import Decoder2VecError, choices_error
-from ..model.precision import CALIBRATED, calibration_ranges, check_precision, empty, quantize_embeddings
+from ..encode_options import EncodeOptions, takes_encode_options
+from ..errors import Decoder2VecError
+from ..model.precision import CALIBRATED, calibration_ranges, empty, quantize_embeddings
 from .fingerprint import fingerprint_of_encoder
 from .long_texts import fit_texts, text_limit
 from .output_files import record_output_file
@@ -59,36 +59,59 @@ class Summary:
                 f"{rate:,.0f} tokens/s")
 
 
+# The encode options a shard folder's manifest records. on_empty and batch_size change no written
+# row (shards.RESUMABLE_CHANGES); nor do max_batch_tokens and unpadded, which older manifests lack.
+RECORDED_OPTIONS = ("instruction", "normalize_embeddings", "truncate_dim", "precision", "on_empty", "batch_size")
+
+
+def corpus_options(options: EncodeOptions | None = None, **keywords) -> EncodeOptions:
+    """The EncodeOptions of a corpus run (both engines), refusing those a corpus cannot follow: its
+    rows are float vectors written to files, and one instruction goes before every row.
+    show_progress_bar is the run's bar over rows; on_empty is decided for the rows (`split_empty`)."""
+    options = EncodeOptions.of(options, **keywords)
+    if not (options.instruction is None or isinstance(options.instruction, str)):
+        raise Decoder2VecError(f"a corpus run takes one instruction string for every row, got "
+                               f"{type(options.instruction).__name__}")
+    if options.calibration_embeddings is not None:
+        raise Decoder2VecError("calibration_embeddings does not apply to a corpus run: int8/uint8 ranges come from "
+                               "the Encoder's calibrate() or the first shard")
+    for name, value in (("output_value", "sentence_embedding"), ("convert_to_tensor", False)):
+        if getattr(options, name) != value:
+            raise Decoder2VecError(f"{name}={getattr(options, name)!r} does not apply to a corpus run, which writes "
+                                   f"one float vector per row to files ({name}={value!r})")
+    return options
+
+
+def recorded_options(options: EncodeOptions) -> dict:
+    return {name: getattr(options, name) for name in RECORDED_OPTIONS}
+
+
+@takes_encode_options
 def encode_corpus(
     encoder,
     inputs: str | Sequence[str],
     output: str | os.PathLike,
+    options: EncodeOptions | None = None,
     *,
     text_column: str = "text",
     id_column: str | None = None,
     carry: Sequence[str] = (),
-    instruction: str | None = None,
-    batch_size: int = 32,
-    normalize_embeddings: bool = False,
-    truncate_dim: int | None = None,
-    precision: str = "float32",
-    on_empty: str = "error",
     shard_rows: int = 10_000,
     overwrite: bool = False,
     settings: dict | None = None,
-    show_progress_bar: bool | None = None,
+    **keywords,
 ) -> Summary:
     """Encode every row of `inputs` (paths or globs of .txt/.jsonl/.csv/.parquet) into `output`:
     a folder of Parquet shards with a manifest (resumable), or one .npy/.parquet file.
+    options: an EncodeOptions and/or its fields as keywords (`corpus_options` says which apply);
+    on_empty="skip" leaves empty and null rows out and lists their ids.
 
     Every row is read once first (`scan_inputs`): a bad row or a repeated id is refused before
     anything is encoded. overwrite: replace an existing .npy/.parquet output that decoder2vec
     wrote (a file it did not write is never replaced).
     settings: extra entries recorded in the manifest and compared on resume (the CLI passes the
     model name and load options; "model" also names what the model fingerprint hashes)."""
-    if on_empty not in ON_EMPTY:
-        raise choices_error("on_empty", on_empty, ON_EMPTY)
-    check_precision(precision)
+    options = corpus_options(options, **keywords)
     if shard_rows < 1:
         raise Decoder2VecError(f"shard_rows must be >= 1, got {shard_rows}")
     files = resolve_inputs(inputs)
@@ -98,27 +121,23 @@ def encode_corpus(
     if kind == "shards":
         recorded = {
             **corpus_settings(encoder.config, files, text_column=text_column, id_column=id_column, carry=carry,
-                              instruction=instruction, normalize_embeddings=normalize_embeddings,
-                              truncate_dim=truncate_dim, precision=precision, shard_rows=shard_rows),
+                              shard_rows=shard_rows),
             "backend": encoder.backend.name,
-            **(settings or {}), "on_empty": on_empty, "batch_size": batch_size,
+            **(settings or {}), **recorded_options(options),
             "model_fingerprint": fingerprint_of_encoder(encoder, (settings or {}).get("model")),
         }
         check_resumable(path, recorded)  # before the read of every row
     max_chars = text_limit(encoder.tokenizer, encoder.max_length)
     offsets = scan_inputs(files, text_column=text_column, id_column=id_column, carry=carry, max_chars=max_chars,
-                          on_empty=on_empty, chunk_rows=shard_rows)
+                          on_empty=options.on_empty, chunk_rows=shard_rows)
     job = dict(text_column=text_column, id_column=id_column, carry=carry, chunk_rows=shard_rows, offsets=offsets,
                max_chars=max_chars)
-    options = dict(instruction=instruction, batch_size=batch_size, normalize_embeddings=normalize_embeddings,
-                   truncate_dim=truncate_dim)
-    if show_progress_bar is None:
-        show_progress_bar = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    show = options.show_progress_bar
+    if show is None:
+        show = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     if kind == "shards":
-        return _encode_to_shards(encoder, files, ShardFolder(path, recorded), job, options, precision,
-                                 on_empty, show_progress_bar)
-    return _encode_to_file(encoder, files, path, kind, job, options, precision, on_empty, show_progress_bar,
-                           id_column is not None)
+        return _encode_to_shards(encoder, files, ShardFolder(path, recorded), job, options, show)
+    return _encode_to_file(encoder, files, path, kind, job, options, show, id_column is not None)
 
 
 def corpus_settings(config, files, **kwargs) -> dict:
@@ -161,17 +180,23 @@ def split_empty(chunk: Chunk, on_empty: str) -> tuple[list[int], list]:
     return keep, skipped
 
 
-def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: dict,
+def encode_chunk(encoder, chunk: Chunk, keep: list[int], options: EncodeOptions,
                  max_chars: int | None = None) -> tuple[np.ndarray, int]:
     """float32 vectors of the kept rows, and the tokens the model ran on (instruction included).
     max_chars: the reader kept that many characters of each text (long_texts)."""
     texts = fit_texts(encoder.tokenizer, encoder.max_length, [chunk.texts[i] for i in keep],
                       read_limit=max_chars, where=lambda i: chunk.location(keep[i]))
     if not texts:
-        return np.zeros((0, options["truncate_dim"] or encoder.dimension), np.float32), 0
-    vectors = encoder.encode(texts, precision="float32", show_progress_bar=False, **options)
-    ids, _, _ = encoder.tokenize(texts, [options["instruction"]] * len(texts))
+        return np.zeros((0, options.truncate_dim or encoder.dimension), np.float32), 0
+    vectors = encoder.encode(texts, float_options(options))
+    ids, _, _ = encoder.tokenize(texts, [options.instruction] * len(texts))
     return vectors, sum(map(len, ids))
+
+
+def float_options(options: EncodeOptions) -> EncodeOptions:
+    """The options of the Encoder calls inside a corpus run: float32 vectors (quantised over the whole
+    output with one range, `Quantizer`), no bar of their own, and the empty rows already taken out."""
+    return options.replace(precision="float32", show_progress_bar=False, on_empty="error")
 
 
 class Quantizer:
@@ -205,12 +230,12 @@ def _progress(total: int, start: int, show: bool):
                 dynamic_ncols=True)
 
 
-def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precision, on_empty, show) -> Summary:
+def _encode_to_shards(encoder, files, folder: ShardFolder, job, options: EncodeOptions, show) -> Summary:
     total = job["offsets"][-1]
-    dtype = None
+    dtype, precision, on_empty = None, options.precision, options.on_empty
     if not folder.complete:
-        quantizer = Quantizer(encoder, precision, options["normalize_embeddings"],
-                              options["truncate_dim"] or encoder.dimension, folder.manifest.get("calibration"))
+        quantizer = Quantizer(encoder, precision, options.normalize_embeddings,
+                              options.truncate_dim or encoder.dimension, folder.manifest.get("calibration"))
         with _progress(total, folder.next_row, show) as bar:
             for chunk in read_chunks(files, start_row=folder.next_row, **job):
                 started = time.perf_counter()
@@ -230,11 +255,11 @@ def _encode_to_shards(encoder, files, folder: ShardFolder, job, options, precisi
     return Summary.of(folder)
 
 
-def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, on_empty, show,
-                    write_ids: bool) -> Summary:
+def _encode_to_file(encoder, files, path: Path, kind, job, options: EncodeOptions, show, write_ids: bool) -> Summary:
     """One .npy or .parquet file: vectors are gathered in memory (small inputs) and quantised
     together, exactly as one `encode` call would."""
     summary = Summary(output=str(path))
+    precision, on_empty = options.precision, options.on_empty
     parts, ids, columns = [], [], {name: [] for name in job["carry"]}
     started = time.perf_counter()
     with _progress(job["offsets"][-1], 0, show) as bar:
@@ -249,9 +274,9 @@ def _encode_to_file(encoder, files, path: Path, kind, job, options, precision, o
             summary.tokens += tokens
             summary.rows_read += len(chunk)
             bar.update(len(chunk))
-    dim = options["truncate_dim"] or encoder.dimension
+    dim = options.truncate_dim or encoder.dimension
     floats = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
-    vectors = Quantizer(encoder, precision, options["normalize_embeddings"], dim)(floats) if len(floats) else \
+    vectors = Quantizer(encoder, precision, options.normalize_embeddings, dim)(floats) if len(floats) else \
         empty(dim, precision)
     companions = []
     if kind == "npy":
