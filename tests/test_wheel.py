@@ -55,6 +55,7 @@ def test_wheel_holds_every_recipe_and_suite(installed):
     for folder in ("recipes", "suites"):
         shipped = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "decoder2vec" / folder).rglob("*.yaml")}
         assert shipped and shipped <= names, sorted(shipped - names)
+    assert "decoder2vec/folder/model_card_template.md" in names  # the model card's text (folder/model_card.py)
 
 
 def test_installed_wheel_finds_its_recipes_and_suites_outside_the_repository(installed, tmp_path):

@@ -1,9 +1,17 @@
 """The README.md model card written by `decoder2vec export`: what the model is, how it was made
-(stages from decoder2vec_config.json), how well it does (a results JSON), and how to use it."""
+(stages from decoder2vec_config.json), how well it does (a results JSON), and how to use it. The
+text is the template model_card_template.md beside this file; the code here fills its tables and examples."""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
+from string import Template
+
+
+# The card's text, with $-placeholders filled by `model_card` (package data: pyproject.toml).
+TEMPLATE_FILE = "model_card_template.md"
+TEMPLATE = Template((resources.files("decoder2vec") / "folder" / TEMPLATE_FILE).read_text(encoding="utf-8"))
 
 
 def _front_matter(encoder) -> str:
@@ -89,78 +97,10 @@ def model_card(encoder, *, results: dict | None = None, instructions: dict[str, 
         + "\n\nUse `decoder2vec` (or its server) for the exact vectors, or re-export with "
         "`decoder2vec export --exact`."
     )
-    return f"""{_front_matter(encoder)}
-
-# {model_name}
-
-A text encoder made from the decoder-only LLM **{cfg.base_model or 'unknown'}** with
-decoder2vec (the LLM2Vec recipe: bidirectional attention, then MNTP,
-SimCSE and supervised contrastive training with LoRA).
-
-| | |
-|---|---|
-| family | {info['family']} |
-| parameters | {info['parameters']:,} |
-| embedding dimension | {cfg.dimension} (Matryoshka truncation: `truncate_dim`) |
-| attention | {'bidirectional' if cfg.bidirectional else 'causal'} |
-| pooling | {cfg.pooling} (instruction and special tokens are not pooled) |
-| max length | {cfg.max_length} tokens |
-| instruction template | `{cfg.instruction_template!r}` |
-| similarity | cosine |
-
-## Training
-
-{_stages(cfg.stages)}
-
-## Evaluation
-
-{_results(results)}
-
-## Instructions (sentence-transformers prompts)
-
-| prompt name | instruction |
-|---|---|
-{prompt_rows}
-
-Texts without an instruction (e.g. the passages of a retrieval corpus) are encoded as they are.
-
-## Usage
-
-### decoder2vec
-
-```python
-from decoder2vec import Encoder
-
-encoder = Encoder.from_pretrained("{model_name}")
-passages = encoder.encode(["Paris is the capital of France."], normalize_embeddings=True)
-queries = {d2v_query}
-```
-
-### sentence-transformers
-
-```python
-from sentence_transformers import SentenceTransformer
-
-model = {st_load}
-passages = model.encode(["Paris is the capital of France."])
-queries = {st_query}
-print(model.similarity(queries, passages))
-```
-
-{exactness}
-
-### OpenAI-compatible server
-
-```bash
-decoder2vec serve {model_name} --port 8000
-```
-
-```python
-from openai import OpenAI
-
-client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused-on-loopback")
-vectors = client.embeddings.create(model="{model_name}", input=["Paris is the capital of France."])
-{server_instruction}```
-
-The server returns unit-length vectors, like OpenAI's API.
-"""
+    return TEMPLATE.substitute(
+        front_matter=_front_matter(encoder), model_name=model_name, base_model=cfg.base_model or "unknown",
+        family=info["family"], parameters=f"{info['parameters']:,}", dimension=cfg.dimension,
+        attention="bidirectional" if cfg.bidirectional else "causal", pooling=cfg.pooling,
+        max_length=cfg.max_length, instruction_template=repr(cfg.instruction_template),
+        stages=_stages(cfg.stages), results=_results(results), prompt_rows=prompt_rows, d2v_query=d2v_query,
+        st_load=st_load, st_query=st_query, exactness=exactness, server_instruction=server_instruction)
