@@ -21,7 +21,8 @@ LAYERS = [
     ["model", "model.bidirectional", "model.pooling", "model.precision", "model.unpadded",
      "model.chunked_attention", "model.words"],
     ["model.loading", "model.quantization", "model.int8_loading", "model.chat_format"],
-    ["folder", "folder.config", "folder.sentence_transformers", "folder.trained_dims", "folder.anchors",
+    ["folder", "folder.files", "folder.config", "folder.precision_ranges", "folder.latent_attention",
+     "folder.distill_projection", "folder.sentence_transformers", "folder.trained_dims", "folder.anchors",
      "folder.model_card"],
     ["backends"],
     ["encode_options", "encoder", "classification", "folder.onnx_export"],
@@ -29,7 +30,7 @@ LAYERS = [
     ["training", "training.merge", "training.mining"],
     ["evaluation"],
     ["serving", "folder.export", "st_module", "corpus", "corpus.ray_engine", "search"],
-    ["pipeline", "pipeline.runner", "pipeline.demo", "pipeline.languages"],
+    ["pipeline", "pipeline.runner", "pipeline.presets", "pipeline.demo", "pipeline.languages"],
     ["cli"],
     ["__init__"],
 ]
@@ -161,6 +162,8 @@ def test_imports_are_at_the_top():
     ("folder/config.py", "from .export import export_sentence_transformers\n", "imports decoder2vec.folder.export"),
     # across packages by module: a model/ module importing a folder/ export
     ("model/pooling.py", "from ..folder import export\n", "imports decoder2vec.folder.export"),
+    # a folder file's owner (below the Encoder) importing the Encoder
+    ("folder/latent_attention.py", "from ..encoder import Encoder\n", "imports decoder2vec.encoder"),
 ])
 def test_the_check_catches_a_violation(tmp_path, monkeypatch, fake, bad, message):
     """The check itself can fail: a lower module importing a higher one is reported, between
