@@ -174,3 +174,16 @@ def test_the_check_catches_a_violation(tmp_path, monkeypatch, fake, bad, message
         original + bad if self == fake else Path.read_bytes(self).decode(encoding or "utf-8")))
     with pytest.raises(AssertionError, match=message):
         test_no_module_imports_a_higher_layer()
+
+
+def test_data_reaches_no_model_loader():
+    """data/ is static data: what it imports, and what those import, never reaches model/loading.py
+    (torch, transformers, accelerate); the cache folder it needs is atomic.cache_dir."""
+    edges = graph()
+    seen, todo = set(), [m for m in MODULES if m.startswith("data.")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(edges.get(module, ()))
+    assert "model.loading" not in seen and "encoder" not in seen, sorted(m for m in seen if not m.startswith("data."))

@@ -19,6 +19,9 @@ goes through `atomic_folder`:
 Single files (manifests, caches, results, pair files) go through `write_atomic` (and its
 `write_json_atomic` / `write_npy_atomic`): written under a temporary name beside the file, then
 renamed, so a reader never sees half a file; a failed write leaves nothing and is one line.
+
+`cache_dir()` is where decoder2vec keeps what it fetches and converts ($DECODER2VEC_CACHE): here,
+below every layer, so data/ finds it without importing the model loader (torch, transformers).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 from .errors import Decoder2VecError
 
 MARKER = ".decoder2vec-output.json"
+CACHE_ENV = "DECODER2VEC_CACHE"
 PARTIAL = "decoder2vec-partial"
 REPLACED = "decoder2vec-replaced"
 _WRITES = itertools.count()  # with the pid, a temporary file name no other writer (or thread) uses
@@ -211,6 +215,17 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cache_dir() -> Path:
+    """Where converted models and datasets are kept: $DECODER2VEC_CACHE or ~/.cache/decoder2vec."""
+    path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "decoder2vec")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Decoder2VecError(f"cannot create decoder2vec's cache folder {path}: {exc.strerror or exc}; set "
+                               f"{CACHE_ENV} to a writable folder") from None
+    return path
 
 
 def write_atomic(path, write) -> Path:

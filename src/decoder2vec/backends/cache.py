@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..atomic import follow_umask
+from ..atomic import CACHE_ENV, follow_umask
 from ..errors import Decoder2VecError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ ARTIFACT_VERSION = 1
 # int8 artifacts only (fp32 graphs stay valid): 2 = ONNX int8 weights computed in fp32.
 INT8_VERSION = 2
 RECORD = "artifact.json"  # name -> {size, sha256} of the files an artifact folder was built with
-CACHE_ENV = "DECODER2VEC_CACHE"
 
 
 def artifact_key(source, *, bidirectional: bool, weights: str, engine: str) -> str:

@@ -26,9 +26,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..atomic import write_json_atomic
+from ..atomic import cache_dir, write_json_atomic
 from ..errors import Decoder2VecError, choices_error
-from ..model.loading import cache_dir
 from .debian import deb_members, download_deb
 
 LANGUAGES = ("da", "de")

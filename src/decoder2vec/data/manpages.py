@@ -22,9 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..atomic import write_atomic
+from ..atomic import cache_dir, write_atomic
 from ..errors import choices_error
-from ..model.loading import cache_dir
 from .debian import deb_members, download_deb
 
 MANPAGE_PACKAGES = {"da": "manpages-da", "de": "manpages-de"}

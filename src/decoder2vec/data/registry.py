@@ -27,8 +27,8 @@ from typing import Callable
 
 from pathlib import Path
 
+from ..atomic import cache_dir
 from ..errors import Decoder2VecError
-from ..model.loading import cache_dir
 from . import gettext, libreoffice, manpages, sources
 from .pair import Pair
 

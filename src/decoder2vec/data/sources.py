@@ -31,9 +31,8 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
-from ..atomic import write_json_atomic
+from ..atomic import cache_dir, write_json_atomic
 from ..errors import Decoder2VecError, choices_error
-from ..model.loading import cache_dir
 from .pair import Pair
 
 # The version whose test data we parsed; the enwiki sample has not changed across gensim 4.x.

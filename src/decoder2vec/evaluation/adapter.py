@@ -21,9 +21,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from ..folder.anchors import MTEB_TASK_TYPES, PromptedSentenceTransformer
-from ..atomic import write_npy_atomic
+from ..atomic import cache_dir, write_npy_atomic
 from ..errors import Decoder2VecError
-from ..model.loading import cache_dir
 from .label import model_label
 from .settings import encoder_settings
 

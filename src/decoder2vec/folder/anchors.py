@@ -29,7 +29,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from ..errors import Decoder2VecError, choices_error
-from ..model.loading import cache_dir
+from ..atomic import cache_dir
 
 SIDES = ("query", "document")
 # decoder2vec's task types -> MTEB's, whose names the models' prompt tables use.

