@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
-from ..atomic import record_output, swap_in, write_atomic
+from ..atomic import record_output, swap_in, write_atomic, write_json_atomic
 from ..cpu import fast_training
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
@@ -355,9 +355,8 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         before = json.loads(before_path.read_text())
     else:
         before = stage.evaluate(peft_model)
-        if _is_main():
-            work.mkdir(parents=True, exist_ok=True)
-            before_path.write_text(json.dumps(before))
+        if _is_main():  # atomic: a run killed while writing it resumes with a whole file or none
+            write_json_atomic(before_path, before, indent=None)
     if _is_main():
         log(f"{config.stage}: {len(items)} training examples, LoRA r={config.lora_r} on "
             f"{trainable:,} of {total:,} parameters, {config.max_steps} steps"
