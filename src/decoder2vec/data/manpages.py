@@ -9,7 +9,9 @@ suite uses, so MNTP and SimCSE can train on them without touching a test item.
 turns each page's roff source into plain paragraphs and caches them as JSON lines under
 `cache_dir()/data/manpages-<lang>.jsonl` (written atomically: a killed run never leaves half a file).
 `manpage_documents(lang)` joins each page's paragraphs into one document: the `manpages-da|de`
-corpora of the data registry.
+corpora of the data registry. `manpage_summaries(lang)` pairs each page's one-line summary (its
+NAME line, e.g. "base32 - base32 kod/afkode data") with the start of its text: a short query and
+the document it finds, in one language (the `manpage-summaries-da|de` pair sources).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tqdm.auto import tqdm
 from ..atomic import cache_dir, write_atomic
 from ..errors import choices_error
 from .debian import deb_members, download_deb
+from .pair import Pair
+from .sources import clip
 
 MANPAGE_PACKAGES = {"da": "manpages-da", "de": "manpages-de"}
 
@@ -92,12 +96,30 @@ def roff_paragraphs(source: str, lang: str) -> list[str]:
     return paragraphs
 
 
-def manpages(lang: str) -> list[dict]:
-    """Paragraphs of the Danish or German man pages: [{"doc": "man1/ls", "text": ...}, ...]."""
+def roff_summary(source: str) -> str | None:
+    """The summary of a man page's NAME section ("base32 \\- base32 kod/afkode data" -> "base32
+    kod/afkode data"): the text under the first section heading, up to the next one, after its dash."""
+    lines, name, inside = source.splitlines(), [], False
+    for line in lines:
+        if line.startswith(".SH"):
+            if inside:
+                break
+            inside = True
+        elif inside and not line.startswith(('.\\"', "'\\\"")) and line.strip():
+            name.append(_unescape(line.lstrip(".").removeprefix("Nm ")) if not line.startswith(".") or
+                        line[1:3] in ("B ", "I ", "Nd") else "")
+    text = " ".join(" ".join(name).replace("Nd ", "- ").split())
+    _, dash, summary = text.partition(" - ")
+    return summary.strip() if dash and len(summary.split()) >= 2 else None
+
+
+def _cached_rows(lang: str, kind: str, rows_of_page) -> list[dict]:
+    """Rows made from every page of the language's man page package by rows_of_page(doc, source),
+    computed once and cached as JSON lines under cache_dir()/data/<package><kind>.jsonl."""
     if lang not in MANPAGE_PACKAGES:
         raise choices_error("man page language", lang, MANPAGE_PACKAGES)
     package = MANPAGE_PACKAGES[lang]
-    target = cache_dir() / "data" / f"{package}.jsonl"
+    target = cache_dir() / "data" / f"{package}{kind}.jsonl"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -106,11 +128,38 @@ def manpages(lang: str) -> list[dict]:
             pages = [(n, b) for n, b in deb_members(deb) if f"/man/{lang}/man" in n and n.endswith(".gz")]
             for name, data in tqdm(sorted(pages), desc=package, disable=None):
                 doc = "/".join(Path(name).parts[-2:]).removesuffix(".gz")
-                text = gzip.decompress(data).decode("utf-8", errors="replace")
-                rows += [{"doc": doc, "text": p} for p in roff_paragraphs(text, lang)]
+                rows += rows_of_page(doc, gzip.decompress(data).decode("utf-8", errors="replace"))
         lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         write_atomic(target, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+
+
+def manpages(lang: str) -> list[dict]:
+    """Paragraphs of the Danish or German man pages: [{"doc": "man1/ls", "text": ...}, ...]."""
+    return _cached_rows(lang, "", lambda doc, source: [{"doc": doc, "text": p} for p in roff_paragraphs(source, lang)])
+
+
+def _summary_row(doc: str, source: str, lang: str) -> list[dict]:
+    summary = roff_summary(source)
+    # The NAME line itself is no part of the document a summary finds.
+    paragraphs = [p for p in roff_paragraphs(source, lang) if not summary or summary not in p]
+    return [{"doc": doc, "summary": summary, "text": " ".join(paragraphs)}] if summary and paragraphs else []
+
+
+# The query instruction of a summary (a row's own: a recipe's query_instruction is for its other sources).
+SUMMARY_INSTRUCTION = "Given the short description of a command, retrieve its manual page:"
+
+
+def manpage_summaries(lang: str, max_chars: int = 300) -> list[Pair]:
+    """Each page's NAME summary -> the start of its prose (cut at a word boundary before
+    `max_chars`, as title_pairs cuts a help page); a summary several pages share is left out (no
+    query with one answer), and so is a page whose text is only its summary."""
+    rows = _cached_rows(lang, "-summaries", lambda doc, source: _summary_row(doc, source, lang))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["summary"]] = counts.get(row["summary"], 0) + 1
+    return [Pair(row["summary"], clip(row["text"], max_chars), [], f"manpage-summaries-{lang}", SUMMARY_INSTRUCTION)
+            for row in rows if counts[row["summary"]] == 1 and len(row["text"].split()) >= 8]
 
 
 def manpage_documents(lang: str) -> list[str]:

@@ -68,6 +68,9 @@ PAIRS: dict[str, Callable[..., list[Pair]]] = _merge({
     "libreoffice-titles-en-train": lambda **_: libreoffice.title_pairs("en"),
     "libreoffice-titles-da-train": lambda **_: libreoffice.title_pairs("da"),
     "libreoffice-titles-de-train": lambda **_: libreoffice.title_pairs("de"),
+    # A man page's one-line summary -> the start of its text (no evaluation task reads man pages).
+    "manpage-summaries-da": lambda **_: manpages.manpage_summaries("da"),
+    "manpage-summaries-de": lambda **_: manpages.manpage_summaries("de"),
 })
 # Pair sources whose two texts are not a translation (or paraphrase) of each other: the side of each
 # text ("query": a query, or a text of a symmetric task; "document": a text to be found).
@@ -77,6 +80,8 @@ PAIR_SIDES: dict[str, tuple[str, str]] = {
     "libreoffice-titles-en-train": ("query", "document"),
     "libreoffice-titles-da-train": ("query", "document"),
     "libreoffice-titles-de-train": ("query", "document"),
+    "manpage-summaries-da": ("query", "document"),
+    "manpage-summaries-de": ("query", "document"),
     "stsb-en-train": ("query", "query"),  # scored sentence pairs: two sentences, not one meaning
     "stsb-de-train": ("query", "query"),
 }

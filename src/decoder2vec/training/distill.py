@@ -62,21 +62,23 @@ class Example:
 
     texts: tuple[str, ...]
     targets: tuple[tuple[str, str], ...]
-    queries: tuple[bool, ...] = ()  # which texts are queries of a query -> document pair (get query_instruction)
+    queries: tuple[bool, ...] = ()  # which texts are queries of a query -> document pair (get `instruction`)
+    instruction: str | None = None  # the queries' instruction: the pair's own, else the recipe's query_instruction
 
 
 def distill_examples(config: DistillConfig) -> list[Example]:
     """One Example per sentence and per pair, without duplicates, in source order. A translation
     pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A pair source in
     registry.PAIR_SIDES (e.g. title -> page, STS sentence pairs): each text learns its own teacher
-    vector on its side, and the query of a query -> document pair gets query_instruction."""
+    vector on its side, and the query of a query -> document pair gets the pair's own instruction
+    (e.g. a man page summary's), else query_instruction."""
     examples: list[Example] = []
     for source in config.data:
         if source in registry.PAIR_SIDES:
             first, second = registry.PAIR_SIDES[source]
             queries = (first == "query" and second == "document", False)
-            found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries)
-                     for p in load_pairs(source)]
+            found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries,
+                             p.instruction or config.query_instruction) for p in load_pairs(source)]
         elif is_pair_source(source):
             found = [Example((p.query, p.positive), ((p.query, "query"),) * 2) for p in load_pairs(source)]
         else:
@@ -155,7 +157,7 @@ class DistillStage(EncoderStage):
             for text, target, is_query in zip(example.texts, example.targets, queries):
                 texts.append(text)
                 rows.append(self.target_row[target])
-                instructions.append(self.config.query_instruction if is_query else None)
+                instructions.append(example.instruction if is_query else None)
         ids, masks = self.tokenize(texts, instructions if any(instructions) else None)
         keep = poolable(masks)
         self.note_dropped(keep.count(False), "texts")
