@@ -251,7 +251,7 @@ def architecture_report(arch: str, source: str, reference_model: str, blocks, se
     float64 too (float64_rope.py: llm2vec left-pads, decoder2vec right-pads, and float32 angles at
     other absolute positions alone moved SmolLM2's supervised LoRA gradients by 1.05e-4); what is
     left is the float32 casts the implementations keep: transformers' MNTP logits (both sides),
-    decoder2vec's pooling and contrastive scores (~3e-6 of a gradient)."""
+    decoder2vec's pooling and contrastive scores (up to ~1e-5 of a gradient)."""
     fp32 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float32)
     fp64 = training_run(source, reference_model, blocks, sentences, rows, supervised_inputs, length, torch.float64)
     report = {"target": arch not in NO_TARGET, **({"no_target": NO_TARGET[arch]} if arch in NO_TARGET else {}),
