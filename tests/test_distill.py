@@ -172,6 +172,9 @@ def test_distill_trains_saves_the_projection_and_keeps_it_in_checkpoints(tmp_pat
     record = json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]
     assert record["stage"] == "distill" and record["steps"] == 4
     assert record["hyperparameters"]["teacher"] == "minilm"
+    # Trained with instructions on retrieval queries only, and the folder says so (evaluation reads it).
+    assert json.loads((folder / "decoder2vec_config.json").read_text())["instructions"] == "queries"
+    assert json.loads((encoder_folder(tmp_path) / "decoder2vec_config.json").read_text())["instructions"] == "all"
     assert set(record["before"]) == {"distill_eval_loss", "distill_eval_examples"}
     projection = load_file(str(folder / "distill_projection.safetensors"))
     assert {k: tuple(v.shape) for k, v in projection.items()} == {"32.weight": (384, 32)}

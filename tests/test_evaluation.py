@@ -189,6 +189,35 @@ def test_sentence_transformers_style_models_get_prompts_only_when_they_have_them
     assert instructed.calls == ["Retrieve:"]
 
 
+@pytest.mark.parametrize("trained, expected", [
+    ("all", ["Same:", "Find:", None]),          # LLM2Vec's way: every task's instruction
+    ("queries", [None, "Find:", None]),          # a distilled student: a retrieval query's only
+])
+def test_an_encoder_gets_the_instructions_its_folder_says_it_was_trained_with(trained, expected):
+    encoder = tiny_encoder("llama")
+    encoder.config.instructions = trained
+    seen = []
+    original = encoder.encode
+
+    def encode(texts, *args, instruction=None, **kwargs):
+        seen.append(instruction)
+        return original(texts, *args, instruction=instruction, **kwargs)
+
+    encoder.encode = encode
+    adapter = CachingAdapter(encoder, cache=False)
+    adapter.embed(["a text", "b text"], "Same:", task_type="sts")
+    adapter.embed(["a query"], "Find:", side="query", task_type="retrieval")
+    adapter.embed(["a page"], None, side="document", task_type="retrieval")
+    assert seen == expected
+
+
+def test_a_folder_with_unknown_instructions_is_one_line():
+    from decoder2vec.folder.config import EncoderConfig
+
+    with pytest.raises(Decoder2VecError, match="'instructions' must be one of all, queries, got 'some'"):
+        EncoderConfig.from_dict({"instructions": "some"}, source="cfg.json")
+
+
 def test_model_label_is_the_one_label_for_results_and_cache():
     labelled = tiny_encoder("llama", base_model="org/base")
     labelled.config.stages = [{"stage": "mntp"}, {"stage": "simcse"}]

@@ -83,7 +83,7 @@ class CachingAdapter:
             # The cache key is what the model is given: its resolved prompt (or the side and type).
             instruction = prompt(side, task_type) if prompt else f"<{side}|{task_type}>"
         else:
-            instruction = instruction if self.use_instructions else None
+            instruction = instruction if self.use_instructions and self._reads(side, task_type) else None
         path = self._cache_path(texts, instruction, max_length)
         if path is not None and path.exists():
             vectors = np.load(path)
@@ -101,6 +101,12 @@ class CachingAdapter:
                 f"earlier {self.dimension}"
             )
         return vectors
+
+    def _reads(self, side: str, task_type: str | None) -> bool:
+        """Whether the model was trained to read an instruction on these texts: every text, unless
+        its folder says "queries" (folder/config.py: a distilled student), then a retrieval query only."""
+        trained = getattr(getattr(self.encoder, "config", None), "instructions", "all")
+        return trained != "queries" or (side == "query" and task_type == "Retrieval")
 
     def _token_limit(self, max_length: int | None):
         # Raised for this call only, never lowered: a limit above the texts truncates nothing.

@@ -45,6 +45,10 @@ class EncoderConfig:
     chat_format: str | None = None
     base_model: str | None = None
     dimension: int | None = None
+    # Which texts the model was trained to read with an instruction (INSTRUCTIONS): "all" (LLM2Vec's
+    # way: every task's instruction), or "queries" (only a retrieval query's, as a distilled student
+    # learns: its sentences and documents had none). Evaluation gives it only those.
+    instructions: str = "all"
     # Training history, one entry per stage: {"stage": "mntp", "recipe": ..., ...}.
     stages: list = field(default_factory=list)
 
@@ -65,16 +69,20 @@ class EncoderConfig:
         if "pool_span" in data and data["pool_span"] not in POOL_SPANS:
             raise Decoder2VecError(f"{source}: 'pool_span' must be one of {', '.join(POOL_SPANS)}, "
                                    f"got {data['pool_span']!r}")
+        if "instructions" in data and data["instructions"] not in INSTRUCTIONS:
+            raise Decoder2VecError(f"{source}: 'instructions' must be one of {', '.join(INSTRUCTIONS)}, "
+                                   f"got {data['instructions']!r}")
         check_chat_format(data.get("chat_format"), f"{source}: chat_format")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 POOL_SPANS = ("offsets", "llm2vec")
+INSTRUCTIONS = ("all", "queries")
 _TYPES = {
     "pooling": (str,), "bidirectional": (bool,), "max_length": (int,), "instruction_template": (str,),
     "pool_span": (str,), "chat_format": (str, type(None)),
-    "base_model": (str, type(None)), "dimension": (int, type(None)), "stages": (list,),
+    "base_model": (str, type(None)), "dimension": (int, type(None)), "stages": (list,), "instructions": (str,),
 }
 
 

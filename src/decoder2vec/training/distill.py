@@ -117,6 +117,12 @@ class DistillStage(EncoderStage):
     config: DistillConfig
     handles_matryoshka = True  # the loss sums over prefixes itself (projections per prefix length)
 
+    def load(self) -> None:
+        super().load()
+        # Only a query of a query -> document pair is trained with an instruction; the saved folder
+        # says so, and evaluation gives the student no instruction on its sentences and documents.
+        self.encoder_config.instructions = "queries"
+
     def dataset(self) -> list:
         cfg = self.config
         examples = distill_examples(cfg)
