@@ -219,16 +219,23 @@ def test_fast_training_uses_bf16_autocast_only_where_the_table_says(tmp_path, mo
 
     config = StageConfig(stage="simcse", model="m", fast=True)
     for measured, bf16 in (("bf16", True), ("fp32", False)):
-        monkeypatch.setattr(engine, "fast_training", lambda: measured)
+        monkeypatch.setattr(engine, "fast_training", lambda stage: measured if stage == "simcse" else "fp32")
         if torch.cuda.is_available():
             pytest.skip("CPU training only")
         assert engine._training_arguments(config, tmp_path).bf16 is bf16
     config.fast = False
-    monkeypatch.setattr(engine, "fast_training", lambda: "bf16")
+    monkeypatch.setattr(engine, "fast_training", lambda stage: "bf16")
     assert engine._training_arguments(config, tmp_path).bf16 is False
 
 
 # ---------------------------------------------------------------- bf16 engines
+def test_the_training_table_is_per_stage_and_fp32_where_not_measured():
+    zen5 = cpu.CpuFeatures("AMD EPYC", 2, frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}), "AVX512", True)
+    assert zen5.kind == "avx512_bf16" and cpu.FAST_TRAINING[zen5.kind] == {"distill": "bf16"}
+    assert [cpu.fast_training(s, zen5) for s in ("mntp", "simcse", "supervised", "distill")] == ["fp32"] * 3 + ["bf16"]
+    assert cpu.fast_training("distill", cpu.CpuFeatures("AMD EPYC", 2, frozenset({"avx2"}), "AVX2", True)) == "fp32"
+
+
 def test_openvino_bf16_and_onnx_refusal(tiny_folder):
     exact = Encoder.from_pretrained(tiny_folder).encode(TEXTS, normalize_embeddings=True)
     ov = Encoder.from_pretrained(tiny_folder, backend="openvino", dtype="bfloat16")

@@ -62,8 +62,8 @@ class StageConfig:
     report_to: list = _help("loggers: csv (always written), tensorboard, wandb, ...", factory=lambda: ["tensorboard"])
     dtype: str | None = _help("float32 | bfloat16 (default: fp32 on CPU, bf16 on GPU)", None)
     fast: bool = _help(
-        "CPU: train under bf16 autocast where this CPU class measured faster with held-out losses within 2% "
-        "(cpu.FAST_TRAINING; master weights, optimizer state, losses and scores stay fp32); else fp32", False)
+        "CPU: train under bf16 autocast where cpu.FAST_TRAINING lists this stage for this CPU class (measured "
+        "there; master weights, optimizer state, losses and scores stay fp32); else fp32", False)
     gradient_checkpointing: bool = _help(
         "recompute activations in the backward pass (less memory, ~30% more compute); long batches stay chunked", False)
     lr_schedule_epochs: float | None = _help(

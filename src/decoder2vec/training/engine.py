@@ -200,7 +200,7 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
     extra.pop("gradient_checkpointing", None)
     if not torch.cuda.is_available():
         extra.setdefault("dataloader_pin_memory", False)
-        if config.fast and fast_training() == "bf16":
+        if config.fast and fast_training(config.stage) == "bf16":
             # accelerate's CPU autocast: matmuls in bf16, the fp32 weights and optimizer untouched.
             extra.setdefault("bf16", True)
             extra.setdefault("use_cpu", True)
