@@ -74,7 +74,8 @@ DISTILL["gemma3-270m-da/distill-embeddinggemma"] = dict(
     EMBEDDINGGEMMA_DISTILL, max_steps=300, save_steps=100,
     data=["libreoffice-titles-da-train", "manpage-summaries-da", "libreoffice-en-da-train"])
 DISTILL["gemma3-270m-de/distill-embeddinggemma"] = dict(
-    EMBEDDINGGEMMA_DISTILL, max_steps=240, save_steps=80, data=["libreoffice-titles-de-train", "libreoffice-en-de-train"])
+    EMBEDDINGGEMMA_DISTILL, max_steps=300, save_steps=100,
+    data=["libreoffice-titles-de-train", "manpage-summaries-de", "libreoffice-en-de-train"])
 DISTILL["gemma3-270m-en/distill-embeddinggemma"] = dict(
     EMBEDDINGGEMMA_DISTILL, max_steps=480, save_steps=160, query_instruction=None, data=["stsb-en-train", "wikipedia-en"])
 QUICK = dict(max_steps=16, save_steps=8, logging_steps=4)  # the quick flavour: only these differ
