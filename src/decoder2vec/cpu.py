@@ -163,7 +163,7 @@ def describe() -> dict:
     """`decoder2vec info`'s CPU section."""
     features = cpu_features()
     entry = FAST_ENGINES.get(features.kind)
+    bf16_stages = {stage: p for stage, p in FAST_TRAINING.get(features.kind, {}).items() if p == "bf16"}
     return {"cpu": features.line(), "cpu_class": features.kind, **engine_support(),
-            "fast_engine": fast_engine(features), "fast_training": {stage: "bf16" for stage, precision in FAST_TRAINING.get(features.kind, {}).items()
-                              if precision == "bf16"} or "fp32",
+            "fast_engine": fast_engine(features), "fast_training": bf16_stages or "fp32",
             "fast_engine_measured": entry["measured"] if entry else f"not measured on this class: {UNMEASURED}'s"}

@@ -20,6 +20,7 @@ import gzip
 import json
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -155,9 +156,7 @@ def manpage_summaries(lang: str, max_chars: int = 300) -> list[Pair]:
     `max_chars`, as title_pairs cuts a help page); a summary several pages share is left out (no
     query with one answer), and so is a page whose text is only its summary."""
     rows = _cached_rows(lang, "-summaries", lambda doc, source: _summary_row(doc, source, lang))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["summary"]] = counts.get(row["summary"], 0) + 1
+    counts = Counter(row["summary"] for row in rows)
     return [Pair(row["summary"], clip(row["text"], max_chars), [], f"manpage-summaries-{lang}", SUMMARY_INSTRUCTION)
             for row in rows if counts[row["summary"]] == 1 and len(row["text"].split()) >= 8]
 
