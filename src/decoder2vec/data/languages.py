@@ -36,11 +36,13 @@ LANGUAGES = {
     "da": Language("da", "Danish", "da", {"distill-embeddinggemma": "gemma3-270m-da/distill-embeddinggemma",
                                           "distill": "gemma3-270m-da/distill", "paper": "gemma3-270m-da"},
                    corpora=("manpages-da", "libreoffice-help-da-train"),
-                   pairs=("libreoffice-en-da-train", "libreoffice-titles-da-train", "manpage-summaries-da", "stsb-en-train")),
+                   pairs=("libreoffice-en-da-train", "libreoffice-titles-da-train", "manpage-summaries-da",
+                          "package-descriptions-da", "stsb-en-train")),
     "de": Language("de", "German", "de", {"distill-embeddinggemma": "gemma3-270m-de/distill-embeddinggemma",
                                           "distill": "gemma3-270m-de/distill", "paper": "gemma3-270m-de"},
                    corpora=("manpages-de", "libreoffice-help-de-train"),
                    pairs=("stsb-de-train", "libreoffice-en-de-train", "libreoffice-titles-de-train", "manpage-summaries-de",
+                          "package-descriptions-de",
                           "stsb-en-train")),
 }
 

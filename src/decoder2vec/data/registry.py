@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..atomic import cache_dir
 from ..errors import Decoder2VecError
-from . import gettext, libreoffice, manpages, sources
+from . import gettext, libreoffice, manpages, package_descriptions, sources
 from .pair import Pair
 
 EVALUATION_ONLY: tuple[str, ...] = (*gettext.EVALUATION_SOURCES, *gettext.APT_PACKAGES)
@@ -71,6 +71,9 @@ PAIRS: dict[str, Callable[..., list[Pair]]] = _merge({
     # A man page's one-line summary -> the start of its text (no evaluation task reads man pages).
     "manpage-summaries-da": lambda **_: manpages.manpage_summaries("da"),
     "manpage-summaries-de": lambda **_: manpages.manpage_summaries("de"),
+    # A Debian package's translated summary -> its long description (the Debian mirror's i18n files).
+    "package-descriptions-da": lambda **_: package_descriptions.package_descriptions("da"),
+    "package-descriptions-de": lambda **_: package_descriptions.package_descriptions("de"),
 })
 # Pair sources whose two texts are not a translation (or paraphrase) of each other: the side of each
 # text ("query": a query, or a text of a symmetric task; "document": a text to be found).
@@ -82,6 +85,8 @@ PAIR_SIDES: dict[str, tuple[str, str]] = {
     "libreoffice-titles-de-train": ("query", "document"),
     "manpage-summaries-da": ("query", "document"),
     "manpage-summaries-de": ("query", "document"),
+    "package-descriptions-da": ("query", "document"),
+    "package-descriptions-de": ("query", "document"),
     "stsb-en-train": ("query", "query"),  # scored sentence pairs: two sentences, not one meaning
     "stsb-de-train": ("query", "query"),
 }
