@@ -19,14 +19,22 @@ Losses (`distill_loss`):
 
 With matryoshka_dims the loss is summed over the vector's prefixes (each renormalised; mse gets
 one projection per prefix length that differs from the teacher's dimension).
+
+Hard negatives (`hard_negatives` > 0, `mine_hard_negatives`): after the teacher has run, each query
+of a query -> document source gets the documents of the same source's training split that the
+teacher ranks closest to it, other than its positive, as extra texts learning their own teacher
+vectors; both losses then see the confusable documents in the query's batch. A candidate scoring
+>= negative_margin x the positive's teacher score is skipped as a likely false negative
+(NV-Retriever's TopK-PercPos, Moreira et al. 2024). Held-out documents are never candidates.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +44,7 @@ from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
 from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
 from ..folder.distill_projection import save_projection
 from .config import DistillConfig
+from ..cpu import fast_training
 from .contrastive import EncoderStage, poolable
 from .losses import world
 from .matryoshka import check_dims, matryoshka_weights
@@ -64,6 +73,9 @@ class Example:
     targets: tuple[tuple[str, str], ...]
     queries: tuple[bool, ...] = ()  # which texts are queries of a query -> document pair (get `instruction`)
     instruction: str | None = None  # the queries' instruction: the pair's own, else the recipe's query_instruction
+    # The data source it came from: hard negatives are mined within one. Not part of equality, so an
+    # example found in two sources is still kept once.
+    source: str = field(default="", compare=False)
 
 
 def distill_examples(config: DistillConfig) -> list[Example]:
@@ -78,11 +90,12 @@ def distill_examples(config: DistillConfig) -> list[Example]:
             first, second = registry.PAIR_SIDES[source]
             queries = (first == "query" and second == "document", False)
             found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries,
-                             p.instruction or config.query_instruction) for p in load_pairs(source)]
+                             p.instruction or config.query_instruction, source) for p in load_pairs(source)]
         elif is_pair_source(source):
-            found = [Example((p.query, p.positive), ((p.query, "query"),) * 2) for p in load_pairs(source)]
+            found = [Example((p.query, p.positive), ((p.query, "query"),) * 2, source=source)
+                     for p in load_pairs(source)]
         else:
-            found = [Example((s,), ((s, "query"),))
+            found = [Example((s,), ((s, "query"),), source=source)
                      for s in load_sentences(source, text_column=config.text_column,
                                              min_words=config.min_words, max_words=config.max_words)]
         if config.source_limit and len(found) > config.source_limit:
@@ -90,6 +103,46 @@ def distill_examples(config: DistillConfig) -> list[Example]:
             found = random.Random(config.seed).sample(found, config.source_limit)
         examples.extend(found)
     return list(dict.fromkeys(examples))
+
+
+def mine_hard_negatives(items: list[Example], held_out: list[Example], teacher: np.ndarray, target_row: dict,
+                        count: int, margin: float) -> tuple[list[Example], int, int]:
+    """`items` with up to `count` hard negatives added to each example of a query -> document source
+    (registry.PAIR_SIDES): the documents of the same source among `items` that the teacher ranks
+    closest to its query (`teacher`: unit rows, indexed by `target_row`), in that order, its own
+    positive left out, every document of `held_out` never a candidate, and a candidate scoring >=
+    margin x the positive's score skipped (a likely false negative). Returns (items, negatives
+    added, candidates the margin skipped)."""
+    held = {target for example in held_out for target in example.targets if target[1] == "document"}
+    items = list(items)
+    added = skipped = 0
+    for source in dict.fromkeys(example.source for example in items):
+        if registry.PAIR_SIDES.get(source) != ("query", "document"):
+            continue  # translations, STS pairs and sentences have no documents to confuse
+        members = [i for i, example in enumerate(items) if example.source == source]
+        documents = [d for d in dict.fromkeys(items[i].targets[1] for i in members) if d not in held]
+        column = {document: j for j, document in enumerate(documents)}
+        queries = teacher[[target_row[items[i].targets[0]] for i in members]]
+        positives = teacher[[target_row[items[i].targets[1]] for i in members]]
+        scores = queries @ teacher[[target_row[d] for d in documents]].T  # the one product: every query x document
+        limits = margin * (queries * positives).sum(axis=1)
+        for row, i in enumerate(members):
+            example, own, picked = items[i], column.get(items[i].targets[1]), []
+            for j in np.argsort(-scores[row], kind="stable"):  # ties: the source's order
+                if len(picked) == count:
+                    break
+                if j == own:
+                    continue
+                if scores[row, j] >= limits[row]:
+                    skipped += 1
+                    continue
+                picked.append(documents[j])
+            if picked:
+                added += len(picked)
+                items[i] = replace(example, texts=example.texts + tuple(text for text, _ in picked),
+                                   targets=example.targets + tuple(picked),
+                                   queries=example.queries + (False,) * len(picked))
+    return items, added, skipped
 
 
 def similarity_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -132,11 +185,22 @@ class DistillStage(EncoderStage):
         items = check_enough(self.hold_out(examples, "texts"), cfg, "texts")
         targets = list(dict.fromkeys(t for example in [*self.eval_items, *items] for t in example.targets))
         cache = Path(f"{cfg.output_dir}.checkpoints")
+        # Where the student trains under CPU bf16 autocast (engine._training_arguments), the teacher's
+        # forward does too: labelling thousands of texts is a large part of a CPU recipe's wall time.
+        bf16 = cfg.fast and not torch.cuda.is_available() and fast_training(cfg.stage) == "bf16"
         vectors = teacher_vectors(cfg.teacher, [text for text, _ in targets], cache,
                                   batch_size=cfg.teacher_batch_size, write=world()[0] == 0,
-                                  sides=[side for _, side in targets])
+                                  sides=[side for _, side in targets], precision="bf16" if bf16 else "fp32")
         self.teacher = torch.from_numpy(vectors)
         self.target_row = {target: i for i, target in enumerate(targets)}
+        if cfg.hard_negatives:
+            # Mined among the training items only (hold_out ran above): a held-out document is never a negative.
+            items, added, skipped = mine_hard_negatives(items, self.eval_items, vectors, self.target_row,
+                                                        cfg.hard_negatives, cfg.negative_margin)
+            if world()[0] == 0:
+                print(f"distill: {added} hard negatives added to query -> document examples (up to "
+                      f"{cfg.hard_negatives} each); {skipped} candidates skipped as >= negative_margin="
+                      f"{cfg.negative_margin} x the positive's teacher score")
         self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
         return items
 

