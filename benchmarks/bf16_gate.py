@@ -1,9 +1,11 @@
 """The bf16 accuracy gate (issue 27): min cosine against the fp32 vectors on the benchmark's
-Wikipedia paragraphs (>= 0.999) and the STS-B dev drop (<= 0.5 points), per way of running bf16
-on the torch backend, plus where along the layers a bf16 run drifts from fp32.
+Wikipedia paragraphs (>= 0.999) and the STS-B dev drop (<= 0.5 points; int8 activations: <= 1.0),
+per way of running bf16 (and OpenVINO's int8 activations), plus where along the layers a bf16 run
+drifts from fp32; with --speed, each one's tokens/s in the same run.
 
     .venv/bin/python benchmarks/bf16_gate.py --texts 300                        # packaged SmolLM2
     .venv/bin/python benchmarks/bf16_gate.py --texts 100 --model runs/q/r3/out --stsb   # trained
+    .venv/bin/python benchmarks/bf16_gate.py --model DIR --stsb --modes "bf16 linears" --fp32-last-layers 1 2 --speed
 
 Modes (all CPU, every one on the same fp32 checkpoint):
 - "bf16 weights": the whole model in bf16 (`dtype="bfloat16"`): residual stream, norms, softmax too;
@@ -12,8 +14,13 @@ Modes (all CPU, every one on the same fp32 checkpoint):
   kernels), their outputs widened to fp32; norms, softmax, residual stream, pooling fp32;
 - "rounding only": the Linear layers' inputs and weights rounded to bf16, computed in fp32 - what a
   bf16 matmul with fp32 accumulation and fp32 output (AMX) does at best;
-- "openvino bf16": INFERENCE_PRECISION_HINT=bf16.
-No timing: accuracy figures (speed: encode_speed.py).
+- "openvino bf16": INFERENCE_PRECISION_HINT=bf16;
+- "int8 activations": `quantize="int8-activations"` (OpenVINO int8 weights, per-token int8 activations);
+- "bf16, last N fp32" (--fp32-last-layers N ...): "bf16 linears" but the last N decoder layers' Linears
+  stay fp32 (model/bf16_linear.py fp32_last_layers): the drift that the final norm amplifies.
+--speed: tokens/s (text tokens, no padding, / seconds in encode(), batch 32, median of --rounds,
+the modes taking turns within a round; the accuracy pass is the warm-up) for fp32 and every mode,
+one process, so the ratios are what to read on a shared machine (encode_speed.py: one process per engine).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -29,7 +38,7 @@ import torch.nn.functional as F
 
 from common import cosines, wiki_texts
 
-MODES = ("bf16 weights", "autocast", "bf16 linears", "rounding only", "openvino bf16")
+MODES = ("bf16 weights", "autocast", "bf16 linears", "rounding only", "openvino bf16", "int8 activations")
 
 
 @contextlib.contextmanager
@@ -48,14 +57,30 @@ def rounded_linears():
         nn.Linear.forward = original
 
 
-def load(model, mode):
+def load(model, mode, fp32_last: int = 0):
     from decoder2vec import Encoder
+    from decoder2vec.model.bf16_linear import to_bf16_linears
 
     options = {"bf16 weights": {"dtype": "bfloat16"}, "bf16 linears": {"quantize": "bf16"},
-               "openvino bf16": {"backend": "openvino", "dtype": "bfloat16"}}.get(mode, {})
+               "openvino bf16": {"backend": "openvino", "dtype": "bfloat16"},
+               "int8 activations": {"backend": "openvino", "quantize": "int8-activations"}}.get(mode, {})
     if options.get("backend") != "openvino":
         options["device"] = "cpu"
-    return Encoder.from_pretrained(model, **options)
+    encoder = Encoder.from_pretrained(model, **options)
+    if fp32_last:
+        to_bf16_linears(encoder.model, fp32_last_layers=fp32_last)
+    return encoder
+
+
+def tokens_per_second(encoders, modes, texts, tokens: int, rounds: int) -> dict:
+    """Median tokens/s per mode over `rounds`, the modes taking turns within each round."""
+    seconds = {mode: [] for mode in modes}
+    for r in range(rounds):
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+            start = time.perf_counter()
+            encode(encoders[mode], mode, texts)
+            seconds[mode].append(time.perf_counter() - start)
+    return {mode: tokens / statistics.median(s) for mode, s in seconds.items()}
 
 
 def encode(encoder, mode, texts):
@@ -95,6 +120,10 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--stsb", action="store_true", help="also STS-B en dev per mode (a trained --model)")
     parser.add_argument("--stsb-pairs", dest="stsb_pairs", type=int, default=300, help="STS-B dev pairs (of 1,500)")
+    parser.add_argument("--fp32-last-layers", dest="fp32_last_layers", type=int, nargs="*", default=[],
+                        help="also bf16 linears with the last N decoder layers in fp32, one row per N")
+    parser.add_argument("--speed", action="store_true", help="also tokens/s per mode and fp32, in this process")
+    parser.add_argument("--rounds", type=int, default=3, help="timed encodes per mode with --speed")
     args = parser.parse_args()
 
     from decoder2vec.cpu import cpu_features
@@ -110,14 +139,16 @@ def main() -> None:
     base = stsb_spearman(reference, "fp32", pairs) if args.stsb else None
     print(f"{len(texts)} paragraphs, {lengths.min()}-{lengths.max()} tokens"
           + (f"; STS-B dev fp32 {base:.2f} ({len(pairs)} pairs)" if args.stsb else ""))
-    print(f"{'mode':16} {'min cos':>9} {'mean cos':>9} {'texts<0.999':>12} {'worst tokens':>13} {'STS-B':>7} {'drop':>6}",
+    print(f"{'mode':18} {'min cos':>9} {'mean cos':>9} {'texts<0.999':>12} {'worst tokens':>13} {'STS-B':>7} {'drop':>6}",
           flush=True)
-    for mode in args.modes:
-        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode)
+    last = {f"bf16, last {n} fp32": n for n in args.fp32_last_layers}
+    encoders = {"fp32": reference}
+    for mode in [*args.modes, *last]:
+        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode, last.get(mode, 0))
         cos = (encode(encoder, mode, texts) * exact).sum(1)
         score = stsb_spearman(encoder, mode, pairs) if args.stsb else None
         worst = int(cos.argmin())
-        row = f"{mode:16} {cos.min():9.5f} {cos.mean():9.5f} {int((cos < 0.999).sum()):12d} {lengths[worst]:13d}"
+        row = f"{mode:18} {cos.min():9.5f} {cos.mean():9.5f} {int((cos < 0.999).sum()):12d} {lengths[worst]:13d}"
         if score is not None:
             row += f" {score:7.2f} {base - score:6.2f}"
         print(row, flush=True)
@@ -125,8 +156,16 @@ def main() -> None:
             drift = layer_drift(reference, encoder, mode, texts[worst])
             print("  worst text, relative error after embeddings / each layer: "
                   + " ".join(f"{d:.0e}" for d in drift), flush=True)
-        if encoder is not reference:
+        if args.speed:
+            encoders[mode] = encoder
+        elif encoder is not reference:
             del encoder
+    if args.speed:
+        speed = tokens_per_second(encoders, list(encoders), texts, int(lengths.sum()), args.rounds)
+        print(f"tokens/s, median of {args.rounds} rounds ({int(lengths.sum())} tokens each); load average "
+              f"{os.getloadavg()[0]:.1f}")
+        for mode, rate in speed.items():
+            print(f"{mode:18} {rate:8.0f} tokens/s {rate / speed['fp32']:5.2f}x fp32", flush=True)
 
 
 if __name__ == "__main__":
