@@ -221,10 +221,11 @@ def _flatten(value):
 @pytest.mark.real  # real data, in `make test` (docs/results.md): ~20 s once the help pages are cached
 def test_training_sources_hold_no_evaluation_text():
     """Real LibreOffice help data: no training pair or MNTP paragraph is a text that any suite's
-    help task evaluates on."""
+    help task evaluates on (nor is any Debian package description, a source the pages do not split)."""
     from decoder2vec.pipeline import languages
     from decoder2vec.data.languages import LANGUAGES
     from decoder2vec.data.libreoffice import help_documents, title_pairs, translation_pairs
+    from decoder2vec.data.package_descriptions import package_descriptions
     from decoder2vec.evaluation.suites import load_tasks, suite_names
 
     texts, queries = set(), set()
@@ -248,6 +249,11 @@ def test_training_sources_hold_no_evaluation_text():
         titles = title_pairs(code)
         assert len(titles) > 500
         assert not [p for p in titles if p.query in queries or p.positive in texts]
+        # Package summary -> description pairs: no summary, description or paragraph of one is evaluated.
+        packages = package_descriptions(code)
+        assert len(packages) > 8000
+        evaluated = queries | texts
+        assert not [p for p in packages if p.query in evaluated or {p.positive, *p.positive.split("\n")} & texts]
 
 
 # ------------------------------------------------------------------------------ the leakage guard
