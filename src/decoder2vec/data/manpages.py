@@ -98,20 +98,32 @@ def roff_paragraphs(source: str, lang: str) -> list[str]:
 
 
 def roff_summary(source: str) -> str | None:
-    """The summary of a man page's NAME section ("base32 \\- base32 kod/afkode data" -> "base32
-    kod/afkode data"): the text under the first section heading, up to the next one, after its dash."""
-    lines, name, inside = source.splitlines(), [], False
-    for line in lines:
-        if line.startswith(".SH"):
+    """The one-line summary in a man page's NAME section (the first section, up to the next one):
+    in man(7) the text after the dash ("base32 \\- base32 kod/afkode data" -> "base32 kod/afkode
+    data"), in mdoc the `.Nd` description (".Nm biff" ".Nd bliv påmindet ..." -> "bliv påmindet ...").
+    None when there is none or it is one word."""
+    name, described, inside = [], None, False
+    for line in source.splitlines():
+        if line.startswith((".SH", ".Sh")):  # man(7) and mdoc section headings
             if inside:
                 break
             inside = True
-        elif inside and not line.startswith(('.\\"', "'\\\"")) and line.strip():
-            name.append(_unescape(line.lstrip(".").removeprefix("Nm ")) if not line.startswith(".") or
-                        line[1:3] in ("B ", "I ", "Nd") else "")
-    text = " ".join(" ".join(name).replace("Nd ", "- ").split())
-    _, dash, summary = text.partition(" - ")
-    return summary.strip() if dash and len(summary.split()) >= 2 else None
+        elif not inside or line.startswith(('.\\"', "'\\\"")) or not line.strip():
+            continue
+        elif line.startswith(".Nd"):
+            # mdoc gives the description its own macro, so there is no dash to look for.
+            described = [line[3:].strip().strip('"')]
+        elif line.startswith((".B ", ".I ")):
+            (name if described is None else described).append(line[3:].replace('"', ""))
+        elif not line.startswith((".", "'")):  # other macros (.Nm, .TH ...) name the page, not its summary
+            (name if described is None else described).append(line)
+    if described is not None:
+        summary = _unescape(" ".join(described))
+    else:
+        _, dash, summary = _unescape(" ".join(name)).partition(" - ")
+        summary = summary if dash else ""
+    summary = " ".join(summary.split())
+    return summary if len(summary.split()) >= 2 else None
 
 
 def _cached_rows(lang: str, kind: str, rows_of_page) -> list[dict]:
@@ -147,6 +159,10 @@ def _summary_row(doc: str, source: str, lang: str) -> list[dict]:
     return [{"doc": doc, "summary": summary, "text": " ".join(paragraphs)}] if summary and paragraphs else []
 
 
+# Part of the summaries' cache file name: a change to roff_summary or _summary_row bumps it, so the rows
+# an older parser cached are not read again (2: mdoc pages give their .Nd description).
+SUMMARY_PARSER_VERSION = 2
+
 # The query instruction of a summary (a row's own: a recipe's query_instruction is for its other sources).
 SUMMARY_INSTRUCTION = "Given the short description of a command, retrieve its manual page:"
 
@@ -155,7 +171,8 @@ def manpage_summaries(lang: str, max_chars: int = 300) -> list[Pair]:
     """Each page's NAME summary -> the start of its prose (cut at a word boundary before
     `max_chars`, as title_pairs cuts a help page); a summary several pages share is left out (no
     query with one answer), and so is a page whose text is only its summary."""
-    rows = _cached_rows(lang, "-summaries", lambda doc, source: _summary_row(doc, source, lang))
+    rows = _cached_rows(lang, f"-summaries-v{SUMMARY_PARSER_VERSION}",
+                        lambda doc, source: _summary_row(doc, source, lang))
     counts = Counter(row["summary"] for row in rows)
     return [Pair(row["summary"], clip(row["text"], max_chars), [], f"manpage-summaries-{lang}", SUMMARY_INSTRUCTION)
             for row in rows if counts[row["summary"]] == 1 and len(row["text"].split()) >= 8]
