@@ -20,7 +20,7 @@ Losses (`distill_loss`):
 With matryoshka_dims the loss is summed over the vector's prefixes (each renormalised; mse gets
 one projection per prefix length that differs from the teacher's dimension).
 
-Hard negatives (`hard_negatives` > 0, `mine_hard_negatives`): after the teacher has run, each query
+Hard negatives (`hard_negatives` > 0, `add_hard_negatives`): after the teacher has run, each query
 of a query -> document source gets the documents of the same source's training split that the
 teacher ranks closest to it, other than its positive, as extra texts learning their own teacher
 vectors; both losses then see the confusable documents in the query's batch. A candidate scoring
@@ -105,7 +105,7 @@ def distill_examples(config: DistillConfig) -> list[Example]:
     return list(dict.fromkeys(examples))
 
 
-def mine_hard_negatives(items: list[Example], held_out: list[Example], teacher: np.ndarray, target_row: dict,
+def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: np.ndarray, target_row: dict,
                         count: int, margin: float) -> tuple[list[Example], int, int]:
     """`items` with up to `count` hard negatives added to each example of a query -> document source
     (registry.PAIR_SIDES): the documents of the same source among `items` that the teacher ranks
@@ -195,7 +195,7 @@ class DistillStage(EncoderStage):
         self.target_row = {target: i for i, target in enumerate(targets)}
         if cfg.hard_negatives:
             # Mined among the training items only (hold_out ran above): a held-out document is never a negative.
-            items, added, skipped = mine_hard_negatives(items, self.eval_items, vectors, self.target_row,
+            items, added, skipped = add_hard_negatives(items, self.eval_items, vectors, self.target_row,
                                                         cfg.hard_negatives, cfg.negative_margin)
             if world()[0] == 0:
                 print(f"distill: {added} hard negatives added to query -> document examples (up to "

