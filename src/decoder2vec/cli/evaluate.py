@@ -24,7 +24,9 @@ def add_arguments(p):
     p.add_argument("--tasks", default=None, help="comma-separated task names (overrides the suite's list)")
     p.add_argument("--output", default=None, help="write the results JSON here")
     p.add_argument("--sentence-transformers", dest="sentence_transformers", action="store_true", default=None,
-                   help="load MODEL with sentence-transformers (auto-detected from modules.json)")
+                   help="load MODEL with sentence-transformers (default: yes for an anchor name such as "
+                        "'minilm' and for a folder with modules.json but no decoder2vec_config.json; a saved "
+                        "Encoder folder has both and loads as an Encoder)")
     p.add_argument("--pooling", choices=POOLINGS, default=None)
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="attention direction (default: what the model folder says; bidirectional otherwise)")

@@ -230,7 +230,9 @@ class FinetuneConfig(StageConfig):
 
 
 # The one list of stages (in training order). A stage's training code registers by naming its config
-# class (stage.Stage.config_class); this table is all the CLI and the pipeline need to know.
+# class (stage.Stage.config_class); this table is all the CLI and the pipeline need to know. A new stage
+# is also named on engine.py's import line (a static import the layering test sees; stage modules
+# import this module, so this table cannot import them); test_one_stage_registry fails until it is.
 STAGE_CONFIGS = {"mntp": MNTPConfig, "simcse": SimCSEConfig, "supervised": SupervisedConfig,
                  "distill": DistillConfig, "finetune": FinetuneConfig}
 DISTILL_LOSSES = ("mse", "similarity_kl")
