@@ -65,7 +65,10 @@ def _negatives(items) -> dict[str, list[str]]:
     return {example.texts[0]: list(example.texts[2:]) for example in items}
 
 
-def test_each_query_gets_the_documents_the_teacher_ranks_closest_in_order(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("score_rows", [1024, 3])  # 3: the queries scored in blocks of 3, 3 and 2
+def test_each_query_gets_the_documents_the_teacher_ranks_closest_in_order(tmp_path, monkeypatch, capsys,
+                                                                          score_rows):
+    monkeypatch.setattr(distill_module, "SCORE_ROWS", score_rows)
     source = _pairs(tmp_path / "pages.jsonl", 8)
     stage, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")},
                           hard_negatives=2, negative_margin=0.99)  # 0.99 x 0.9986: nothing here reaches it

@@ -105,6 +105,11 @@ def distill_examples(config: DistillConfig) -> list[Example]:
     return list(dict.fromkeys(examples))
 
 
+# Queries scored per matrix product when mining: a source of 12,000 pairs (package-descriptions-de
+# without source_limit) would need a 600 MB score matrix in one product.
+SCORE_ROWS = 1024
+
+
 def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: np.ndarray, target_row: dict,
                         count: int, margin: float) -> tuple[list[Example], int, int]:
     """`items` with up to `count` hard negatives added to each example of a query -> document source
@@ -124,16 +129,19 @@ def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: n
         column = {document: j for j, document in enumerate(documents)}
         queries = teacher[[target_row[items[i].targets[0]] for i in members]]
         positives = teacher[[target_row[items[i].targets[1]] for i in members]]
-        scores = queries @ teacher[[target_row[d] for d in documents]].T  # the one product: every query x document
+        matrix = teacher[[target_row[d] for d in documents]]
         limits = margin * (queries * positives).sum(axis=1)
         for row, i in enumerate(members):
+            if row % SCORE_ROWS == 0:  # every query x document, SCORE_ROWS queries at a time
+                scores = queries[row:row + SCORE_ROWS] @ matrix.T
+            ranked = scores[row % SCORE_ROWS]
             example, own, picked = items[i], column.get(items[i].targets[1]), []
-            for j in np.argsort(-scores[row], kind="stable"):  # ties: the source's order
+            for j in np.argsort(-ranked, kind="stable"):  # ties: the source's order
                 if len(picked) == count:
                     break
                 if j == own:
                     continue
-                if scores[row, j] >= limits[row]:
+                if ranked[j] >= limits[row]:
                     skipped += 1
                     continue
                 picked.append(documents[j])
