@@ -82,6 +82,9 @@ def test_each_query_gets_the_documents_the_teacher_ranks_closest_in_order(tmp_pa
     rows = stage.collate([example])["rows"].tolist()
     assert np.allclose(stage.teacher[rows].numpy(), [_point(63), _point(60), _point(80), _point(40)], atol=1e-6)
     assert example.queries == (True, False, False, False)
+    inputs = stage.collate(items[:4])  # 4 pairs, 2 negatives each: 16 texts in the losses' batch
+    loss, _ = stage.loss(stage.net, inputs)
+    assert inputs["rows"].shape == (16,) and torch.isfinite(loss)
 
 
 def test_the_margin_skips_a_candidate_nearly_as_close_as_the_positive(tmp_path, monkeypatch, capsys):
