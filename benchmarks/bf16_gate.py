@@ -17,7 +17,7 @@ Modes (all CPU, every one on the same fp32 checkpoint):
 - "openvino bf16": INFERENCE_PRECISION_HINT=bf16;
 - "int8 activations": `quantize="int8-activations"` (OpenVINO int8 weights, per-token int8 activations);
 - "bf16, last N fp32" (--fp32-last-layers N ...): "bf16 linears" but the last N decoder layers' Linears
-  stay fp32 (model/bf16_linear.py fp32_last_layers): the drift that the final norm amplifies.
+  stay fp32 (to_bf16_linears' skip): is it their drift that the final norm amplifies?
 --speed: tokens/s (text tokens, no padding, / seconds in encode(), batch 32, median of --rounds,
 the modes taking turns within a round; the accuracy pass is the warm-up) for fp32 and every mode,
 one process, so the ratios are what to read on a shared machine (encode_speed.py: one process per engine).
@@ -57,6 +57,16 @@ def rounded_linears():
         nn.Linear.forward = original
 
 
+def last_layer_names(model: nn.Module, n: int) -> tuple[str, ...]:
+    """"layers.17."-style names of the last n decoder layers (the longest nn.ModuleList), for
+    to_bf16_linears' skip (substrings: "layers.7." never matches "layers.17.")."""
+    name, layers = max(((name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList)),
+                       key=lambda item: len(item[1]))
+    if not 0 < n <= len(layers):
+        raise SystemExit(f"--fp32-last-layers {n}: the model has {len(layers)} decoder layers")
+    return tuple(f"{name.rpartition('.')[2]}.{i}." for i in range(len(layers) - n, len(layers)))
+
+
 def load(model, mode, fp32_last: int = 0):
     from decoder2vec import Encoder
     from decoder2vec.model.bf16_linear import to_bf16_linears
@@ -68,7 +78,7 @@ def load(model, mode, fp32_last: int = 0):
         options["device"] = "cpu"
     encoder = Encoder.from_pretrained(model, **options)
     if fp32_last:
-        to_bf16_linears(encoder.model, fp32_last_layers=fp32_last)
+        to_bf16_linears(encoder.model, skip=last_layer_names(encoder.model, fp32_last))
     return encoder
 
 

@@ -284,32 +284,6 @@ def test_bf16_linears_keep_everything_else_fp32(family):
     assert (vectors * exact).sum(1).min() > 0.999
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
-def test_bf16_linears_can_leave_the_last_layers_fp32(family):
-    """fp32_last_layers=n: the last n decoder layers keep their fp32 Linears (the very same weights),
-    every other Linear is bf16; all layers fp32 gives the fp32 vectors back; too many is refused."""
-    from decoder2vec.model.bf16_linear import Bf16Linear, last_layer_names, to_bf16_linears
-
-    encoder = tiny_encoder(family)
-    exact = encoder.encode(TEXTS, normalize_embeddings=True)
-    layers = max((m for m in encoder.model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)
-    last_weights = {id(p) for p in layers[-1].parameters()}
-    to_bf16_linears(encoder.model, fp32_last_layers=1)
-    kept = [name for name, m in encoder.model.named_modules()
-            if type(m) is torch.nn.Linear or type(m).__name__ == "Conv1D"]
-    assert kept and all(name.startswith(last_layer_names(encoder.model, 1)) for name in kept)
-    assert {id(p) for p in layers[-1].parameters()} == last_weights
-    assert not any(isinstance(m, Bf16Linear) for m in layers[-1].modules())
-    assert all(any(isinstance(m, Bf16Linear) for m in layer.modules()) for layer in layers[:-1])
-    assert encoder.backend.unpadded  # still a rounding engine: one length per forward
-
-    whole = tiny_encoder(family)
-    to_bf16_linears(whole.model, fp32_last_layers=len(layers))
-    assert np.abs(whole.encode(TEXTS, normalize_embeddings=True) - exact).max() < 1e-5
-    with pytest.raises(Decoder2VecError, match=f"fp32_last_layers=99: the model has {len(layers)} decoder layers"):
-        to_bf16_linears(tiny_encoder(family).model, fp32_last_layers=99)
-
-
 def test_bf16_linear_is_a_bf16_matmul_with_fp32_bias():
     """Known values: the product of the bf16-rounded input and weight, rounded once to bf16 (the
     kernel's output), plus the fp32 bias."""

@@ -17,8 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import Decoder2VecError
-
 
 class Bf16Linear(nn.Module):
     """An nn.Linear (or GPT-2 Conv1D) whose matmul runs in bf16 with an fp32 input, output and bias."""
@@ -41,31 +39,12 @@ class Bf16Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 matmul, fp32 output"
 
 
-def last_layer_names(model: nn.Module, n: int) -> tuple[str, ...]:
-    """Name prefixes ("layers.17.") of the last n decoder layers: the longest nn.ModuleList of
-    `model` (Llama/Gemma `layers`, GPT-2 `h`), for `skip`."""
-    if n < 1:
-        return ()
-    lists = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList)]
-    if not lists:
-        raise Decoder2VecError(f"fp32_last_layers={n}: {type(model).__name__} has no list of decoder layers")
-    name, layers = max(lists, key=lambda item: len(item[1]))
-    if n > len(layers):
-        raise Decoder2VecError(f"fp32_last_layers={n}: the model has {len(layers)} decoder layers")
-    prefix = f"{name}." if name else ""
-    return tuple(f"{prefix}{i}." for i in range(len(layers) - n, len(layers)))
-
-
-def to_bf16_linears(model: nn.Module, skip: tuple[str, ...] = (), fp32_last_layers: int = 0) -> nn.Module:
+def to_bf16_linears(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
     """Replace the fp32 Linear (and Conv1D) layers of `model` by Bf16Linear, in place; each fp32
-    weight is freed as its bf16 copy is made. Returns the model.
-    fp32_last_layers: leave the last n decoder layers' Linears in fp32 (benchmarks/bf16_gate.py
-    --fp32-last-layers measures what that buys: their drift is what the final norm amplifies)."""
-    # Module names are matched from the start, so "layers.1." never catches "model.layers.11.".
-    last = last_layer_names(model, fp32_last_layers)
+    weight is freed as its bf16 copy is made. Returns the model."""
     targets = [(name, module) for name, module in model.named_modules()
                if (type(module) is nn.Linear or type(module).__name__ == "Conv1D")
-               and not any(s in name for s in skip) and not (last and name.startswith(last))]
+               and not any(s in name for s in skip)]
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
