@@ -32,6 +32,11 @@ MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"  # Debian 12: pinned so the pairs do not change under a recipe
 LANGUAGES = ("da", "de")
 INSTRUCTION = "Given the short description of a software package, retrieve its full description:"
+# Evaluation texts (lower case) that occur inside bookworm's descriptions, found by the catalog and
+# settings leakage guard (tests/test_languages.py): the appstream package's own catalog message and
+# settings-retrieval-da's "Monospace font" query. A pair holding one is left out; the guard checks
+# that nothing else is needed (it reads the evaluation catalogs; this loader must not).
+EVALUATED_TEXTS = ("et redskab til at arbejde med appstream-metadata", "skrifttype med fast bredde")
 
 
 def translation_url(lang: str) -> str:
@@ -85,11 +90,17 @@ def package_descriptions(lang: str, max_chars: int = 300) -> list[Pair]:
     """Each package's summary -> the start of its long description (cut at a word boundary before
     `max_chars`, as the other retrieval pairs are). A summary or a description that several packages
     share is left out (one query, one answer: `foo-data` and `foo-doc` repeat foo's description), and
-    so is a description under 8 words."""
+    so is a description under 8 words or a pair holding an evaluated text (EVALUATED_TEXTS)."""
     text = bz2.decompress(translation_file(lang).read_bytes()).decode("utf-8", errors="replace")
     rows = parse_descriptions(text, lang)
     summaries = Counter(summary for summary, _ in rows)
     documents = Counter(document for _, document in rows)
     return [Pair(summary, clip(document, max_chars), [], f"package-descriptions-{lang}", INSTRUCTION)
             for summary, document in rows
-            if summaries[summary] == 1 and documents[document] == 1 and len(document.split()) >= 8]
+            if summaries[summary] == 1 and documents[document] == 1 and len(document.split()) >= 8
+            and not _holds_evaluated_text(summary, document)]
+
+
+def _holds_evaluated_text(summary: str, document: str) -> bool:
+    text = f"{summary}\n{document}".lower()
+    return any(evaluated in text for evaluated in EVALUATED_TEXTS)
