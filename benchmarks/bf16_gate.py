@@ -18,6 +18,7 @@ Modes (all CPU, every one on the same fp32 checkpoint):
 - "int8 activations": `quantize="int8-activations"` (OpenVINO int8 weights, per-token int8 activations);
 - "bf16, last N fp32" (--fp32-last-layers N ...): "bf16 linears" but the last N decoder layers' Linears
   stay fp32 (to_bf16_linears' skip): is it their drift that the final norm amplifies?
+- "bf16, first N fp32" (--fp32-first-layers N ...): the same for the first N decoder layers.
 --speed: tokens/s (text tokens, no padding, / seconds in encode(), batch 32, median of --rounds,
 the modes taking turns within a round; the accuracy pass is the warm-up) for fp32 and every mode,
 one process, so the ratios are what to read on a shared machine (encode_speed.py: one process per engine).
@@ -57,17 +58,18 @@ def rounded_linears():
         nn.Linear.forward = original
 
 
-def last_layer_names(model: nn.Module, n: int) -> tuple[str, ...]:
-    """"layers.17."-style names of the last n decoder layers (the longest nn.ModuleList), for
-    to_bf16_linears' skip (substrings: "layers.7." never matches "layers.17.")."""
+def layer_names(model: nn.Module, n: int) -> tuple[str, ...]:
+    """"layers.17."-style names of the last n decoder layers (n < 0: the first -n) - the longest
+    nn.ModuleList - for to_bf16_linears' skip (substrings: "layers.7." never matches "layers.17.")."""
     name, layers = max(((name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList)),
                        key=lambda item: len(item[1]))
-    if not 0 < n <= len(layers):
-        raise SystemExit(f"--fp32-last-layers {n}: the model has {len(layers)} decoder layers")
-    return tuple(f"{name.rpartition('.')[2]}.{i}." for i in range(len(layers) - n, len(layers)))
+    if not 0 < abs(n) <= len(layers):
+        raise SystemExit(f"--fp32-last/first-layers {abs(n)}: the model has {len(layers)} decoder layers")
+    chosen = range(len(layers) - n, len(layers)) if n > 0 else range(-n)
+    return tuple(f"{name.rpartition('.')[2]}.{i}." for i in chosen)
 
 
-def load(model, mode, fp32_last: int = 0):
+def load(model, mode, fp32_layers: int = 0):
     from decoder2vec import Encoder
     from decoder2vec.model.bf16_linear import to_bf16_linears
 
@@ -77,8 +79,8 @@ def load(model, mode, fp32_last: int = 0):
     if options.get("backend") != "openvino":
         options["device"] = "cpu"
     encoder = Encoder.from_pretrained(model, **options)
-    if fp32_last:
-        to_bf16_linears(encoder.model, skip=last_layer_names(encoder.model, fp32_last))
+    if fp32_layers:
+        to_bf16_linears(encoder.model, skip=layer_names(encoder.model, fp32_layers))
     return encoder
 
 
@@ -132,6 +134,8 @@ def main() -> None:
     parser.add_argument("--stsb-pairs", dest="stsb_pairs", type=int, default=300, help="STS-B dev pairs (of 1,500)")
     parser.add_argument("--fp32-last-layers", dest="fp32_last_layers", type=int, nargs="*", default=[],
                         help="also bf16 linears with the last N decoder layers in fp32, one row per N")
+    parser.add_argument("--fp32-first-layers", dest="fp32_first_layers", type=int, nargs="*", default=[],
+                        help="also bf16 linears with the first N decoder layers in fp32, one row per N")
     parser.add_argument("--speed", action="store_true", help="also tokens/s per mode and fp32, in this process")
     parser.add_argument("--rounds", type=int, default=3, help="timed encodes per mode with --speed")
     args = parser.parse_args()
@@ -151,10 +155,11 @@ def main() -> None:
           + (f"; STS-B dev fp32 {base:.2f} ({len(pairs)} pairs)" if args.stsb else ""))
     print(f"{'mode':18} {'min cos':>9} {'mean cos':>9} {'texts<0.999':>12} {'worst tokens':>13} {'STS-B':>7} {'drop':>6}",
           flush=True)
-    last = {f"bf16, last {n} fp32": n for n in args.fp32_last_layers}
+    partial = {f"bf16, last {n} fp32": n for n in args.fp32_last_layers}
+    partial |= {f"bf16, first {n} fp32": -n for n in args.fp32_first_layers}
     encoders = {"fp32": reference}
-    for mode in [*args.modes, *last]:
-        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode, last.get(mode, 0))
+    for mode in [*args.modes, *partial]:
+        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode, partial.get(mode, 0))
         cos = (encode(encoder, mode, texts) * exact).sum(1)
         score = stsb_spearman(encoder, mode, pairs) if args.stsb else None
         worst = int(cos.argmin())
