@@ -1,4 +1,4 @@
-"""The distill stage's teacher-mined hard negatives (hard_negatives, negative_margin) with a toy
+"""The distill stage's teacher-mined hard negatives (num_negatives, relative_margin) with a toy
 teacher whose vectors are points on a circle (so every ranking is known by hand), and the teacher
 precision (bf16 autocast where fast training is bf16) recorded in the teacher cache."""
 
@@ -71,7 +71,7 @@ def test_each_query_gets_the_documents_the_teacher_ranks_closest_in_order(tmp_pa
     monkeypatch.setattr(distill_module, "SCORE_ROWS", score_rows)
     source = _pairs(tmp_path / "pages.jsonl", 8)
     stage, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")},
-                          hard_negatives=2, negative_margin=0.99)  # 0.99 x 0.9986: nothing here reaches it
+                          num_negatives=2, relative_margin=0.01)  # 0.99 x 0.9986: nothing here reaches it
     d = DOCUMENTS
     expected = {QUERIES[0]: [d[1], d[2]], **{QUERIES[i]: [d[i + 1], d[i - 1]] for i in range(1, 7)},
                 QUERIES[7]: [d[6], d[5]]}
@@ -89,8 +89,8 @@ def test_each_query_gets_the_documents_the_teacher_ranks_closest_in_order(tmp_pa
 
 def test_the_margin_skips_a_candidate_nearly_as_close_as_the_positive(tmp_path, monkeypatch, capsys):
     source = _pairs(tmp_path / "pages.jsonl", 8)
-    _, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")}, hard_negatives=2)
-    # Default margin 0.95: document i+1 (cos 17 = 0.956 >= 0.95 x 0.9986) is skipped for queries 0-6.
+    _, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")}, num_negatives=2)
+    # Default relative_margin 0.05: document i+1 (cos 17 = 0.956 > 0.9986 - 0.05 x 0.9986) is skipped for queries 0-6.
     d = DOCUMENTS
     expected = {QUERIES[0]: [d[2], d[3]], **{QUERIES[i]: [d[i - 1], d[i + 2]] for i in range(1, 6)},
                 QUERIES[6]: [d[5], d[4]], QUERIES[7]: [d[6], d[5]]}
@@ -107,8 +107,21 @@ def test_a_near_duplicate_of_the_positive_is_never_a_negative(tmp_path, monkeypa
     table = {**TABLE, ("document", documents[5]): _point(42)}
     source = _pairs(tmp_path / "pages.jsonl", 8, documents)
     _, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")}, table=table,
-                      hard_negatives=3, negative_margin=0.99)
+                      num_negatives=3, relative_margin=0.01)
     assert _negatives(items)[QUERIES[2]] == [DOCUMENTS[3], DOCUMENTS[1], DOCUMENTS[4]]  # 17, 23, 37 degrees off
+
+
+def test_the_margin_is_relative_to_the_size_of_a_negative_positive_score(tmp_path, monkeypatch):
+    # Query 0's positive is 120 degrees off (score -0.5): the limit is -0.5 - 0.5 x 0.05 = -0.525 (mining.py's
+    # rule), so document 1 at 119 degrees (-0.485) is skipped and documents 2 at 130 (-0.643) and 3 at 180 (-1)
+    # kept. A ratio rule (0.95 x -0.5 = -0.475) would keep document 1 and give [1, 2].
+    table = {("query", QUERIES[0]): _point(0), ("document", DOCUMENTS[0]): _point(120),
+             ("document", DOCUMENTS[1]): _point(-119), ("document", DOCUMENTS[2]): _point(130),
+             ("document", DOCUMENTS[3]): _point(180),
+             ("query", QUERIES[1]): _point(-116), ("query", QUERIES[2]): _point(133)}
+    source = _pairs(tmp_path / "pages.jsonl", 4)  # 4: one batch
+    _, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")}, table=table, num_negatives=2)
+    assert _negatives(items)[QUERIES[0]] == [DOCUMENTS[2], DOCUMENTS[3]]
 
 
 def test_translation_pairs_and_sentences_get_no_negatives_and_lend_none(tmp_path, monkeypatch):
@@ -116,7 +129,7 @@ def test_translation_pairs_and_sentences_get_no_negatives_and_lend_none(tmp_path
     translations = tmp_path / "translations.jsonl"
     translations.write_text("".join(json.dumps({"query": d, "positive": d.upper()}) + "\n" for d in DOCUMENTS[8:]))
     _, items = _stage(tmp_path, monkeypatch, [pages, str(translations)], {pages: ("query", "document")},
-                      hard_negatives=3, negative_margin=10.0)
+                      num_negatives=3, relative_margin=0.0)
     by_query = {x.texts[0]: x.texts for x in items}
     assert by_query[DOCUMENTS[8]] == (DOCUMENTS[8], DOCUMENTS[8].upper())
     assert by_query[DOCUMENTS[9]] == (DOCUMENTS[9], DOCUMENTS[9].upper())
@@ -127,7 +140,7 @@ def test_translation_pairs_and_sentences_get_no_negatives_and_lend_none(tmp_path
 def test_held_out_documents_are_never_negatives(tmp_path, monkeypatch):
     source = _pairs(tmp_path / "pages.jsonl", 10)
     stage, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")},
-                          eval_examples=2, hard_negatives=20, negative_margin=10.0)  # every candidate kept
+                          eval_examples=2, num_negatives=20, relative_margin=0.0)  # all below the positive: kept
     held = {x.texts[1] for x in stage.eval_items}
     assert len(held) == 2 and all(len(x.texts) == 2 for x in stage.eval_items)
     trained = {x.texts[1] for x in items}
@@ -147,8 +160,8 @@ def test_no_hard_negatives_keeps_each_example_its_query_and_positive(tmp_path, m
 
 
 @pytest.mark.parametrize("values, match", [
-    ({"hard_negatives": -1}, "hard_negatives must be an integer >= 0"),
-    ({"negative_margin": 0}, "negative_margin must be > 0"),
+    ({"num_negatives": -1}, "num_negatives must be an integer >= 0"),
+    ({"relative_margin": -0.1}, "relative_margin must be >= 0"),
 ])
 def test_bad_negative_keys_are_named(values, match):
     with pytest.raises(Decoder2VecError, match=match):

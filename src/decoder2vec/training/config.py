@@ -199,14 +199,15 @@ class DistillConfig(EmbeddingConfig):
     teacher_batch_size: int = _help(
         "texts per teacher forward when computing the teacher vectors (with fast: true where this CPU trains distill "
         "in bf16, the teacher runs under bf16 autocast too)", 64)
-    hard_negatives: int = _help(
+    num_negatives: int = _help(
         "query -> document pair sources (libreoffice-titles-*, manpage-summaries-*, package-descriptions-*): add "
-        "this many documents of the same source's training split that the teacher ranks closest to each query, other "
-        "than its positive, to the example (each learns its own teacher vector; a batch then holds 2 + this texts "
-        "per pair); 0: none", 0)
-    negative_margin: float = _help(
-        "hard_negatives: skip a candidate whose teacher score is >= this times the positive's (a likely false "
-        "negative; NV-Retriever's TopK-PercPos)", 0.95)
+        "this many hard negatives, documents of the same source's training split that the teacher ranks closest to "
+        "each query, other than its positive, to the example (each learns its own teacher vector; a batch then holds "
+        "2 + this texts per pair); 0: none (the name and meaning of `decoder2vec mine`'s num_negatives)", 0)
+    relative_margin: float = _help(
+        "num_negatives: skip a candidate whose teacher score is above positive - |positive| x this (positive: the "
+        "teacher score of the query's own positive; a likely false negative; NV-Retriever's TopK-PercPos, the rule "
+        "of `decoder2vec mine`'s relative_margin)", 0.05)
     min_words: int = _help("sentence sources: shortest sentence kept (words)", 3)
     max_words: int = _help("sentence sources: longest sentence kept (words)", 60)
     attention_dropout: float = _help("dropout on attention weights while training", 0.0)
@@ -378,9 +379,9 @@ def validate(config: StageConfig) -> None:
              f"must be >= 2, got {config.per_device_train_batch_size}")
         need(isinstance(config.teacher_batch_size, int) and config.teacher_batch_size >= 1,
              f"teacher_batch_size must be an integer >= 1, got {config.teacher_batch_size!r}")
-        need(isinstance(config.hard_negatives, int) and config.hard_negatives >= 0,
-             f"hard_negatives must be an integer >= 0, got {config.hard_negatives!r}")
-        need(config.negative_margin > 0, f"negative_margin must be > 0, got {config.negative_margin}")
+        need(isinstance(config.num_negatives, int) and not isinstance(config.num_negatives, bool)
+             and config.num_negatives >= 0, f"num_negatives must be an integer >= 0, got {config.num_negatives!r}")
+        need(config.relative_margin >= 0, f"relative_margin must be >= 0, got {config.relative_margin}")
         need(bool(config.teacher), "distill: teacher is required (minilm, a sentence-transformers model or an "
                                    "Encoder folder)")
     if isinstance(config, SupervisedConfig):

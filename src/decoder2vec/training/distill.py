@@ -20,12 +20,13 @@ Losses (`distill_loss`):
 With matryoshka_dims the loss is summed over the vector's prefixes (each renormalised; mse gets
 one projection per prefix length that differs from the teacher's dimension).
 
-Hard negatives (`hard_negatives` > 0, `add_hard_negatives`): after the teacher has run, each query
+Hard negatives (`num_negatives` > 0, `add_hard_negatives`): after the teacher has run, each query
 of a query -> document source gets the documents of the same source's training split that the
 teacher ranks closest to it, other than its positive, as extra texts learning their own teacher
 vectors; both losses then see the confusable documents in the query's batch. A candidate scoring
->= negative_margin x the positive's teacher score is skipped as a likely false negative
-(NV-Retriever's TopK-PercPos, Moreira et al. 2024). Held-out documents are never candidates.
+above positive - |positive| x relative_margin (the positive's teacher score) is skipped as a likely
+false negative (NV-Retriever's TopK-PercPos, Moreira et al. 2024): the names, defaults' meaning and
+rule of `decoder2vec mine` (mining.py). Held-out documents are never candidates.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ..cpu import fast_training
 from .contrastive import EncoderStage, poolable
 from .losses import world
 from .matryoshka import check_dims, matryoshka_weights
+from .mining import relative_margin_limit
 from .stage import check_enough
 from .teacher import teacher_vectors
 
@@ -111,13 +113,13 @@ SCORE_ROWS = 1024
 
 
 def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: np.ndarray, target_row: dict,
-                        count: int, margin: float) -> tuple[list[Example], int, int]:
-    """`items` with up to `count` hard negatives added to each example of a query -> document source
+                        num_negatives: int, relative_margin: float) -> tuple[list[Example], int, int]:
+    """`items` with up to `num_negatives` hard negatives added to each example of a query -> document source
     (registry.PAIR_SIDES): the documents of the same source among `items` that the teacher ranks
     closest to its query (`teacher`: unit rows, indexed by `target_row`), in that order, its own
-    positive left out, every document of `held_out` never a candidate, and a candidate scoring >=
-    margin x the positive's score skipped (a likely false negative). Returns (items, negatives
-    added, candidates the margin skipped)."""
+    positive left out, every document of `held_out` never a candidate, and a candidate scoring above
+    positive - |positive| x relative_margin skipped (a likely false negative; mining.py's rule).
+    Returns (items, negatives added, candidates the margin skipped)."""
     held = {target for example in held_out for target in example.targets if target[1] == "document"}
     items = list(items)
     added = skipped = 0
@@ -130,18 +132,18 @@ def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: n
         queries = teacher[[target_row[items[i].targets[0]] for i in members]]
         positives = teacher[[target_row[items[i].targets[1]] for i in members]]
         matrix = teacher[[target_row[d] for d in documents]]
-        limits = margin * (queries * positives).sum(axis=1)
+        limits = relative_margin_limit((queries * positives).sum(axis=1), relative_margin)
         for row, i in enumerate(members):
             if row % SCORE_ROWS == 0:  # every query x document, SCORE_ROWS queries at a time
                 scores = queries[row:row + SCORE_ROWS] @ matrix.T
             ranked = scores[row % SCORE_ROWS]
             example, own, picked = items[i], column.get(items[i].targets[1]), []
             for j in np.argsort(-ranked, kind="stable"):  # ties: the source's order
-                if len(picked) == count:
+                if len(picked) == num_negatives:
                     break
                 if j == own:
                     continue
-                if ranked[j] >= limits[row]:
+                if ranked[j] > limits[row]:
                     skipped += 1
                     continue
                 picked.append(documents[j])
@@ -201,14 +203,14 @@ class DistillStage(EncoderStage):
                                   sides=[side for _, side in targets], precision="bf16" if bf16 else "fp32")
         self.teacher = torch.from_numpy(vectors)
         self.target_row = {target: i for i, target in enumerate(targets)}
-        if cfg.hard_negatives:
+        if cfg.num_negatives:
             # Mined among the training items only (hold_out ran above): a held-out document is never a negative.
             items, added, skipped = add_hard_negatives(items, self.eval_items, vectors, self.target_row,
-                                                        cfg.hard_negatives, cfg.negative_margin)
+                                                        cfg.num_negatives, cfg.relative_margin)
             if world()[0] == 0:
                 print(f"distill: {added} hard negatives added to query -> document examples (up to "
-                      f"{cfg.hard_negatives} each); {skipped} candidates skipped as >= negative_margin="
-                      f"{cfg.negative_margin} x the positive's teacher score")
+                      f"{cfg.num_negatives} each); {skipped} candidates skipped as above positive - |positive| x "
+                      f"relative_margin={cfg.relative_margin} (the positive's teacher score)")
         self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
         return items
 

@@ -161,6 +161,13 @@ def _embedder(model):
     return Encoder.from_pretrained(name)
 
 
+def relative_margin_limit(positive, relative_margin: float):
+    """The score above which a candidate is a likely false negative (NV-Retriever's TopK-PercPos,
+    sentence-transformers' relative_margin): `positive - |positive| * relative_margin`. `positive`
+    is a float or an array of them; mine_hard_negatives and the distill stage both use it."""
+    return positive - abs(positive) * relative_margin
+
+
 def _negatives(row, own, k, range_min, range_max, num_negatives, absolute_margin, relative_margin,
                max_score, min_score, sampling_strategy, rng) -> list[int]:
     """Candidate document indices for one query, hardest first (sentence-transformers' rules)."""
@@ -173,7 +180,7 @@ def _negatives(row, own, k, range_min, range_max, num_negatives, absolute_margin
     if absolute_margin is not None:
         scores[scores + absolute_margin > hardest_positive] = -np.inf
     if relative_margin is not None:
-        scores[scores > hardest_positive - abs(hardest_positive) * relative_margin] = -np.inf
+        scores[scores > relative_margin_limit(hardest_positive, relative_margin)] = -np.inf
     if max_score is not None:
         scores[scores > max_score] = -np.inf
     if min_score is not None:
