@@ -11,13 +11,16 @@ Modes (all CPU, every one on the same fp32 checkpoint):
 - "bf16 weights": the whole model in bf16 (`dtype="bfloat16"`): residual stream, norms, softmax too;
 - "autocast": torch.autocast("cpu", bfloat16) around encode: Linear and attention in bf16, bf16 outputs;
 - "bf16 linears": `quantize="bf16"` (model/bf16_linear.py): only the Linear matmuls in bf16 (bf16
-  kernels), their outputs widened to fp32; norms, softmax, residual stream, pooling fp32;
+  kernels), their outputs widened to fp32; norms, softmax, residual stream, pooling fp32; the engine
+  keeps the first decoder layer's Linears fp32 (quantize_model's bf16 branch);
+- "bf16 linears, all": the same with every decoder layer's Linears bf16 (the engine before issue 27's
+  first-layer rule);
 - "rounding only": the Linear layers' inputs and weights rounded to bf16, computed in fp32 - what a
   bf16 matmul with fp32 accumulation and fp32 output (AMX) does at best;
 - "openvino bf16": INFERENCE_PRECISION_HINT=bf16;
 - "int8 activations": `quantize="int8-activations"` (OpenVINO int8 weights, per-token int8 activations);
-- "bf16, last N fp32" (--fp32-last-layers N ...): "bf16 linears" but the last N decoder layers' Linears
-  stay fp32 (to_bf16_linears' skip): is it their drift that the final norm amplifies?
+- "bf16, last N fp32" (--fp32-last-layers N ...): bf16 linears with the last N decoder layers' Linears
+  fp32 (to_bf16_linears' skip, decoder_layer_prefixes), layer 0 bf16 unless N covers it: is it their drift that the final norm amplifies?
 - "bf16, first N fp32" (--fp32-first-layers N ...): the same for the first N decoder layers.
 --speed: tokens/s (text tokens, no padding, / seconds in encode(), batch 32, median of --rounds,
 the modes taking turns within a round; the accuracy pass is the warm-up) for fp32 and every mode,
@@ -39,7 +42,8 @@ import torch.nn.functional as F
 
 from common import cosines, wiki_texts
 
-MODES = ("bf16 weights", "autocast", "bf16 linears", "rounding only", "openvino bf16", "int8 activations")
+MODES = ("bf16 weights", "autocast", "bf16 linears", "bf16 linears, all", "rounding only", "openvino bf16",
+         "int8 activations")
 
 
 @contextlib.contextmanager
@@ -58,20 +62,10 @@ def rounded_linears():
         nn.Linear.forward = original
 
 
-def layer_names(model: nn.Module, n: int) -> tuple[str, ...]:
-    """"layers.17."-style names of the last n decoder layers (n < 0: the first -n) - the longest
-    nn.ModuleList - for to_bf16_linears' skip (substrings: "layers.7." never matches "layers.17.")."""
-    name, layers = max(((name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList)),
-                       key=lambda item: len(item[1]))
-    if not 0 < abs(n) <= len(layers):
-        raise SystemExit(f"--fp32-last/first-layers {abs(n)}: the model has {len(layers)} decoder layers")
-    chosen = range(len(layers) - n, len(layers)) if n > 0 else range(-n)
-    return tuple(f"{name.rpartition('.')[2]}.{i}." for i in chosen)
-
-
-def load(model, mode, fp32_layers: int = 0):
+def load(model, mode, fp32_layers: int | None = None):
+    """fp32_layers: None, or bf16 linears with the last n (n < 0: the first -n; 0: no) decoder layers fp32."""
     from decoder2vec import Encoder
-    from decoder2vec.model.bf16_linear import to_bf16_linears
+    from decoder2vec.model.bf16_linear import decoder_layer_prefixes, to_bf16_linears
 
     options = {"bf16 weights": {"dtype": "bfloat16"}, "bf16 linears": {"quantize": "bf16"},
                "openvino bf16": {"backend": "openvino", "dtype": "bfloat16"},
@@ -79,8 +73,9 @@ def load(model, mode, fp32_layers: int = 0):
     if options.get("backend") != "openvino":
         options["device"] = "cpu"
     encoder = Encoder.from_pretrained(model, **options)
-    if fp32_layers:
-        to_bf16_linears(encoder.model, skip=layer_names(encoder.model, fp32_layers))
+    if fp32_layers is not None:
+        last, first = max(fp32_layers, 0), max(-fp32_layers, 0)
+        to_bf16_linears(encoder.model, skip=decoder_layer_prefixes(encoder.model, first=first, last=last))
     return encoder
 
 
@@ -155,11 +150,12 @@ def main() -> None:
           + (f"; STS-B dev fp32 {base:.2f} ({len(pairs)} pairs)" if args.stsb else ""))
     print(f"{'mode':18} {'min cos':>9} {'mean cos':>9} {'texts<0.999':>12} {'worst tokens':>13} {'STS-B':>7} {'drop':>6}",
           flush=True)
-    partial = {f"bf16, last {n} fp32": n for n in args.fp32_last_layers}
+    partial = {"bf16 linears, all": 0} if "bf16 linears, all" in args.modes else {}
+    partial |= {f"bf16, last {n} fp32": n for n in args.fp32_last_layers}
     partial |= {f"bf16, first {n} fp32": -n for n in args.fp32_first_layers}
     encoders = {"fp32": reference}
-    for mode in [*args.modes, *partial]:
-        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode, partial.get(mode, 0))
+    for mode in dict.fromkeys([*args.modes, *partial]):
+        encoder = reference if mode in ("autocast", "rounding only") else load(args.model, mode, partial.get(mode))
         cos = (encode(encoder, mode, texts) * exact).sum(1)
         score = stsb_spearman(encoder, mode, pairs) if args.stsb else None
         worst = int(cos.argmin())

@@ -264,10 +264,20 @@ def test_rounded_activation_engines_run_one_length_at_a_time(engine, tiny_folder
         assert encoder.backend.unpadded
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3_text"])
-def test_bf16_linears_keep_everything_else_fp32(family):
-    """quantize="bf16": every Linear (GPT-2: Conv1D) runs a bf16 matmul, nothing else changes dtype
-    (norms, embeddings, the residual stream stay fp32), and the vectors run one length at a time."""
+def _linears(model) -> dict:
+    """name -> "fp32" (nn.Linear / GPT-2 Conv1D) or "bf16" (Bf16Linear), for every matmul layer."""
+    from decoder2vec.model.bf16_linear import Bf16Linear
+
+    return {name: "bf16" if isinstance(m, Bf16Linear) else "fp32" for name, m in model.named_modules()
+            if isinstance(m, Bf16Linear) or type(m) is torch.nn.Linear or type(m).__name__ == "Conv1D"}
+
+
+@pytest.mark.parametrize("family, first_layer", [("llama", "layers.0."), ("qwen2", "layers.0."),
+                                                 ("gpt2", "h.0."), ("gemma3_text", "layers.0.")])
+def test_bf16_linears_keep_everything_else_fp32(family, first_layer):
+    """quantize="bf16": every Linear (GPT-2: Conv1D) but the first decoder layer's runs a bf16 matmul
+    (layer 0 stays fp32: issue 27's German encoder drifts there), nothing else changes dtype (norms,
+    embeddings, the residual stream stay fp32), and the vectors run one length at a time."""
     from decoder2vec.model.bf16_linear import Bf16Linear
 
     encoder = tiny_encoder(family)
@@ -276,12 +286,42 @@ def test_bf16_linears_keep_everything_else_fp32(family):
     quantize_model(encoder, "bf16")
     layers = [m for m in encoder.model.modules() if isinstance(m, Bf16Linear)]
     assert layers and all(m.weight_bf16.dtype == torch.bfloat16 for m in layers)
-    assert not any(type(m) is torch.nn.Linear or type(m).__name__ == "Conv1D" for m in encoder.model.modules())
+    kinds = _linears(encoder.model)
+    first = {name for name in kinds if name.startswith(first_layer)}
+    assert len(first) >= 4 and {kinds[name] for name in first} == {"fp32"}  # attention + MLP
+    assert {kind for name, kind in kinds.items() if name not in first} == {"bf16"}
+    assert all(encoder.model.get_submodule(name).weight.dtype == torch.float32 for name in first)
     left = dict(encoder.model.named_parameters())
     assert left and set(left) < floats and all(p.dtype == torch.float32 for p in left.values())
     assert encoder.backend.weights == "bf16" and encoder.backend.unpadded
     vectors = assert_batch_invariant(encoder, TEXTS, bound=1e-6)
     assert (vectors * exact).sum(1).min() > 0.999
+
+
+def test_bf16_first_layer_names_never_match_a_later_layer():
+    """12 decoder layers: the first 2 (and last 1) named by their full prefix; "layers.1." must not
+    keep "layers.10." or "layers.11." fp32 (to_bf16_linears' skip matches substrings)."""
+    from transformers import AutoModel
+
+    from decoder2vec.model.bf16_linear import decoder_layer_prefixes, to_bf16_linears
+    from tiny import tiny_config
+
+    config = tiny_config("llama")
+    config.num_hidden_layers = 12
+    model = AutoModel.from_config(config)
+    assert decoder_layer_prefixes(model) == ("layers.0.",)
+    assert decoder_layer_prefixes(model, first=2, last=1) == ("layers.0.", "layers.1.", "layers.11.")
+    to_bf16_linears(model, skip=decoder_layer_prefixes(model, first=2))
+    kinds = _linears(model)
+    layer = {name: int(name.split(".")[1]) for name in kinds}
+    assert {kinds[name] for name in kinds if layer[name] < 2} == {"fp32"}
+    assert {kinds[name] for name in kinds if layer[name] >= 2} == {"bf16"}
+    assert sum(layer[name] in (10, 11) for name in kinds) == 14  # 7 Linears a layer, all bf16
+    engine = _linears(quantize_model(AutoModel.from_config(config), "bf16"))  # the engine: layer 0 only fp32
+    assert {name.split(".")[1] for name, kind in engine.items() if kind == "fp32"} == {"0"}
+    assert sum(kind == "bf16" for kind in engine.values()) == 11 * 7
+    with pytest.raises(Decoder2VecError, match="first=13, last=0 decoder layers: the model has 12"):
+        decoder_layer_prefixes(model, first=13)
 
 
 def test_bf16_linear_is_a_bf16_matmul_with_fp32_bias():

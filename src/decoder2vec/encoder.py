@@ -203,7 +203,7 @@ class Encoder:
         backend (model/quantization.py, backends/); a local folder on CPU is quantised while loading,
         never holding the fp32 model (model/int8_loading.py).
         quantize="bf16" (torch backend): only the Linear matmuls in bf16, norms, softmax, residual
-        stream and pooling in fp32 (model/bf16_linear.py).
+        stream, pooling and the first decoder layer in fp32 (model/bf16_linear.py).
         quantize="int8-activations" (openvino): int8 weights and per-token int8 activations (VNNI/AMX).
         rope_scaling: RoPE scaling for texts longer than the model was trained on, in transformers'
         `rope_parameters` form, e.g. {"rope_type": "yarn", "factor": 4.0}; see

@@ -6,6 +6,7 @@ and the bias added in fp32. The residual stream, the norms, attention's softmax 
 fp32. Why not the whole model in bf16 (`dtype="bfloat16"`) or autocast: those also carry the
 residual stream / the attention scores in bf16, which is where most of their loss against the
 fp32 vectors comes from (benchmarks/bf16_gate.py measures every way; docs/performance.md).
+The first decoder layer's Linears stay fp32 too (decoder_layer_prefixes; quantize_model's bf16 branch).
 
 Like int8, it rounds activations, so the torch backend forwards it texts of one length at a time
 (backends/base.py unpadded_states): a vector does not depend on its batch. Inference only.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..errors import Decoder2VecError
 
 
 class Bf16Linear(nn.Module):
@@ -51,6 +54,22 @@ def to_bf16_linears(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
         setattr(parent, child, Bf16Linear(module))
         module.weight = None
     return model
+
+
+def decoder_layer_prefixes(model: nn.Module, first: int = 1, last: int = 0) -> tuple[str, ...]:
+    """Full dotted names ("layers.0.", "model.layers.0.", GPT-2 "h.0.") of the first `first` and the
+    last `last` decoder layers - the longest nn.ModuleList of `model` - for to_bf16_linears' skip.
+    Skip entries match as substrings, so each ends in "." after the index: "layers.1." never matches
+    "layers.10.". A model without a ModuleList has no decoder layers: ()."""
+    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
+    if not lists:
+        return ()
+    name, layers = max(lists, key=lambda item: len(item[1]))
+    if first < 0 or last < 0 or max(first, last) > len(layers):
+        raise Decoder2VecError(f"first={first}, last={last} decoder layers: the model has {len(layers)} "
+                               f"({name or 'its root'})")
+    chosen = sorted(set(range(first)) | set(range(len(layers) - last, len(layers))))
+    return tuple(f"{name}.{i}." if name else f"{i}." for i in chosen)
 
 
 def has_bf16_linears(model: nn.Module) -> bool:

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import Decoder2VecError, choices_error
-from .bf16_linear import has_bf16_linears, to_bf16_linears
+from .bf16_linear import decoder_layer_prefixes, has_bf16_linears, to_bf16_linears
 
 # "bf16": the Linear matmuls in bf16, everything else fp32 (model/bf16_linear.py; CPU bf16 engine).
 # "int8-activations": OpenVINO's int8 weights with per-token int8 activations (backends/openvino.py);
@@ -156,7 +156,11 @@ def quantize_model(model_or_encoder, scheme: str = "int8", *, skip: tuple[str, .
                                "already quantises activations (per token)")
     model = _backbone(model_or_encoder)
     if scheme == "bf16":
-        to_bf16_linears(model, skip)
+        # The first decoder layer stays fp32: on a trained German Gemma-3-270M encoder all-bf16 Linears
+        # missed the 0.999 cosine gate (min 0.99876 on 300 texts) and the drift starts in layer 0;
+        # with it fp32, min 0.99986 at 3.17x torch fp32 against 3.43x all-bf16
+        # (benchmarks/bf16_gate.py --fp32-first-layers; docs/performance.md, "The bf16 accuracy gate").
+        to_bf16_linears(model, (*skip, *decoder_layer_prefixes(model, first=1)))
         _release_freed_memory()
         return model_or_encoder
     targets = [
