@@ -41,9 +41,11 @@ def test_language_recipes_validate():
                 else:
                     assert [c.stage for c in configs.values()] == ["distill"]
                     assert configs["distill"].teacher == "embeddinggemma-300m"
+                    german_sts = ["stsb-de-train"] if code == "de" else []
                     assert configs["distill"].data == [f"libreoffice-titles-{code}-train",
-                                                           f"manpage-summaries-{code}",
-                                                           f"libreoffice-en-{code}-train"]
+                                                       f"manpage-summaries-{code}",
+                                                       f"package-descriptions-{code}", *german_sts,
+                                                       f"libreoffice-en-{code}-train"]
                 # Training never names a source that could hold evaluation pages.
                 for config in configs.values():
                     for source in config.data:

@@ -64,7 +64,8 @@ DISTILL = {
                                  eval_examples=64, learning_rate=2e-4),
 }
 # The measured runs (issue 25): EmbeddingGemma's vectors on titles -> pages, man page summaries ->
-# pages and translations (da, de), STS-B train and Wikipedia sentences (en); bf16 where native.
+# pages, package summaries -> descriptions and translations (da; de also STS-B de train, at 800 per
+# source), STS-B train and Wikipedia sentences (en); bf16 where native.
 EMBEDDINGGEMMA_DISTILL = dict(model="gemma3-270m", teacher="embeddinggemma-300m", distill_loss="mse",
                               similarity_weight=1.0, source_limit=1200, train_max_length=64,
                               query_instruction="Given the title of a help page, retrieve the help page:",
@@ -72,10 +73,11 @@ EMBEDDINGGEMMA_DISTILL = dict(model="gemma3-270m", teacher="embeddinggemma-300m"
                               learning_rate=2e-4, fast=True)
 DISTILL["gemma3-270m-da/distill-embeddinggemma"] = dict(
     EMBEDDINGGEMMA_DISTILL, max_steps=300, save_steps=100,
-    data=["libreoffice-titles-da-train", "manpage-summaries-da", "libreoffice-en-da-train"])
+    data=["libreoffice-titles-da-train", "manpage-summaries-da", "package-descriptions-da", "libreoffice-en-da-train"])
 DISTILL["gemma3-270m-de/distill-embeddinggemma"] = dict(
-    EMBEDDINGGEMMA_DISTILL, max_steps=300, save_steps=100,
-    data=["libreoffice-titles-de-train", "manpage-summaries-de", "libreoffice-en-de-train"])
+    EMBEDDINGGEMMA_DISTILL, max_steps=300, save_steps=100, source_limit=800,
+    data=["libreoffice-titles-de-train", "manpage-summaries-de", "package-descriptions-de", "stsb-de-train",
+          "libreoffice-en-de-train"])
 DISTILL["gemma3-270m-en/distill-embeddinggemma"] = dict(
     EMBEDDINGGEMMA_DISTILL, max_steps=480, save_steps=160, query_instruction=None, data=["stsb-en-train", "wikipedia-en"])
 QUICK = dict(max_steps=16, save_steps=8, logging_steps=4)  # the quick flavour: only these differ
