@@ -219,12 +219,12 @@ def test_fast_training_uses_bf16_autocast_only_where_the_table_says(tmp_path, mo
 
     config = StageConfig(stage="simcse", model="m", fast=True)
     for measured, bf16 in (("bf16", True), ("fp32", False)):
-        monkeypatch.setattr(engine, "fast_training", lambda stage: measured if stage == "simcse" else "fp32")
+        monkeypatch.setattr(cpu, "fast_training", lambda stage: measured if stage == "simcse" else "fp32")
         if torch.cuda.is_available():
             pytest.skip("CPU training only")
         assert engine._training_arguments(config, tmp_path).bf16 is bf16
     config.fast = False
-    monkeypatch.setattr(engine, "fast_training", lambda stage: "bf16")
+    monkeypatch.setattr(cpu, "fast_training", lambda stage: "bf16")
     assert engine._training_arguments(config, tmp_path).bf16 is False
 
 

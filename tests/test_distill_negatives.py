@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from decoder2vec import Decoder2VecError
+from decoder2vec import Decoder2VecError, cpu
 from decoder2vec.data import registry
 from decoder2vec.training import distill as distill_module
 from decoder2vec.training import teacher as teacher_module
@@ -175,8 +175,8 @@ def test_the_teacher_runs_under_bf16_autocast_only_where_fast_training_is_bf16(t
                                                                                 training, precision):
     calls = []
     source = _pairs(tmp_path / "pages.jsonl", 8)
-    monkeypatch.setattr(distill_module, "fast_training", lambda stage: training)
-    monkeypatch.setattr(distill_module.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cpu, "fast_training", lambda stage: training)
+    monkeypatch.setattr(cpu.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(registry, "PAIR_SIDES", {source: ("query", "document")})
     values = {"stage": "distill", "model": str(encoder_folder(tmp_path)), "data": [source], "fast": fast,
               "output_dir": str(tmp_path / "out"), "teacher": "toy", "eval_examples": 0, **FAST}

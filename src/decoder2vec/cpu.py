@@ -159,6 +159,13 @@ def fast_training(stage: str, features: CpuFeatures | None = None) -> str:
     return FAST_TRAINING.get((features or cpu_features()).kind, {}).get(stage, "fp32")
 
 
+def trains_in_bf16(stage: str, fast: bool) -> bool:
+    """Whether a stage run with `fast` trains under CPU bf16 autocast here: the engine's
+    TrainingArguments, and the distill teacher's forward with it (never on a CUDA machine, which
+    trains on the GPU in its own dtype)."""
+    return fast and not torch.cuda.is_available() and fast_training(stage) == "bf16"
+
+
 def describe() -> dict:
     """`decoder2vec info`'s CPU section."""
     features = cpu_features()

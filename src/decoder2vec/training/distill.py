@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cpu import trains_in_bf16
 from ..data import registry
 from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
 from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
 from ..folder.distill_projection import save_projection
 from .config import DistillConfig
-from ..cpu import fast_training
 from .contrastive import EncoderStage, poolable
 from .losses import world
 from .matryoshka import check_dims, matryoshka_weights
@@ -195,9 +195,9 @@ class DistillStage(EncoderStage):
         items = check_enough(self.hold_out(examples, "texts"), cfg, "texts")
         targets = list(dict.fromkeys(t for example in [*self.eval_items, *items] for t in example.targets))
         cache = Path(f"{cfg.output_dir}.checkpoints")
-        # Where the student trains under CPU bf16 autocast (engine._training_arguments), the teacher's
-        # forward does too: labelling thousands of texts is a large part of a CPU recipe's wall time.
-        bf16 = cfg.fast and not torch.cuda.is_available() and fast_training(cfg.stage) == "bf16"
+        # Where the student trains under CPU bf16 autocast, the teacher's forward does too: labelling
+        # thousands of texts is a large part of a CPU recipe's wall time.
+        bf16 = trains_in_bf16(cfg.stage, cfg.fast)
         vectors = teacher_vectors(cfg.teacher, [text for text, _ in targets], cache,
                                   batch_size=cfg.teacher_batch_size, write=world()[0] == 0,
                                   sides=[side for _, side in targets], precision="bf16" if bf16 else "fp32")

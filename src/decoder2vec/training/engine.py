@@ -30,7 +30,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments, get_scheduler, set_seed
 
 from ..atomic import record_output, swap_in, write_atomic, write_json_atomic
-from ..cpu import fast_training
+from ..cpu import trains_in_bf16
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
 from ..folder.config import finished, kind
@@ -200,7 +200,7 @@ def _training_arguments(config: StageConfig, work: Path) -> TrainingArguments:
     extra.pop("gradient_checkpointing", None)
     if not torch.cuda.is_available():
         extra.setdefault("dataloader_pin_memory", False)
-        if config.fast and fast_training(config.stage) == "bf16":
+        if trains_in_bf16(config.stage, config.fast):
             # accelerate's CPU autocast: matmuls in bf16, the fp32 weights and optimizer untouched.
             extra.setdefault("bf16", True)
             extra.setdefault("use_cpu", True)
