@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from common import cosines
 from decoder2vec.cpu import cpu_features
 from decoder2vec.data.pairs import load_pairs
 from decoder2vec.training.teacher import _anchor, encode_with_teacher, forward_precision
@@ -74,7 +75,7 @@ def main() -> None:
             print(f"  round {round_ + 1} {precision}: {count / took:.1f} texts/s ({took:.1f} s)")
     _anchor.cache_clear()
     rate = {p: count / statistics.median(s) for p, s in seconds.items()}
-    cos = (vectors["fp32"] * vectors["bf16"]).sum(axis=1)  # both unit length
+    cos = cosines(vectors["fp32"], vectors["bf16"])
     print(f"fp32 {rate['fp32']:.1f} texts/s, bf16 autocast {rate['bf16']:.1f} texts/s: "
           f"{rate['bf16'] / rate['fp32']:.2f}x (median of {args.rounds} rounds)")
     print(f"cosine bf16 vs fp32: min {cos.min():.5f}, mean {cos.mean():.5f} (queries min "
