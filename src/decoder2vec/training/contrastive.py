@@ -133,6 +133,16 @@ class EncoderStage(Stage):
         self.view.model = model
         self.tokens_seen += int(batch.attention_mask.sum())
         batch = batch.to(self.view.device)
+        groups = length_groups(batch.attention_mask.sum(dim=1).tolist())
+        if len(groups) == 1:
+            return self._embed_padded(batch)
+        # Short queries padded to their documents' length spend most of a step on padding: each
+        # group of similar lengths runs as its own, narrower batch (the same vectors).
+        order = torch.tensor([row for group in groups for row in group], device=batch.input_ids.device)
+        parts = [self._embed_padded(narrow(batch, torch.tensor(group, device=order.device))) for group in groups]
+        return torch.cat(parts).index_select(0, torch.argsort(order))
+
+    def _embed_padded(self, batch: Batch) -> torch.Tensor:
         states = self.view.hidden_states(batch)
         # Pool and score in fp32: a bf16 mean over hundreds of tokens, and bf16 cosines times a
         # scale of 50, lose the differences the loss is made of.
@@ -147,3 +157,46 @@ class EncoderStage(Stage):
 def poolable(masks: list) -> list[bool]:
     """Whether each tokenized text has at least one token to pool."""
     return [bool(np.any(m)) for m in masks]
+
+
+# A batch is split by length only where that saves at least this share of its padded tokens.
+MIN_SAVING = 0.05
+MAX_GROUPS = 4
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Rows of a batch in groups of similar token counts (each group's rows in length order): the
+    fewest groups, at most MAX_GROUPS, whose padded tokens (rows x longest row, summed over groups)
+    come within MIN_SAVING of the best split; one group when splitting saves less than that."""
+    order = sorted(range(len(lengths)), key=lambda row: (lengths[row], row))
+    sizes = [lengths[row] for row in order]
+    n = len(sizes)
+    # best[k][j]: fewest padded tokens of the first j rows (in length order) in k groups; cut[k][j]: its last cut.
+    best = [[0] + [sizes[j - 1] * j for j in range(1, n + 1)]]
+    cut = [[0] * (n + 1)]
+    for k in range(1, min(MAX_GROUPS, n)):
+        row_best, row_cut = [0] * (n + 1), [0] * (n + 1)
+        for j in range(1, n + 1):
+            row_best[j], row_cut[j] = min((best[k - 1][i] + sizes[j - 1] * (j - i), i) for i in range(j))
+        best.append(row_best)
+        cut.append(row_cut)
+    goal = best[-1][n] + MIN_SAVING * best[0][n]
+    k = next(k for k in range(len(best)) if best[k][n] <= goal)
+    if best[0][n] - best[k][n] < MIN_SAVING * best[0][n]:
+        k = 0
+    bounds, j = [], n
+    for level in range(k, -1, -1):
+        i = cut[level][j]
+        bounds.append((i, j))
+        j = i
+    return [order[i:j] for i, j in reversed(bounds) if j > i]
+
+
+def narrow(batch: Batch, rows: torch.Tensor) -> Batch:
+    """These rows of a padded batch, cut to their longest text (padding is on one side, so the
+    columns holding any of their tokens are contiguous)."""
+    mask = batch.attention_mask.index_select(0, rows)
+    used = mask.any(dim=0).nonzero().flatten()
+    columns = slice(int(used[0]), int(used[-1]) + 1)
+    return Batch(batch.input_ids.index_select(0, rows)[:, columns], mask[:, columns],
+                 batch.pool_mask.index_select(0, rows)[:, columns])
