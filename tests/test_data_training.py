@@ -98,6 +98,42 @@ def test_stsb_pairs_positives_and_hard_negatives(monkeypatch):
     assert all(not p.negatives for p in pairs.stsb_pairs("en"))
 
 
+@pytest.mark.parametrize("num_negatives, expected", [
+    (0, {"a": [], "b": [], "f": [], "g": []}),
+    (1, {"a": ["c"], "b": [], "f": [], "g": []}),  # the default: a's one low-scoring partner
+])
+def test_supervised_num_negatives_caps_the_stsb_partners(monkeypatch, capsys, num_negatives, expected):
+    from decoder2vec.data import sources
+    from decoder2vec.training.config import make_config
+    from decoder2vec.training.supervised import SupervisedStage
+
+    rows = [("a", "b", 4.5), ("a", "c", 0.5), ("f", "g", 4.0)]
+    monkeypatch.setattr(sources, "stsb", lambda lang, split: rows)
+    config = make_config({"stage": "supervised", "model": "unused", "data": ["stsb-en-train"], "output_dir": "o",
+                          "per_device_train_batch_size": 2, "eval_examples": 0, "batch_per_task": False,
+                          **({} if num_negatives == 1 else {"num_negatives": num_negatives})})
+    got = SupervisedStage(config).dataset()
+    assert {p.query: p.negatives for p in got} == expected
+    assert capsys.readouterr().out == ""  # STS-B gives one partner at most: nothing was cut
+
+
+def test_supervised_num_negatives_keeps_a_pair_files_first_negatives(tmp_path, capsys):
+    from decoder2vec.training.config import make_config
+    from decoder2vec.training.supervised import SupervisedStage
+
+    path = tmp_path / "mined.jsonl"
+    rows = [{"query": f"q{i}", "positive": f"p{i}", "negative": [f"n{i}a", f"n{i}b", f"n{i}c"]} for i in range(3)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in [*rows, {"query": "q3", "positive": "p3"}]))
+    config = make_config({"stage": "supervised", "model": "unused", "data": [str(path)], "output_dir": "o",
+                          "per_device_train_batch_size": 2, "eval_examples": 0, "batch_per_task": False,
+                          "num_negatives": 2})
+    got = SupervisedStage(config).dataset()
+    assert {p.query: p.negatives for p in got} == {"q0": ["n0a", "n0b"], "q1": ["n1a", "n1b"], "q2": ["n2a", "n2b"],
+                                                   "q3": []}
+    assert capsys.readouterr().out == ("supervised: 3 of 4 pairs carry more than num_negatives=2 hard negatives; "
+                                       "each keeps its first 2\n")
+
+
 def test_libreoffice_pairs_align_by_page_and_paragraph_id(monkeypatch):
     from decoder2vec.data import sources
 

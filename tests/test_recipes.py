@@ -116,7 +116,7 @@ REFERENCE = {
                    hidden_dropout=0.0, pooling="mean", save_steps=200),
     "supervised": dict(data=["e5:cache/echo-data"], train_max_length=512, per_device_train_batch_size=64,
                        max_steps=1000, learning_rate=2e-4, warmup_steps=300, lr_schedule_epochs=3, scale=50.0,
-                       pooling="mean", batch_per_task=True, hard_negatives=True, instruction_template="{instruction}; ",
+                       pooling="mean", batch_per_task=True, num_negatives=1, instruction_template="{instruction}; ",
                        attention_dropout=0.0, hidden_dropout=0.0, save_steps=200),
 }
 COMMON = dict(lora_r=16, lora_alpha=32, lora_dropout=0.05, gradient_checkpointing=True, dtype="bfloat16",
@@ -173,6 +173,12 @@ def test_overrides_and_unknown_keys(tmp_path):
     ({"stage": "supervised", "data": ["x"], "output_dir": "o", "max_steps": 0}, "max_steps"),
     ({"stage": "supervised", "output_dir": "o"}, "data is required"),
     ({"stage": "supervised", "data": ["x"]}, "output_dir is required"),
+    ({"stage": "supervised", "data": ["x"], "output_dir": "o", "hard_negatives": True},
+     r"^supervised recipe key 'hard_negatives' is now num_negatives \(at most this many hard negatives per example"),
+    ({"stage": "supervised", "data": ["x"], "output_dir": "o", "num_negatives": True},
+     "num_negatives must be an integer"),
+    ({"stage": "supervised", "data": ["x"], "output_dir": "o", "num_negatives": -1},
+     "num_negatives must be an integer >= 0"),
 ])
 def test_bad_values_are_named(values, match):
     with pytest.raises(Decoder2VecError, match=match):
@@ -183,11 +189,12 @@ def test_cli_set_values_are_yaml(tmp_path):
     from decoder2vec.cli.train import parse_overrides
 
     values = parse_overrides(["max_steps=5", "learning_rate=1e-4", "data=[a.txt, b.txt]", "query_instruction=null",
-                              "hard_negatives=false"])
+                              "num_negatives=0"])
     assert values == {"max_steps": 5, "learning_rate": "1e-4", "data": ["a.txt", "b.txt"],
-                      "query_instruction": None, "hard_negatives": False}
+                      "query_instruction": None, "num_negatives": 0}
     # YAML 1.1 leaves "1e-4" a string; the config reads it as the float the key is.
     config = load_recipe(RECIPES[-1], **values)
     assert config.learning_rate == 1e-4 and config.data == ["a.txt", "b.txt"] and config.max_steps == 5
+    assert config.stage == "supervised" and config.num_negatives == 0
     with pytest.raises(Decoder2VecError, match="KEY=VALUE"):
         parse_overrides(["max_steps"])

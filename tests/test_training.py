@@ -376,6 +376,20 @@ def test_a_record_written_before_the_renames_compares_under_the_new_names():
     assert recipe_differences(record, blocks) == ["packing: 'per-text' -> 'blocks'"]
 
 
+@pytest.mark.parametrize("recorded, num_negatives, changed", [
+    (True, 1, []), (False, 0, []), (False, 1, ["num_negatives: 0 -> 1"]), (True, 0, ["num_negatives: 1 -> 0"])])
+def test_a_supervised_record_with_hard_negatives_compares_as_num_negatives(recorded, num_negatives, changed):
+    """hard_negatives: true kept the one negative an STS-B / E5 pair carries: num_negatives 1."""
+    from decoder2vec.training.engine import recipe_differences
+
+    config = make_config({"stage": "supervised", "model": "m", "data": ["x.jsonl"], "output_dir": "o",
+                          "num_negatives": num_negatives})
+    record = {"model": "m", "hyperparameters": {**dataclasses_dict(config)}}
+    del record["hyperparameters"]["num_negatives"]
+    record["hyperparameters"]["hard_negatives"] = recorded
+    assert recipe_differences(record, config) == changed
+
+
 def test_one_stage_registry(monkeypatch):
     """STAGE_CONFIGS is the one list of stages: each entry's Stage is the one naming that config as
     its config_class, named after it; a config with no Stage is a one-line error, not a KeyError."""

@@ -29,6 +29,13 @@ def _help(text: str, default=dataclasses.MISSING, factory=dataclasses.MISSING):
     return field(default=default, metadata={"help": text})
 
 
+def _num_negatives(default: int, where: str):
+    """num_negatives of every stage that trains with hard negatives (supervised, distill): one
+    name and meaning, that of `decoder2vec mine`'s num_negatives; `where` says where they come from."""
+    return _help(f"at most this many hard negatives per example; 0: none (the name and meaning of `decoder2vec "
+                 f"mine`'s num_negatives). {where}", default)
+
+
 @dataclass
 class StageConfig:
     """What every stage takes: the model, the data, LoRA and the Trainer's main knobs."""
@@ -160,7 +167,10 @@ class SupervisedConfig(ContrastiveConfig):
     mask_false_negatives: bool = _help(
         "drop candidates whose text equals the query or the query's positive (not counted as negatives)", True)
     min_score: float = _help("STS-B pairs scoring at least this are positives", 4.0)
-    hard_negatives: bool = _help("use hard negatives (STS-B: low-scoring partners)", True)
+    num_negatives: int = _num_negatives(
+        1, "They are those the data carries, first ones first: an STS-B pair's low-scoring partner (one at most, "
+        "see negative_max_score), an E5 row's negative (one, as LLM2Vec), a pair file's `negative` column (e.g. "
+        "`decoder2vec mine`'s output)")
     negative_max_score: float = _help("STS-B partners scoring at most this are hard negatives", 1.0)
     mini_batch_size: int = _help("cached (GradCache) loss: encode in chunks of this size; 0 = off", 0)
     gather_across_processes: bool = _help("use every process's documents as negatives (with gradient)", True)
@@ -199,11 +209,10 @@ class DistillConfig(EmbeddingConfig):
     teacher_batch_size: int = _help(
         "texts per teacher forward when computing the teacher vectors (with fast: true where this CPU trains distill "
         "in bf16, the teacher runs under bf16 autocast too)", 64)
-    num_negatives: int = _help(
-        "query -> document pair sources (libreoffice-titles-*, manpage-summaries-*, package-descriptions-*): add "
-        "this many hard negatives, documents of the same source's training split that the teacher ranks closest to "
-        "each query, other than its positive, to the example (each learns its own teacher vector; a batch then holds "
-        "2 + this texts per pair); 0: none (the name and meaning of `decoder2vec mine`'s num_negatives)", 0)
+    num_negatives: int = _num_negatives(
+        0, "Query -> document pair sources (libreoffice-titles-*, manpage-summaries-*, package-descriptions-*) "
+        "only: documents of the same source's training split that the teacher ranks closest to each query, other "
+        "than its positive (each learns its own teacher vector; a batch then holds 2 + this texts per pair)")
     relative_margin: float = _help(
         "num_negatives: skip a candidate whose teacher score is above positive - |positive| x this (positive: the "
         "teacher score of the query's own positive; a likely false negative; NV-Retriever's TopK-PercPos, the rule "
@@ -244,6 +253,7 @@ PACKINGS = ("blocks", "per-text")
 RENAMED = {
     "max_length": "train_max_length (max_length is the Encoder's inference length, which training never changes)",
     "eval_texts": "eval_examples",
+    "hard_negatives": "num_negatives (at most this many hard negatives per example; 0: none)",
 }
 
 
@@ -368,6 +378,9 @@ def validate(config: StageConfig) -> None:
              f"latent_attention must be an integer >= 0 (latents; 0: none), got {config.latent_attention!r}")
         need(isinstance(config.latent_attention_heads, int) and config.latent_attention_heads >= 1,
              f"latent_attention_heads must be an integer >= 1, got {config.latent_attention_heads!r}")
+    if isinstance(config, (SupervisedConfig, DistillConfig)):
+        need(isinstance(config.num_negatives, int) and not isinstance(config.num_negatives, bool)
+             and config.num_negatives >= 0, f"num_negatives must be an integer >= 0, got {config.num_negatives!r}")
     if isinstance(config, ContrastiveConfig):
         need(config.scale > 0, f"scale must be > 0, got {config.scale}")
     if isinstance(config, DistillConfig):
@@ -379,8 +392,6 @@ def validate(config: StageConfig) -> None:
              f"must be >= 2, got {config.per_device_train_batch_size}")
         need(isinstance(config.teacher_batch_size, int) and config.teacher_batch_size >= 1,
              f"teacher_batch_size must be an integer >= 1, got {config.teacher_batch_size!r}")
-        need(isinstance(config.num_negatives, int) and not isinstance(config.num_negatives, bool)
-             and config.num_negatives >= 0, f"num_negatives must be an integer >= 0, got {config.num_negatives!r}")
         need(config.relative_margin >= 0, f"relative_margin must be >= 0, got {config.relative_margin}")
         need(bool(config.teacher), "distill: teacher is required (minilm, a sentence-transformers model or an "
                                    "Encoder folder)")

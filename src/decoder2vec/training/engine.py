@@ -258,7 +258,8 @@ def _barrier() -> None:
         dist.barrier()
 
 
-RENAMED_RECORD_KEYS = {"max_length": "train_max_length", "eval_texts": "eval_examples"}
+RENAMED_RECORD_KEYS = {"max_length": "train_max_length", "eval_texts": "eval_examples",
+                       "hard_negatives": "num_negatives"}
 # What a stage did before these keys existed: a record without them was trained that way.
 BEHAVIOUR_BEFORE_KEY = {"packing": "per-text", "mask_false_negatives": False, "instruction_template": None,
                         "lr_schedule_epochs": None, "gradient_checkpointing": False}
@@ -272,6 +273,8 @@ def recipe_differences(done: dict, config: StageConfig) -> list[str]:
     for old, new in RENAMED_RECORD_KEYS.items():  # folders trained before a key was renamed
         if old in recorded and new not in recorded:
             recorded[new] = recorded.pop(old)
+    if isinstance(recorded.get("num_negatives"), bool):  # supervised's hard_negatives: true kept the one
+        recorded["num_negatives"] = int(recorded["num_negatives"])  # negative an STS-B / E5 pair carries
     for key, value in BEHAVIOUR_BEFORE_KEY.items():
         recorded.setdefault(key, value)
     now = {**hyperparameters(config), "model": str(config.model) if config.model else None}

@@ -49,15 +49,14 @@ class SupervisedStage(EncoderStage):
             return self._e5_items()
         pairs = []
         for source in cfg.data:
+            low = cfg.negative_max_score if cfg.num_negatives else None  # STS-B: no partners looked up for none
             got = paper_pairs(source) if is_paper_source(source) else load_pairs(
-                source, min_score=cfg.min_score, negative_max_score=cfg.negative_max_score if cfg.hard_negatives else None)
+                source, min_score=cfg.min_score, negative_max_score=low)
             if source in cfg.source_instructions:
                 for pair in got:
                     pair.instruction = pair.instruction or cfg.source_instructions[source]
             pairs.extend(got)
-        if not cfg.hard_negatives:
-            for pair in pairs:
-                pair.negatives = []
+        self._keep_negatives(pairs)
         rng = random.Random(cfg.seed)
         rng.shuffle(pairs)
         if cfg.data_limit:
@@ -81,9 +80,7 @@ class SupervisedStage(EncoderStage):
         cfg = self.config
         per, size = cfg.per_device_train_batch_size, world()[1]
         pairs = paper_pairs(cfg.data[0])
-        if not cfg.hard_negatives:
-            for pair in pairs:
-                pair.negatives = []
+        self._keep_negatives(pairs)
         blocks, left_out = e5_blocks(pairs, per * size, cfg.seed)
         if cfg.data_limit:
             blocks = blocks[:max(1, cfg.data_limit // (per * size))]
@@ -94,6 +91,17 @@ class SupervisedStage(EncoderStage):
                 f"supervised: no dataset in {cfg.data[0]} has a full block of per_device_train_batch_size x processes "
                 f"= {per * size} rows")
         return [b[r * per:(r + 1) * per] for b in blocks for r in range(size)]
+
+    def _keep_negatives(self, pairs: list) -> None:
+        """Each pair keeps its first num_negatives negatives; pairs that carried more are counted
+        aloud (a pair file mined with more negatives than the recipe uses), never cut silently."""
+        n = self.config.num_negatives
+        cut = sum(1 for pair in pairs if len(pair.negatives) > n)
+        for pair in pairs:
+            pair.negatives = pair.negatives[:n]
+        if cut and world()[0] == 0:
+            print(f"supervised: {cut} of {len(pairs)} pairs carry more than num_negatives={n} hard negatives; "
+                  f"each keeps its first {n}")
 
     @property
     def ordered(self) -> bool:
