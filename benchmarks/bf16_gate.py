@@ -32,15 +32,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import cosines, wiki_texts
+from common import cosines, median_seconds, wiki_texts
 
 MODES = ("bf16 weights", "autocast", "bf16 linears", "bf16 linears, all", "rounding only", "openvino bf16",
          "int8 activations")
@@ -81,13 +79,8 @@ def load(model, mode, fp32_layers: int | None = None):
 
 def tokens_per_second(encoders, modes, texts, tokens: int, rounds: int) -> dict:
     """Median tokens/s per mode over `rounds`, the modes taking turns within each round."""
-    seconds = {mode: [] for mode in modes}
-    for r in range(rounds):
-        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
-            start = time.perf_counter()
-            encode(encoders[mode], mode, texts)
-            seconds[mode].append(time.perf_counter() - start)
-    return {mode: tokens / statistics.median(s) for mode, s in seconds.items()}
+    calls = {mode: (lambda mode=mode: encode(encoders[mode], mode, texts)) for mode in modes}
+    return {mode: tokens / seconds for mode, seconds in median_seconds(calls, rounds).items()}
 
 
 def encode(encoder, mode, texts):

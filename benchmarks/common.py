@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -116,6 +118,24 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return (a * b).sum(1)
+
+
+def median_seconds(calls: dict[str, Callable[[], object]], rounds: int, *,
+                   each: Callable[[int, str, float, object], None] | None = None) -> dict[str, float]:
+    """{name: median seconds of calls[name]() over `rounds`}. Round r starts at the (r mod n)-th call
+    and takes the others in turn, so no call always runs first (on a CPU still warming up or just
+    throttled). each(round, name, seconds, result), if given, sees every call as it finishes."""
+    names = list(calls)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            result = calls[name]()
+            took = time.perf_counter() - start
+            seconds[name].append(took)
+            if each is not None:
+                each(r, name, took, result)
+    return {name: statistics.median(s) for name, s in seconds.items()}
 
 
 def peak_rss_mib() -> float:

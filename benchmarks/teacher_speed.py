@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
-import time
 
 import numpy as np
 import torch
 
-from common import cosines
+from common import cosines, median_seconds
 from decoder2vec.cpu import cpu_features
 from decoder2vec.data.pairs import load_pairs
 from decoder2vec.training.teacher import _anchor, encode_with_teacher, forward_precision
@@ -36,13 +34,13 @@ def texts_of(source: str, count: int, seed: int) -> tuple[list[str], list[str]]:
     return [p.query for p in pairs], [p.positive for p in pairs]
 
 
-def label(teacher: str, sides: dict[str, list[str]], precision: str, batch_size: int) -> tuple[float, np.ndarray]:
-    """(seconds, vectors of every side's texts in order) for one pass in `precision`."""
-    parts, start = [], time.perf_counter()
+def label(teacher: str, sides: dict[str, list[str]], precision: str, batch_size: int) -> np.ndarray:
+    """The vectors of every side's texts in order, one pass in `precision`."""
+    parts = []
     for side, texts in sides.items():
         with forward_precision(precision):
             parts.append(encode_with_teacher(teacher, texts, batch_size=batch_size, side=side))
-    return time.perf_counter() - start, np.concatenate(parts)
+    return np.concatenate(parts)
 
 
 def main() -> None:
@@ -66,15 +64,16 @@ def main() -> None:
     warm = {side: texts[:4] for side, texts in sides.items()}
     for precision in ("fp32", "bf16"):
         label(args.teacher, warm, precision, args.batch_size)  # loads the teacher once; first bf16 kernels
-    seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
     vectors = {}
-    for round_ in range(args.rounds):
-        for precision in (("fp32", "bf16") if round_ % 2 == 0 else ("bf16", "fp32")):
-            took, vectors[precision] = label(args.teacher, sides, precision, args.batch_size)
-            seconds[precision].append(took)
-            print(f"  round {round_ + 1} {precision}: {count / took:.1f} texts/s ({took:.1f} s)")
+
+    def each(round_: int, precision: str, took: float, labelled: np.ndarray) -> None:
+        vectors[precision] = labelled
+        print(f"  round {round_ + 1} {precision}: {count / took:.1f} texts/s ({took:.1f} s)")
+
+    calls = {p: (lambda p=p: label(args.teacher, sides, p, args.batch_size)) for p in ("fp32", "bf16")}
+    seconds = median_seconds(calls, args.rounds, each=each)  # round 2 runs bf16 first, and so on
     _anchor.cache_clear()
-    rate = {p: count / statistics.median(s) for p, s in seconds.items()}
+    rate = {p: count / s for p, s in seconds.items()}
     cos = cosines(vectors["fp32"], vectors["bf16"])
     print(f"fp32 {rate['fp32']:.1f} texts/s, bf16 autocast {rate['bf16']:.1f} texts/s: "
           f"{rate['bf16'] / rate['fp32']:.2f}x (median of {args.rounds} rounds)")
