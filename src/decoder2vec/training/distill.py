@@ -80,6 +80,19 @@ class Example:
     source: str = field(default="", compare=False)
 
 
+def student_texts(items: list[Example]) -> tuple[list[str], list[tuple[str, str]], list[str | None]]:
+    """The student's texts of these examples, in order, each with its teacher target and its
+    instruction (a query's; None for every other text): what one training batch encodes."""
+    texts, targets, instructions = [], [], []
+    for example in items:
+        queries = example.queries or (False,) * len(example.texts)
+        for text, target, is_query in zip(example.texts, example.targets, queries):
+            texts.append(text)
+            targets.append(target)
+            instructions.append(example.instruction if is_query else None)
+    return texts, targets, instructions
+
+
 def distill_examples(config: DistillConfig) -> list[Example]:
     """One Example per sentence and per pair, without duplicates, in source order. A translation
     pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A pair source in
@@ -231,13 +244,8 @@ class DistillStage(EncoderStage):
         return example.texts[0]  # a held-out English is never trained on, through any of its translations
 
     def collate(self, items: list) -> dict:
-        texts, rows, instructions = [], [], []
-        for example in items:
-            queries = example.queries or (False,) * len(example.texts)
-            for text, target, is_query in zip(example.texts, example.targets, queries):
-                texts.append(text)
-                rows.append(self.target_row[target])
-                instructions.append(example.instruction if is_query else None)
+        texts, targets, instructions = student_texts(items)
+        rows = [self.target_row[target] for target in targets]
         ids, masks = self.tokenize(texts, instructions if any(instructions) else None)
         keep = poolable(masks)
         self.note_dropped(keep.count(False), "texts")
