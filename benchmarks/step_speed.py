@@ -8,9 +8,9 @@ it. One run, the same batches in every mode, modes taking turns (common.median_s
 A step here is the student's forward and backward on one batch of the recipe's texts (queries with
 their instruction, documents, translations: what DistillStage.collate builds) under the recipe's
 precision (bf16 autocast where `fast: true` trains in bf16 on this CPU); the loss is the vectors'
-squared norm, so no teacher runs. The optimizer step (4 M LoRA parameters) and the loss are left
-out: they are under 1 % of a step. Prints the padded tokens each mode computes, seconds per step,
-the machine's CPU line and the load average.
+squared norm, so no teacher runs; the optimizer step (over 4 M LoRA parameters) is left out.
+Prints the padded tokens of one batch and of the split, seconds per step, the machine's CPU line
+and the load average.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from decoder2vec.training.lora import add_lora
 
 
 def batches(stage: DistillStage, count: int) -> list:
-    """`count` batches of the recipe's examples in the order training shuffles them."""
+    """`count` batches of the recipe's examples, shuffled with its seed (training's own order also holds
+    examples out and reshuffles; any order of the same sources has the same mix of lengths)."""
     cfg = stage.config
     examples = distill_examples(cfg)
     random.Random(cfg.seed).shuffle(examples)

@@ -18,7 +18,7 @@ from tiny import FAMILIES
     ([64, 20, 64, 20], [[1, 3], [0, 2]]),  # each group in length order, whatever the batch order
     ([30, 31, 32, 33], [[0, 1, 2, 3]]),  # splitting saves < 5 %: one batch
     ([7], [[0]]),
-    ([5, 64, 10, 60, 12, 64, 33], [[0, 2, 4], [6], [3, 1, 5]]),  # 128 padded tokens instead of 448
+    ([5, 64, 10, 60, 12, 64, 33], [[0, 2, 4], [6], [3, 1, 5]]),  # 261 padded tokens instead of 448
 ])
 def test_length_groups(lengths, groups):
     assert length_groups(lengths) == groups

@@ -48,8 +48,8 @@ class SupervisedStage(EncoderStage):
         if cfg.batch_per_task and len(cfg.data) == 1 and is_e5_source(cfg.data[0]):
             return self._e5_items()
         pairs = []
+        low = cfg.negative_max_score if cfg.num_negatives else None  # STS-B: no partners looked up for none
         for source in cfg.data:
-            low = cfg.negative_max_score if cfg.num_negatives else None  # STS-B: no partners looked up for none
             got = paper_pairs(source) if is_paper_source(source) else load_pairs(
                 source, min_score=cfg.min_score, negative_max_score=low)
             if source in cfg.source_instructions:
