@@ -165,7 +165,7 @@ def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: n
                 picked.append(documents[j])
             if picked:
                 added += len(picked)
-                items[i] = replace(example, texts=example.texts + tuple(text for text, _ in picked),
+                items[i] = replace(example, texts=example.texts + tuple(target[0] for target in picked),
                                    targets=example.targets + tuple(picked),
                                    queries=example.queries + (False,) * len(picked))
     return items, added, skipped
