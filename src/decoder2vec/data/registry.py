@@ -102,10 +102,7 @@ PAIR_SIDES: dict[str, tuple[str, str]] = {
 # retrieval (decoder2vec's task type): a teacher with task prompts then gives each text the vector it
 # gives in that task (EmbeddingGemma: "task: sentence similarity | query: " for STS sentences rather
 # than its search-query prompt), the geometry the student is evaluated on.
-PAIR_TASK_TYPES: dict[str, str] = {
-    "stsb-en-train": "sts",
-    "stsb-de-train": "sts",
-}
+PAIR_TASK_TYPES: dict[str, str] = {}
 
 SENTENCES: dict[str, Callable[[], list[str]]] = _merge({})
 

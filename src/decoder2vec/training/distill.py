@@ -108,7 +108,13 @@ def distill_examples(config: DistillConfig) -> list[Example]:
             task = registry.PAIR_TASK_TYPES.get(source)
             queries = (first == "query" and second == "document", False)
             found = [Example((p.query, p.positive), ((p.query, first, task), (p.positive, second, task)), queries,
-                             p.instruction or config.query_instruction, source) for p in load_pairs(source)]
+                             p.instruction or config.query_instruction, source)
+                     for p in load_pairs(source, min_score=config.min_score)]
+            if first == second:  # two sentences of one kind (STS-B, listed both ways round): each pair once
+                firsts = {}
+                for example in found:
+                    firsts.setdefault(frozenset(example.texts), example)
+                found = list(firsts.values())
         elif is_pair_source(source):
             found = [Example((p.query, p.positive), ((p.query, "query", None),) * 2, source=source)
                      for p in load_pairs(source)]
