@@ -276,3 +276,23 @@ def test_which_teachers_load_as_encoders(tmp_path):
     assert is_encoder_teacher("smollm2-135m")  # a packaged model
     assert not is_encoder_teacher(minilm_path())  # a sentence-transformers folder (modules.json)
     assert not is_encoder_teacher("sentence-transformers/all-MiniLM-L6-v2")  # a hub id
+
+
+@pytest.mark.parametrize("min_score, expected", [(4.0, [("A man plays a cello.", "A man is playing the cello.")]),
+                                                 (0.0, [("A man plays a cello.", "A man is playing the cello."),
+                                                        ("A dog runs.", "A cat sleeps on a mat."),
+                                                        ("Rain fell all night.", "Stocks rose on Monday.")])])
+def test_sts_pairs_are_read_from_min_score_each_pair_once(monkeypatch, min_score, expected):
+    """STS-B sentence pairs (listed both ways round by the loader): every pair scoring at least
+    min_score, once, in the data's order; each sentence keeps its own teacher target."""
+    from decoder2vec.data import sources
+    from decoder2vec.training.distill import distill_examples
+
+    rows = [("A man plays a cello.", "A man is playing the cello.", 4.6), ("A dog runs.", "A cat sleeps on a mat.", 1.4),
+            ("Rain fell all night.", "Stocks rose on Monday.", 0.0)]
+    monkeypatch.setattr(sources, "stsb", lambda lang, split: rows)
+    config = make_config({"stage": "distill", "data": ["stsb-de-train"], "output_dir": "o", "min_score": min_score})
+    examples = distill_examples(config)
+    assert [example.texts for example in examples] == expected
+    assert all(example.targets == tuple((text, "query", registry.PAIR_TASK_TYPES.get("stsb-de-train"))
+                                        for text in example.texts) for example in examples)
