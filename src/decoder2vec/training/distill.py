@@ -70,11 +70,10 @@ def is_pair_source(source: str) -> bool:
 
 @dataclass(frozen=True)
 class Example:
-    """Student texts, each learning the teacher's vector of its target (text, side, task type: the
-    teacher's task for the text, None for none; registry.PAIR_TASK_TYPES)."""
+    """Student texts, each learning the teacher's vector of its target (text, side)."""
 
     texts: tuple[str, ...]
-    targets: tuple[tuple[str, str, str | None], ...]
+    targets: tuple[tuple[str, str], ...]
     queries: tuple[bool, ...] = ()  # which texts are queries of a query -> document pair (get `instruction`)
     instruction: str | None = None  # the queries' instruction: the pair's own, else the recipe's query_instruction
     # The data source it came from: hard negatives are mined within one. Not part of equality, so an
@@ -82,7 +81,7 @@ class Example:
     source: str = field(default="", compare=False)
 
 
-def student_texts(items: list[Example]) -> tuple[list[str], list[tuple[str, str, str | None]], list[str | None]]:
+def student_texts(items: list[Example]) -> tuple[list[str], list[tuple[str, str]], list[str | None]]:
     """The student's texts of these examples, in order, each with its teacher target and its
     instruction (a query's; None for every other text): what one training batch encodes."""
     texts, targets, instructions = [], [], []
@@ -99,16 +98,15 @@ def distill_examples(config: DistillConfig) -> list[Example]:
     """One Example per sentence and per pair, without duplicates, in source order. A translation
     pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A pair source in
     registry.PAIR_SIDES (e.g. title -> page, STS sentence pairs): each text learns its own teacher
-    vector on its side (and for its task, registry.PAIR_TASK_TYPES: STS sentences as STS texts), and
-    the query of a query -> document pair gets the pair's own instruction (e.g. a man page
-    summary's), else query_instruction."""
+    vector on its side, and the query of a query -> document pair gets the pair's own instruction
+    (e.g. a man page summary's), else query_instruction. STS-B pairs: those scoring at least
+    min_score, each pair once."""
     examples: list[Example] = []
     for source in config.data:
         if source in registry.PAIR_SIDES:
             first, second = registry.PAIR_SIDES[source]
-            task = registry.PAIR_TASK_TYPES.get(source)
             queries = (first == "query" and second == "document", False)
-            found = [Example((p.query, p.positive), ((p.query, first, task), (p.positive, second, task)), queries,
+            found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries,
                              p.instruction or config.query_instruction, source)
                      for p in load_pairs(source, min_score=config.min_score)]
             if first == second:  # two sentences of one kind (STS-B, listed both ways round): each pair once
@@ -117,10 +115,10 @@ def distill_examples(config: DistillConfig) -> list[Example]:
                     firsts.setdefault(frozenset(example.texts), example)
                 found = list(firsts.values())
         elif is_pair_source(source):
-            found = [Example((p.query, p.positive), ((p.query, "query", None),) * 2, source=source)
+            found = [Example((p.query, p.positive), ((p.query, "query"),) * 2, source=source)
                      for p in load_pairs(source)]
         else:
-            found = [Example((s,), ((s, "query", None),), source=source)
+            found = [Example((s,), ((s, "query"),), source=source)
                      for s in load_sentences(source, text_column=config.text_column,
                                              min_words=config.min_words, max_words=config.max_words)]
         if config.source_limit and len(found) > config.source_limit:
@@ -172,7 +170,7 @@ def add_hard_negatives(items: list[Example], held_out: list[Example], teacher: n
                 picked.append(documents[j])
             if picked:
                 added += len(picked)
-                items[i] = replace(example, texts=example.texts + tuple(target[0] for target in picked),
+                items[i] = replace(example, texts=example.texts + tuple(text for text, _ in picked),
                                    targets=example.targets + tuple(picked),
                                    queries=example.queries + (False,) * len(picked))
     return items, added, skipped
@@ -221,10 +219,9 @@ class DistillStage(EncoderStage):
         # Where the student trains under CPU bf16 autocast, the teacher's forward does too: labelling
         # thousands of texts is a large part of a CPU recipe's wall time.
         bf16 = trains_in_bf16(cfg.stage, cfg.fast)
-        vectors = teacher_vectors(cfg.teacher, [text for text, _, _ in targets], cache,
+        vectors = teacher_vectors(cfg.teacher, [text for text, _ in targets], cache,
                                   batch_size=cfg.teacher_batch_size, write=world()[0] == 0,
-                                  sides=[side for _, side, _ in targets], task_types=[task for _, _, task in targets],
-                                  precision="bf16" if bf16 else "fp32")
+                                  sides=[side for _, side in targets], precision="bf16" if bf16 else "fp32")
         self.teacher = torch.from_numpy(vectors)
         self.target_row = {target: i for i, target in enumerate(targets)}
         if cfg.num_negatives:

