@@ -19,7 +19,7 @@ from decoder2vec.data import registry
 from decoder2vec.training import train
 from decoder2vec.training import teacher as teacher_module
 from decoder2vec.training.config import make_config
-from decoder2vec.training.distill import DistillStage, projected_mse, similarity_kl
+from decoder2vec.training.distill import DistillStage, distill_examples, projected_mse, similarity_kl
 from decoder2vec.training.engine import EXTRAS_NAME, _load_extras
 from decoder2vec.training.lora import add_lora
 from test_training_support import FAST, SENTENCES, corpus_file, encoder_folder, pairs_file
@@ -252,3 +252,54 @@ def test_which_teachers_load_as_encoders(tmp_path):
     assert is_encoder_teacher("smollm2-135m")  # a packaged model
     assert not is_encoder_teacher(minilm_path())  # a sentence-transformers folder (modules.json)
     assert not is_encoder_teacher("sentence-transformers/all-MiniLM-L6-v2")  # a hub id
+
+
+@pytest.mark.parametrize("min_score, expected", [(4.0, [("A man plays a cello.", "A man is playing the cello.")]),
+                                                 (0.0, [("A man plays a cello.", "A man is playing the cello."),
+                                                        ("A dog runs.", "A cat sleeps on a mat."),
+                                                        ("Rain fell all night.", "Stocks rose on Monday.")])])
+def test_sts_pairs_are_read_from_min_score_each_pair_once(monkeypatch, min_score, expected):
+    """STS-B sentence pairs (listed both ways round by the loader): every pair scoring at least
+    min_score, once, in the data's order; each sentence keeps its own teacher target."""
+    from decoder2vec.data import sources
+
+    rows = [("A man plays a cello.", "A man is playing the cello.", 4.6), ("A dog runs.", "A cat sleeps on a mat.", 1.4),
+            ("Rain fell all night.", "Stocks rose on Monday.", 0.0)]
+    monkeypatch.setattr(sources, "stsb", lambda lang, split: rows)
+    config = make_config({"stage": "distill", "data": ["stsb-de-train"], "output_dir": "o", "min_score": min_score})
+    examples = distill_examples(config)
+    assert [example.texts for example in examples] == expected
+    assert all(example.targets == tuple((text, "query") for text in example.texts) for example in examples)
+
+
+def test_batch_per_task_gives_each_batch_one_sources_examples(tmp_path, monkeypatch):
+    """batch_per_task: every training item is a whole batch of one source's examples (in-batch
+    similarities compare texts of one kind), every full block of every source is trained, and the
+    loss of a batch is the loss of its examples collated as a plain list."""
+    pages, sentences = str(pairs_file(tmp_path)), str(corpus_file(tmp_path))
+    monkeypatch.setattr(registry, "PAIR_SIDES", {pages: ("query", "document")})
+    stage, items = _stage(tmp_path, data=[pages, sentences], batch_per_task=True, eval_examples=0,
+                          per_device_train_batch_size=4, teacher="minilm")
+    assert stage.ordered and items and all(len(batch) == 4 for batch in items)
+    assert all(len({example.source for example in batch}) == 1 for batch in items)
+    sources = {example.source: 0 for example in distill_examples(stage.config)}
+    for example in distill_examples(stage.config):
+        sources[example.source] += 1
+    assert {b[0].source for b in items} == set(sources)
+    assert len(items) == sum(count // 4 for count in sources.values())
+    stage.config.batch_per_task = False  # the same stage, fed the batch's examples as a plain list
+    expected = stage.collate(items[0])
+    stage.config.batch_per_task = True
+    got = stage.collate([items[0]])
+    assert torch.equal(got["rows"], expected["rows"])
+    assert torch.equal(got["batch"].input_ids, expected["batch"].input_ids)
+
+
+def test_distill_trains_with_batch_per_task_and_scores_its_held_out_examples(tmp_path):
+    folder = train({"stage": "distill", "model": str(encoder_folder(tmp_path)), "teacher": "minilm",
+                    "data": [str(pairs_file(tmp_path)), str(corpus_file(tmp_path))], "batch_per_task": True,
+                    "output_dir": str(tmp_path / "distill"), **FAST, "max_steps": 2, "save_steps": 1,
+                    "eval_examples": 4})
+    record = json.loads((folder / "decoder2vec_config.json").read_text())["stages"][-1]
+    assert record["steps"] == 2 and record["hyperparameters"]["batch_per_task"] is True
+    assert record["before"]["distill_eval_examples"] == 4 and record["after"]["distill_eval_examples"] == 4

@@ -226,7 +226,7 @@ def test_training_sources_hold_no_evaluation_text():
     help task evaluates on (nor is any Debian package description, a source the pages do not split)."""
     from decoder2vec.pipeline import languages
     from decoder2vec.data.languages import LANGUAGES
-    from decoder2vec.data.libreoffice import help_documents, title_pairs, translation_pairs
+    from decoder2vec.data.libreoffice import heading_pairs, help_documents, title_pairs, translation_pairs
     from decoder2vec.data.package_descriptions import package_descriptions
     from decoder2vec.evaluation.suites import load_tasks, suite_names
 
@@ -251,6 +251,10 @@ def test_training_sources_hold_no_evaluation_text():
         titles = title_pairs(code)
         assert len(titles) > 500
         assert not [p for p in titles if p.query in queries or p.positive in texts]
+        # Section heading -> section pairs: the same, and no section text holds an evaluated paragraph.
+        headings = heading_pairs(code)
+        assert len(headings) > 800
+        assert not [p for p in headings if p.query in queries | texts or p.positive in texts]
         # Package summary -> description pairs: no summary, description or paragraph of one is evaluated.
         packages = package_descriptions(code)
         assert len(packages) > 8000
@@ -343,3 +347,34 @@ def test_no_packaged_recipe_reads_an_evaluation_only_source():
         data = yaml.safe_load(path.read_text(encoding="utf-8")).get("data") or []
         for source in [data] if isinstance(data, str) else data:
             refuse_evaluation_only(str(source))
+
+
+def test_heading_pairs_are_the_sections_of_train_pages_with_one_answer_each(monkeypatch):
+    """A heading -> the paragraphs up to the next heading; left out: the page's own title heading, a
+    heading two sections share, a heading a test page has as its title, a held-out paragraph, and a
+    section under 8 words."""
+    from decoder2vec.data import libreoffice
+
+    body = "This paragraph explains the setting in enough words to be a page."
+    page = {"title": "Options",
+            "paragraph_ids": ["hd_id1", "par_id1", "hd_id2", "par_id2", "par_id3", "hd_id3", "par_id4",
+                              "hd_id4", "par_id5", "hd_id5", "par_id6", "hd_id6", "par_id7"],
+            "paragraphs": ["Options", "Intro of the page, long enough to be its own text here.",
+                           "Save in", "Held out sentence shared with a test page.", body,
+                           "Example:", body,
+                           "Animation", body,
+                           "Short", "Too short.",
+                           "Load from", "Load from the folder given here, which every user can pick."]}
+    other = {"title": "Other", "paragraph_ids": ["hd_id9", "par_id9"],
+             "paragraphs": ["Example:", "Another example section with enough words in its text."]}
+    test = {"title": "Animation", "paragraph_ids": [], "paragraphs": []}
+    monkeypatch.setattr(libreoffice, "help_pages",
+                        lambda lang, split: {"a": page, "b": other} if split == "train" else {"t": test})
+    monkeypatch.setattr(libreoffice, "held_out_paragraphs",
+                        lambda lang: {"Held out sentence shared with a test page."})
+    pairs = libreoffice.heading_pairs("de")
+    assert [(p.query, p.positive) for p in pairs] == [
+        ("Save in", body), ("Load from", "Load from the folder given here, which every user can pick.")]
+    assert {p.task for p in pairs} == {"libreoffice-headings-de-train"}
+    assert {p.instruction for p in pairs} == {libreoffice.HEADING_INSTRUCTION}
+

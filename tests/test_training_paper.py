@@ -21,7 +21,8 @@ from decoder2vec.training.config import make_config
 from decoder2vec.training.dropout import set_dropout
 from decoder2vec.training.losses import info_nce, text_keys
 from decoder2vec.training.mntp import mask_batch, pack_blocks
-from decoder2vec.training.supervised import SupervisedStage, task_blocks
+from decoder2vec.training.stage import task_blocks
+from decoder2vec.training.supervised import SupervisedStage
 from test_training_support import FAST, causal_lm_folder, corpus_file, csv_rows, encoder_folder, pairs_file
 from tiny import tiny_encoder, tiny_model
 

@@ -68,6 +68,10 @@ PAIRS: dict[str, Callable[..., list[Pair]]] = _merge({
     "libreoffice-titles-en-train": lambda **_: libreoffice.title_pairs("en"),
     "libreoffice-titles-da-train": lambda **_: libreoffice.title_pairs("da"),
     "libreoffice-titles-de-train": lambda **_: libreoffice.title_pairs("de"),
+    # A section heading of a training help page -> the section's text.
+    "libreoffice-headings-en-train": lambda **_: libreoffice.heading_pairs("en"),
+    "libreoffice-headings-da-train": lambda **_: libreoffice.heading_pairs("da"),
+    "libreoffice-headings-de-train": lambda **_: libreoffice.heading_pairs("de"),
     # A man page's one-line summary -> the start of its text (no evaluation task reads man pages).
     "manpage-summaries-da": lambda **_: manpages.manpage_summaries("da"),
     "manpage-summaries-de": lambda **_: manpages.manpage_summaries("de"),
@@ -83,6 +87,9 @@ PAIR_SIDES: dict[str, tuple[str, str]] = {
     "libreoffice-titles-en-train": ("query", "document"),
     "libreoffice-titles-da-train": ("query", "document"),
     "libreoffice-titles-de-train": ("query", "document"),
+    "libreoffice-headings-en-train": ("query", "document"),
+    "libreoffice-headings-da-train": ("query", "document"),
+    "libreoffice-headings-de-train": ("query", "document"),
     "manpage-summaries-da": ("query", "document"),
     "manpage-summaries-de": ("query", "document"),
     "package-descriptions-da": ("query", "document"),

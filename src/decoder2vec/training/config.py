@@ -219,6 +219,12 @@ class DistillConfig(EmbeddingConfig):
         "of `decoder2vec mine`'s relative_margin)", 0.05)
     min_words: int = _help("sentence sources: shortest sentence kept (words)", 3)
     max_words: int = _help("sentence sources: longest sentence kept (words)", 60)
+    min_score: float = _help(
+        "STS-B sources (stsb-*-train): pairs scoring at least this are read, each once; each sentence learns its "
+        "own teacher vector, so a low-scoring pair teaches too (0: every pair)", 4.0)
+    batch_per_task: bool = _help(
+        "draw each batch from a single data source, so the in-batch similarities (similarity_kl) compare texts of "
+        "one kind: help pages with help pages, STS sentences with STS sentences", False)
     attention_dropout: float = _help("dropout on attention weights while training", 0.0)
     hidden_dropout: float = _help("dropout on each decoder layer's output while training", 0.0)
 

@@ -44,13 +44,14 @@ from ..cpu import trains_in_bf16
 from ..data import registry
 from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
 from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
+from ..errors import Decoder2VecError
 from ..folder.distill_projection import save_projection
 from .config import DistillConfig
 from .contrastive import EncoderStage, poolable
 from .losses import world
 from .matryoshka import check_dims, matryoshka_weights
 from .mining import relative_margin_limit
-from .stage import check_enough
+from .stage import check_enough, task_blocks
 from .teacher import teacher_vectors
 
 
@@ -98,14 +99,21 @@ def distill_examples(config: DistillConfig) -> list[Example]:
     pair: both texts learn the teacher's vector of the first (Reimers & Gurevych). A pair source in
     registry.PAIR_SIDES (e.g. title -> page, STS sentence pairs): each text learns its own teacher
     vector on its side, and the query of a query -> document pair gets the pair's own instruction
-    (e.g. a man page summary's), else query_instruction."""
+    (e.g. a man page summary's), else query_instruction. STS-B pairs: those scoring at least
+    min_score, each pair once."""
     examples: list[Example] = []
     for source in config.data:
         if source in registry.PAIR_SIDES:
             first, second = registry.PAIR_SIDES[source]
             queries = (first == "query" and second == "document", False)
             found = [Example((p.query, p.positive), ((p.query, first), (p.positive, second)), queries,
-                             p.instruction or config.query_instruction, source) for p in load_pairs(source)]
+                             p.instruction or config.query_instruction, source)
+                     for p in load_pairs(source, min_score=config.min_score)]
+            if first == second:  # two sentences of one kind (STS-B, listed both ways round): each pair once
+                firsts = {}
+                for example in found:
+                    firsts.setdefault(frozenset(example.texts), example)
+                found = list(firsts.values())
         elif is_pair_source(source):
             found = [Example((p.query, p.positive), ((p.query, "query"),) * 2, source=source)
                      for p in load_pairs(source)]
@@ -225,7 +233,23 @@ class DistillStage(EncoderStage):
                       f"{cfg.num_negatives} each); {skipped} candidates skipped as above positive - |positive| x "
                       f"relative_margin={cfg.relative_margin} (the positive's teacher score)")
         self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
-        return items
+        if not cfg.batch_per_task:
+            return items
+        # Items are whole per-process batches in training order, as the supervised stage's.
+        blocks = task_blocks(items, cfg.per_device_train_batch_size, world()[1], random.Random(cfg.seed),
+                             key=lambda example: example.source)
+        if not blocks:
+            raise Decoder2VecError(
+                f"distill: no source in {cfg.data} has a full block of per_device_train_batch_size x processes = "
+                f"{cfg.per_device_train_batch_size * world()[1]} examples (or set batch_per_task: false)")
+        return blocks
+
+    @property
+    def ordered(self) -> bool:
+        return self.config.batch_per_task
+
+    def eval_batch(self, part: list) -> list:
+        return [part] if self.config.batch_per_task else part
 
     def _projections(self, student_dim: int, teacher_dim: int) -> nn.ModuleDict:
         """One Linear(prefix, teacher dim) per trained length that differs from the teacher's (mse)."""
@@ -244,6 +268,8 @@ class DistillStage(EncoderStage):
         return example.texts[0]  # a held-out English is never trained on, through any of its translations
 
     def collate(self, items: list) -> dict:
+        if self.config.batch_per_task:
+            items = items[0]  # one item: a whole batch of one source
         texts, targets, instructions = student_texts(items)
         rows = [self.target_row[target] for target in targets]
         ids, masks = self.tokenize(texts, instructions if any(instructions) else None)

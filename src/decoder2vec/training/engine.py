@@ -75,7 +75,7 @@ class StageTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         # Stages that order their items themselves (single-task blocks spread over the processes,
-        # supervised.task_blocks) need them in that order; accelerate then gives process r the
+        # stage.task_blocks) need them in that order; accelerate then gives process r the
         # items r, r + world, r + 2 * world, ... i.e. its slice of every block.
         if self.stage.ordered:
             return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)

@@ -22,21 +22,7 @@ from ..errors import Decoder2VecError
 from .config import SupervisedConfig
 from .contrastive import EncoderStage, poolable
 from .losses import info_nce, text_keys, world
-from .stage import check_enough
-
-
-def task_blocks(pairs: list, per_device: int, size: int, rng: random.Random) -> list[list]:
-    """Items in training order: blocks of per_device x size pairs from one task each, shuffled,
-    every block cut into `size` consecutive per-process batches (process r trains item
-    k * size + r at step k, see engine.StageTrainer._get_train_sampler). A task's tail that does
-    not fill a block is left out, as in the reference."""
-    block = per_device * size
-    by_task: dict[str, list] = {}
-    for pair in pairs:
-        by_task.setdefault(pair.task, []).append(pair)
-    blocks = [same[i:i + block] for same in by_task.values() for i in range(0, len(same) - block + 1, block)]
-    rng.shuffle(blocks)
-    return [b[r * per_device:(r + 1) * per_device] for b in blocks for r in range(size)]
+from .stage import check_enough, task_blocks
 
 
 class SupervisedStage(EncoderStage):
