@@ -42,7 +42,8 @@ def test_language_recipes_validate():
                     assert [c.stage for c in configs.values()] == ["distill"]
                     assert configs["distill"].teacher == "embeddinggemma-300m"
                     german_sts = ["stsb-de-train"] if code == "de" else []
-                    assert configs["distill"].data == [f"libreoffice-titles-{code}-train",
+                    german_headings = ["libreoffice-headings-de-train"] if code == "de" else []
+                    assert configs["distill"].data == [f"libreoffice-titles-{code}-train", *german_headings,
                                                        f"manpage-summaries-{code}",
                                                        f"package-descriptions-{code}", *german_sts,
                                                        f"libreoffice-en-{code}-train"]

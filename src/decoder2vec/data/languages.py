@@ -25,7 +25,7 @@ class Language:
     suite: str  # evaluation suite with this language's tasks
     recipes: dict[str, str] = field(hash=False)  # recipe (RECIPES) -> packaged recipe folder, which has a quick/
     corpora: tuple[str, ...]  # prose for MNTP and SimCSE: man pages and the training help pages
-    pairs: tuple[str, ...]  # supervised and distill pairs: translations and titles of the training help pages, man page summaries, STS-B
+    pairs: tuple[str, ...]  # supervised and distill pairs: translations, titles and section headings of the training help pages, man page summaries, STS-B
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -36,12 +36,14 @@ LANGUAGES = {
     "da": Language("da", "Danish", "da", {"distill-embeddinggemma": "gemma3-270m-da/distill-embeddinggemma",
                                           "distill": "gemma3-270m-da/distill", "paper": "gemma3-270m-da"},
                    corpora=("manpages-da", "libreoffice-help-da-train"),
-                   pairs=("libreoffice-en-da-train", "libreoffice-titles-da-train", "manpage-summaries-da",
+                   pairs=("libreoffice-en-da-train", "libreoffice-titles-da-train", "libreoffice-headings-da-train",
+                          "manpage-summaries-da",
                           "package-descriptions-da", "stsb-en-train")),
     "de": Language("de", "German", "de", {"distill-embeddinggemma": "gemma3-270m-de/distill-embeddinggemma",
                                           "distill": "gemma3-270m-de/distill", "paper": "gemma3-270m-de"},
                    corpora=("manpages-de", "libreoffice-help-de-train"),
-                   pairs=("stsb-de-train", "libreoffice-en-de-train", "libreoffice-titles-de-train", "manpage-summaries-de",
+                   pairs=("stsb-de-train", "libreoffice-en-de-train", "libreoffice-titles-de-train",
+                          "libreoffice-headings-de-train", "manpage-summaries-de",
                           "package-descriptions-de",
                           "stsb-en-train")),
 }
