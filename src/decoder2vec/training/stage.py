@@ -112,17 +112,17 @@ def check_enough(items: list, config: StageConfig, what: str) -> list:
     return items
 
 
-def task_blocks(pairs: list, per_device: int, size: int, rng: random.Random,
+def task_blocks(items: list, per_device: int, size: int, rng: random.Random,
                 key=lambda item: item.task) -> list[list]:
-    """Items in training order: blocks of per_device x size pairs (any items) from one task each
-    (`key`: an item's task; a pair's data source), shuffled,
-    every block cut into `size` consecutive per-process batches (process r trains item
-    k * size + r at step k, see engine.StageTrainer._get_train_sampler). A task's tail that does
-    not fill a block is left out, as in the reference."""
+    """Items in training order: blocks of per_device x size items of one task each (`key`: an
+    item's task, by default a pair's data source), shuffled, every block cut into `size`
+    consecutive per-process batches (process r trains item k * size + r at step k, see
+    engine.StageTrainer._get_train_sampler). A task's tail that does not fill a block is left out,
+    as in the reference. The supervised and distill stages' batch_per_task."""
     block = per_device * size
     by_task: dict[str, list] = {}
-    for pair in pairs:
-        by_task.setdefault(key(pair), []).append(pair)
+    for item in items:
+        by_task.setdefault(key(item), []).append(item)
     blocks = [same[i:i + block] for same in by_task.values() for i in range(0, len(same) - block + 1, block)]
     rng.shuffle(blocks)
     return [b[r * per_device:(r + 1) * per_device] for b in blocks for r in range(size)]
