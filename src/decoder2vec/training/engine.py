@@ -361,7 +361,8 @@ def run_stage(config: StageConfig, *, callbacks: list | None = None, log=print) 
         if _is_main():  # atomic: a run killed while writing it resumes with a whole file or none
             write_json_atomic(before_path, before, indent=None)
     if _is_main():
-        log(f"{config.stage}: {len(items)} training examples, LoRA r={config.lora_r} on "
+        what = "training batches, each of one data source" if stage.ordered else "training examples"
+        log(f"{config.stage}: {len(items)} {what}, LoRA r={config.lora_r} on "
             f"{trainable:,} of {total:,} parameters, {config.max_steps} steps"
             + (f", resuming from {resume.name}" if resume else "")
             + (f"; before: {before}" if before else ""))
