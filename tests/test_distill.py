@@ -5,6 +5,7 @@ SmolLM2 a short run that lowers the held-out distillation loss."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -282,9 +283,7 @@ def test_batch_per_task_gives_each_batch_one_sources_examples(tmp_path, monkeypa
                           per_device_train_batch_size=4, teacher="minilm")
     assert stage.ordered and items and all(len(batch) == 4 for batch in items)
     assert all(len({example.source for example in batch}) == 1 for batch in items)
-    sources = {example.source: 0 for example in distill_examples(stage.config)}
-    for example in distill_examples(stage.config):
-        sources[example.source] += 1
+    sources = Counter(example.source for example in distill_examples(stage.config))
     assert {b[0].source for b in items} == set(sources)
     assert len(items) == sum(count // 4 for count in sources.values())
     stage.config.batch_per_task = False  # the same stage, fed the batch's examples as a plain list

@@ -378,4 +378,3 @@ def test_heading_pairs_are_the_sections_of_train_pages_with_one_answer_each(monk
         ("Save in", body), ("Load from", "Load from the folder given here, which every user can pick.")]
     assert {p.task for p in pairs} == {"libreoffice-headings-de-train"}
     assert {p.instruction for p in pairs} == {libreoffice.HEADING_INSTRUCTION}
-

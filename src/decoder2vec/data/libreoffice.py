@@ -47,6 +47,11 @@ def held_out_paragraphs(lang: str) -> set[str]:
             for key, page in pages.items() if help_split(key) == "test" for p in page["paragraphs"]}
 
 
+def held_out_titles(lang: str) -> set[str]:
+    """Every title of a `lang` test page: the queries the help-retrieval tasks ask, never a training query."""
+    return {page["title"].strip() for page in help_pages(lang, "test").values()}
+
+
 def help_documents(lang: str, split: str | None = None) -> list[str]:
     """One document per help page: every page (split None), or the train pages without any
     held-out paragraph (split "train")."""
@@ -105,8 +110,7 @@ def title_pairs(lang: str, max_chars: int = 300) -> list[Pair]:
     of test pages, cut at 250 characters). A teacher sees what the student sees, not the whole page."""
     held = held_out_paragraphs(lang)
     # A title some test page also has (e.g. "Animation") is a query the help-retrieval tasks ask.
-    test_titles = {page["title"].strip() for page in help_pages(lang, "test").values()}
-    pairs, seen = [], set(test_titles)
+    pairs, seen = [], held_out_titles(lang)
     for page in help_pages(lang, "train").values():
         title = page["title"].strip()
         paragraphs = [p for p in page["paragraphs"] if p not in held and p.strip() != title]
@@ -128,8 +132,7 @@ def heading_pairs(lang: str, max_chars: int = 300) -> list[Pair]:
     language beside ~830 titles). Left out: a heading that is its page's title, one some test page
     has as its title (a query the help-retrieval tasks ask) or as a paragraph, and one that several
     sections share ("Syntax:", "Beispiel:"): no query with one answer."""
-    held = held_out_paragraphs(lang)
-    test_titles = {page["title"].strip() for page in help_pages(lang, "test").values()}
+    held, test_titles = held_out_paragraphs(lang), held_out_titles(lang)
     sections = []
     for page in help_pages(lang, "train").values():
         ids, paragraphs = page["paragraph_ids"], page["paragraphs"]
@@ -144,4 +147,3 @@ def heading_pairs(lang: str, max_chars: int = 300) -> list[Pair]:
     return [Pair(heading, body, [], f"libreoffice-headings-{lang}-train", HEADING_INSTRUCTION)
             for heading, body in sections
             if counts[heading] == 1 and heading not in test_titles and heading not in held and len(body.split()) >= 8]
-

@@ -20,7 +20,8 @@ from ..errors import Decoder2VecError
 from ..folder.config import apply_recipe_keys
 from ..model.pooling import pool
 from .dropout import set_dropout
-from .stage import Stage
+from .losses import world
+from .stage import Stage, task_blocks
 
 
 class EncoderStage(Stage):
@@ -123,9 +124,25 @@ class EncoderStage(Stage):
     def example_key(self, item):
         return item
 
+    @property
+    def ordered(self) -> bool:
+        # batch_per_task (supervised, distill): each dataset item is a whole per-process batch of one
+        # data source, in training order (source_batches).
+        return getattr(self.config, "batch_per_task", False)
+
+    def source_batches(self, items: list, rng, what: str, key=lambda item: item.task) -> list[list]:
+        """batch_per_task's dataset items: stage.task_blocks of `items` by data source (`key`)."""
+        cfg = self.config
+        blocks = task_blocks(items, cfg.per_device_train_batch_size, world()[1], rng, key=key)
+        if not blocks:
+            raise Decoder2VecError(
+                f"{cfg.stage}: no data source in {cfg.data} has a full block of per_device_train_batch_size x "
+                f"processes = {cfg.per_device_train_batch_size * world()[1]} {what} (or set batch_per_task: false)")
+        return blocks
+
     def eval_batch(self, part: list) -> list:
-        """Held-out examples -> what collate() takes."""
-        return part
+        """Held-out examples -> what collate() takes: one item that is their batch where items are batches."""
+        return [part] if self.ordered else part
 
     def embed(self, model, batch: Batch) -> torch.Tensor:
         # The view runs its .model; point it at the module the Trainer hands us (the peft model,

@@ -44,14 +44,13 @@ from ..cpu import trains_in_bf16
 from ..data import registry
 from ..data.corpora import LOCAL_FORMATS, load_sentences, load_table
 from ..data.pairs import POSITIVE_COLUMNS, QUERY_COLUMNS, load_pairs
-from ..errors import Decoder2VecError
 from ..folder.distill_projection import save_projection
 from .config import DistillConfig
 from .contrastive import EncoderStage, poolable
 from .losses import world
 from .matryoshka import check_dims, matryoshka_weights
 from .mining import relative_margin_limit
-from .stage import check_enough, task_blocks
+from .stage import check_enough
 from .teacher import teacher_vectors
 
 
@@ -235,21 +234,7 @@ class DistillStage(EncoderStage):
         self.projection = self._projections(self.encoder.dimension, self.teacher.shape[1])
         if not cfg.batch_per_task:
             return items
-        # Items are whole per-process batches in training order, as the supervised stage's.
-        blocks = task_blocks(items, cfg.per_device_train_batch_size, world()[1], random.Random(cfg.seed),
-                             key=lambda example: example.source)
-        if not blocks:
-            raise Decoder2VecError(
-                f"distill: no source in {cfg.data} has a full block of per_device_train_batch_size x processes = "
-                f"{cfg.per_device_train_batch_size * world()[1]} examples (or set batch_per_task: false)")
-        return blocks
-
-    @property
-    def ordered(self) -> bool:
-        return self.config.batch_per_task
-
-    def eval_batch(self, part: list) -> list:
-        return [part] if self.config.batch_per_task else part
+        return self.source_batches(items, random.Random(cfg.seed), "examples", key=lambda example: example.source)
 
     def _projections(self, student_dim: int, teacher_dim: int) -> nn.ModuleDict:
         """One Linear(prefix, teacher dim) per trained length that differs from the teacher's (mse)."""
@@ -268,7 +253,7 @@ class DistillStage(EncoderStage):
         return example.texts[0]  # a held-out English is never trained on, through any of its translations
 
     def collate(self, items: list) -> dict:
-        if self.config.batch_per_task:
+        if self.ordered:
             items = items[0]  # one item: a whole batch of one source
         texts, targets, instructions = student_texts(items)
         rows = [self.target_row[target] for target in targets]

@@ -22,7 +22,7 @@ from ..errors import Decoder2VecError
 from .config import SupervisedConfig
 from .contrastive import EncoderStage, poolable
 from .losses import info_nce, text_keys, world
-from .stage import check_enough, task_blocks
+from .stage import check_enough
 
 
 class SupervisedStage(EncoderStage):
@@ -52,12 +52,7 @@ class SupervisedStage(EncoderStage):
             return pairs
         # Items are whole per-process batches in training order (the Trainer's own batch size is
         # 1 and its sampler sequential, see engine).
-        items = task_blocks(pairs, cfg.per_device_train_batch_size, world()[1], rng)
-        if not items:
-            raise Decoder2VecError(
-                f"supervised: no task in {cfg.data} has a full block of per_device_train_batch_size x processes = "
-                f"{cfg.per_device_train_batch_size * world()[1]} pairs (or set batch_per_task: false)")
-        return items
+        return self.source_batches(pairs, rng, "pairs")
 
     def _e5_items(self) -> list:
         """The E5 mix in llm2vec 0.2.3's order (data/paper.e5_blocks): the same single-task blocks,
@@ -89,12 +84,8 @@ class SupervisedStage(EncoderStage):
             print(f"supervised: {cut} of {len(pairs)} pairs carry more than num_negatives={n} hard negatives; "
                   f"each keeps its first {n}")
 
-    @property
-    def ordered(self) -> bool:
-        return self.config.batch_per_task
-
     def collate(self, items: list) -> dict:
-        pairs = items[0] if self.config.batch_per_task else items
+        pairs = items[0] if self.ordered else items
         cfg = self.config
         texts, instructions, owner = [], [], []  # owner: (pair index, role) of each text
         for i, p in enumerate(pairs):
@@ -127,9 +118,6 @@ class SupervisedStage(EncoderStage):
 
     def example_key(self, pair):
         return frozenset((pair.query, pair.positive))
-
-    def eval_batch(self, part: list) -> list:
-        return [part] if self.config.batch_per_task else part
 
     def _split(self, vectors, n):
         return vectors[:n], vectors[n:2 * n], vectors[2 * n:]
